@@ -1,0 +1,94 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Warnings are errors in every target we own; dependencies keep their own settings.
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
+
+let package = Package(
+    name: "Shadowbridge",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "shadowbridge", targets: ["shadowbridge"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C libraries behind thin shims (STYLE: Swift never sees a C type it does not need).
+        .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .target(name: "CCrypto", linkerSettings: [.linkedLibrary("crypto")]),
+
+        // Protocol cores: no I/O.
+        .target(name: "XMLCore", dependencies: ["CLibXML2"], swiftSettings: strict),
+        .target(name: "XMPPCore", dependencies: ["XMLCore", "CCrypto"], swiftSettings: strict),
+        .target(name: "IRCCore", swiftSettings: strict),
+        .target(name: "DMUC", dependencies: ["XMPPCore"], swiftSettings: strict),
+
+        // Connections.
+        .target(
+            name: "XMPPNIO",
+            dependencies: [
+                "XMPPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "IRCNIO",
+            dependencies: [
+                "IRCCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        // Configuration and services.
+        .target(
+            name: "Configuration",
+            dependencies: ["XMPPCore", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: strict),
+        .target(
+            name: "MasterService",
+            dependencies: ["DMUC", "XMPPNIO", "Configuration", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "Bridge",
+            dependencies: [
+                "DMUC", "XMPPNIO", "IRCNIO", "Configuration", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        // Real servers on loopback: shared by the end-to-end tests and `shadowbridge demo`.
+        .target(name: "Lab", swiftSettings: strict),
+
+        .executableTarget(
+            name: "shadowbridge",
+            dependencies: [
+                "MasterService", "Bridge", "Configuration", "Lab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+
+        .testTarget(name: "XMLCoreTests", dependencies: ["XMLCore"], swiftSettings: strict),
+        .testTarget(name: "XMPPCoreTests", dependencies: ["XMPPCore"], swiftSettings: strict),
+        .testTarget(name: "IRCCoreTests", dependencies: ["IRCCore"], swiftSettings: strict),
+        .testTarget(name: "DMUCTests", dependencies: ["DMUC"], swiftSettings: strict),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "Lab",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,148 @@
+import DMUC
+import IRCCore
+import IRCNIO
+import Logging
+
+extension BridgeService {
+    func puppetEnsure(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String) {
+        guard var network = networks[name] else { return }
+        let key = occupant.realJID.description
+        let folded = network.fold(channel)
+        if var puppet = network.puppets[key] {
+            puppet.wanted[folded] = channel
+            if puppet.nick != nil && !puppet.joined.contains(folded) {
+                puppet.connection?.send(IRCMessage(command: "JOIN", channel))
+            }
+            network.puppets[key] = puppet
+            networks[name] = network
+            return
+        }
+        var puppet = Puppet(key: key, roomNick: occupant.nick)
+        puppet.wanted[folded] = channel
+        network.puppets[key] = puppet
+        networks[name] = network
+        guard let server = network.configuration.servers.first else { return }
+        let irc = IRCConnectionConfiguration(
+            host: server.host, port: server.port,
+            nick: PuppetNick.make(template: network.configuration.puppetNick, nick: occupant.nick),
+            username: "xmpp", realname: "\(occupant.nick) (XMPP, via Shadowbridge)", fallbackEncoding: network.fallback)
+        let logger = self.logger.with("network", name).with("puppet", occupant.nick)
+        let group = self.group
+        tasks.append(Task { [self] in
+            do {
+                let connection = try await IRCConnection.connect(irc, group: group, logger: logger)
+                guard self.puppetConnected(connection, key: key, network: name) else { return }
+                for await event in connection.events {
+                    self.puppetEvent(event, key: key, network: name)
+                }
+            } catch {
+                logger.warning("puppet cannot connect", metadata: ["error": "\(error)"])
+            }
+            self.puppetGone(key: key, network: name)
+        })
+    }
+
+    /// False when the occupant left while the puppet was connecting.
+    private func puppetConnected(_ connection: IRCConnection, key: String, network name: String) -> Bool {
+        guard networks[name]?.puppets[key] != nil else {
+            connection.quit("Left the room")
+            return false
+        }
+        networks[name]?.puppets[key]?.connection = connection
+        return true
+    }
+
+    private func puppetEvent(_ event: IRCConnectionEvent, key: String, network name: String) {
+        guard var network = networks[name], var puppet = network.puppets[key] else { return }
+        defer {
+            network.puppets[key] = puppet
+            networks[name] = network
+        }
+        switch event {
+        case .registered(let nick):
+            puppet.nick = nick
+            network.puppetNicks[network.fold(nick)] = key
+            puppet.connection?.send(puppet.wanted.values.sorted().map { IRCMessage(command: "JOIN", $0) })
+        case .message(let message):
+            let ownNick = puppet.nick.map(network.fold)
+            guard let source = message.sourceNick.map(network.fold), source == ownNick else { return }
+            switch message.command {
+            case "JOIN":
+                guard let channel = message.parameters.first.map(network.fold) else { return }
+                puppet.joined.insert(channel)
+                let ready = puppet.queued.filter { $0.channel == channel }
+                puppet.queued.removeAll { $0.channel == channel }
+                puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[channel] ?? channel, text: $0.text, nick: puppet.nick ?? "") })
+            case "PART", "KICK":
+                if let channel = message.parameters.first.map(network.fold) { puppet.joined.remove(channel) }
+            case "NICK":
+                if let newNick = message.parameters.first {
+                    network.puppetNicks.removeValue(forKey: network.fold(puppet.nick ?? ""))
+                    puppet.nick = newNick
+                    network.puppetNicks[network.fold(newNick)] = key
+                }
+            default:
+                break
+            }
+        case .closed(let reason):
+            logger.info("puppet connection closed", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(reason)"])
+        }
+    }
+
+    private func puppetGone(key: String, network name: String) {
+        guard var network = networks[name], let puppet = network.puppets.removeValue(forKey: key) else { return }
+        if let nick = puppet.nick { network.puppetNicks.removeValue(forKey: network.fold(nick)) }
+        networks[name] = network
+    }
+
+    func puppetSay(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, body: String) {
+        guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else {
+            logger.warning("a line from an occupant without a puppet was not relayed", metadata: ["network": "\(name)", "channel": "\(channel)"])
+            return
+        }
+        let folded = network.fold(channel)
+        if puppet.joined.contains(folded), let nick = puppet.nick {
+            puppet.connection?.send(privmsgs(channel: channel, text: body, nick: nick))
+        } else if puppet.queued.count < Puppet.maximumQueuedLines {
+            puppet.queued.append((folded, body))
+        } else {
+            logger.warning("puppet queue full; line dropped", metadata: ["network": "\(name)", "channel": "\(channel)"])
+        }
+        network.puppets[puppet.key] = puppet
+        networks[name] = network
+    }
+
+    func puppetLeave(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, reason: String?) {
+        guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else { return }
+        let folded = network.fold(channel)
+        puppet.wanted.removeValue(forKey: folded)
+        puppet.queued.removeAll { $0.channel == folded }
+        if puppet.wanted.isEmpty {
+            // Its last channel: QUIT with the status text (PROTOCOL.md §5).
+            puppet.connection?.quit(reason ?? "Left the room")
+            network.puppets.removeValue(forKey: puppet.key)
+            if let nick = puppet.nick { network.puppetNicks.removeValue(forKey: network.fold(nick)) }
+        } else {
+            if puppet.joined.remove(folded) != nil {
+                puppet.connection?.send(IRCMessage(command: "PART", channel, reason ?? "Left the room"))
+            }
+            network.puppets[puppet.key] = puppet
+        }
+        networks[name] = network
+    }
+
+    /// One PRIVMSG per line, each split so the relayed line with a full prefix fits 512 bytes.
+    func privmsgs(channel: String, text: String, nick: String) -> [IRCMessage] {
+        var action = false
+        var text = Substring(text)
+        if text.hasPrefix("/me ") {
+            action = true
+            text = text.dropFirst(4)
+        }
+        // ":nick!user@host PRIVMSG #channel :" with room for a 63-byte host, plus CR LF.
+        let overhead = 1 + nick.utf8.count + 1 + 10 + 1 + 63 + 9 + channel.utf8.count + 2 + 2 + (action ? 9 : 0)
+        return IRCLineSplitter.split(String(text), maximumBytes: max(64, 512 - overhead)).map { piece in
+            IRCMessage(command: "PRIVMSG", channel, action ? "\u{1}ACTION \(piece)\u{1}" : piece)
+        }
+    }
+}

@@ -1,0 +1,328 @@
+import Configuration
+import DMUC
+import IRCCore
+import IRCNIO
+import Logging
+import NIOCore
+import XMPPCore
+import XMPPNIO
+
+/// The bridge role (DESIGN.md §1): one shadow room per mapped IRC channel.
+///
+/// Per network, one bridge connection reads the channels: its IRC users become the shadow's
+/// local occupants and their lines are submitted to the master. Remote occupants (XMPP users,
+/// other networks' IRC users) appear on IRC through one puppet connection each, and speak
+/// only what the master's fanout says they said.
+public actor BridgeService {
+    private let configuration: ShadowbridgeConfiguration.Bridge
+    private let session: ComponentSession
+    let group: any EventLoopGroup
+    let logger: Logger
+    var networks: [String: NetworkState] = [:]
+    private var shadows: [JID: ShadowState] = [:]
+    var tasks: [Task<Void, Never>] = []
+
+    struct ShadowState {
+        var room: ShadowRoom
+        let network: String
+        let channel: String
+    }
+
+    public init(configuration: ShadowbridgeConfiguration.Bridge, xmpp: ShadowbridgeConfiguration.XMPPServer, group: any EventLoopGroup, logger: Logger) {
+        self.configuration = configuration
+        self.group = group
+        var logger = logger
+        logger[metadataKey: "role"] = "bridge"
+        self.logger = logger
+        self.session = ComponentSession(
+            configuration: ComponentConfiguration(
+                host: xmpp.host, port: xmpp.port, domain: configuration.domain, secret: configuration.secret,
+                identity: ("gateway", "irc", "Shadowbridge IRC gateway")),
+            group: group, logger: logger)
+        for network in configuration.networks {
+            let fallback = IRCTextEncoding(rawValue: network.encodingFallback) ?? .cp1252
+            networks[network.name] = NetworkState(configuration: network, fallback: fallback)
+            for channel in network.channels {
+                let jid = Self.shadowJID(channel: channel.irc, network: network.name, domain: configuration.domain)
+                shadows[jid] = ShadowState(room: ShadowRoom(masterRoom: channel.room, jid: jid), network: network.name, channel: channel.irc)
+            }
+        }
+    }
+
+    /// `#ops%example@irc.example.org` (PROTOCOL.md §2).
+    static func shadowJID(channel: String, network: String, domain: String) -> JID {
+        JID(local: "\(channel.lowercased())%\(network)", domain: domain)
+    }
+
+    /// Runs the component session and every network until the task is cancelled.
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.session.run { stanza in await self.handleStanza(stanza) } }
+            for name in networks.keys.sorted() {
+                group.addTask { await self.runNetwork(name) }
+            }
+        }
+    }
+
+    /// Leaves the rooms and IRC politely (DESIGN.md §5).
+    public func shutdown() async {
+        for (jid, state) in shadows {
+            for nick in state.room.localNicks {
+                var room = state.room
+                let actions = room.ircLeft(nick: nick, reason: "Shadowbridge is shutting down")
+                shadows[jid]?.room = room
+                for case .send(let stanza) in actions { session.send(stanza) }
+            }
+        }
+        for network in networks.values {
+            for puppet in network.puppets.values { puppet.connection?.quit("Shadowbridge is shutting down") }
+            network.connection?.quit("Shadowbridge is shutting down")
+        }
+        await session.close()
+    }
+
+    // MARK: - The bridge connection of a network
+
+    private func runNetwork(_ name: String) async {
+        guard let network = networks[name]?.configuration else { return }
+        var failures = 0
+        var serverIndex = 0
+        while !Task.isCancelled {
+            let server = network.servers[serverIndex % network.servers.count]
+            let irc = IRCConnectionConfiguration(
+                host: server.host, port: server.port, nick: network.nick, username: "shadowbridge",
+                realname: "Shadowbridge IRC-XMPP bridge", password: network.password,
+                fallbackEncoding: networks[name]!.fallback)
+            do {
+                let connection = try await IRCConnection.connect(irc, group: group, logger: logger.with("network", name))
+                networks[name]?.connection = connection
+                failures = 0
+                for await event in connection.events {
+                    handleNetworkEvent(name, event)
+                }
+                networkLost(name)
+                logger.warning("IRC connection lost; reconnecting", metadata: ["network": "\(name)", "server": "\(server)"])
+            } catch {
+                failures += 1
+                serverIndex += 1
+                logger.warning("cannot connect to the IRC server", metadata: ["network": "\(name)", "server": "\(server)", "error": "\(error)", "attempt": "\(failures)"])
+            }
+            try? await Task.sleep(for: Backoff.delay(attempt: max(failures, 1)))
+        }
+    }
+
+    private func handleNetworkEvent(_ name: String, _ event: IRCConnectionEvent) {
+        guard var network = networks[name] else { return }
+        defer { networks[name] = network }
+        switch event {
+        case .registered(let nick):
+            network.nick = nick
+            logger.info("IRC bridge connection registered", metadata: ["network": "\(name)", "nick": "\(nick)"])
+            let channels = network.configuration.channels.map(\.irc)
+            network.connection?.send(channels.map { IRCMessage(command: "JOIN", $0) })
+        case .closed:
+            break
+        case .message(let message):
+            handleBridgeMessage(message, network: &network)
+        }
+    }
+
+    private func handleBridgeMessage(_ message: IRCMessage, network: inout NetworkState) {
+        let sourceNick = message.sourceNick ?? ""
+        let fromSelf = network.fold(sourceNick) == network.fold(network.nick ?? "")
+        let fromPuppet = network.puppetNicks[network.fold(sourceNick)] != nil
+        switch message.command {
+        case "353":
+            // RPL_NAMREPLY: me, symbol, channel, names.
+            guard message.parameters.count >= 4 else { return }
+            let channel = network.fold(message.parameters[2])
+            let names = message.parameters[3].split(separator: " ").map { name in
+                String(name.drop(while: { "~&@%+".contains($0) }).prefix(while: { $0 != "!" }))
+            }
+            network.pendingNames[channel, default: []].append(contentsOf: names)
+        case "366":
+            guard message.parameters.count >= 2 else { return }
+            let channel = network.fold(message.parameters[1])
+            let names = network.pendingNames.removeValue(forKey: channel) ?? []
+            for nick in names where !nick.isEmpty {
+                ircUserJoined(nick, channel: channel, network: &network)
+            }
+        case "JOIN":
+            guard let channel = message.parameters.first.map(network.fold) else { return }
+            if fromSelf {
+                network.joined.insert(channel)
+            } else if !fromPuppet {
+                ircUserJoined(sourceNick, channel: channel, network: &network)
+            }
+        case "PART":
+            guard let channel = message.parameters.first.map(network.fold) else { return }
+            if fromSelf {
+                network.joined.remove(channel)
+                channelLost(channel, network: &network, reason: "the bridge left the channel")
+            } else if !fromPuppet {
+                ircUserLeft(sourceNick, channel: channel, reason: message.parameters.dropFirst().first, network: &network)
+            }
+        case "KICK":
+            guard message.parameters.count >= 2 else { return }
+            let channel = network.fold(message.parameters[0])
+            let target = message.parameters[1]
+            let reason = message.parameters.count > 2 ? message.parameters[2] : nil
+            if network.fold(target) == network.fold(network.nick ?? "") {
+                network.joined.remove(channel)
+                channelLost(channel, network: &network, reason: "the bridge was kicked")
+                network.connection?.send(IRCMessage(command: "JOIN", message.parameters[0]))
+            } else if network.puppetNicks[network.fold(target)] == nil {
+                ircUserLeft(target, channel: channel, reason: "Kicked by \(sourceNick)" + (reason.map { ": \($0)" } ?? ""), network: &network)
+            }
+        case "QUIT":
+            guard !fromSelf && !fromPuppet else { return }
+            for channel in network.members.keys.sorted() where network.members[channel]!.contains(network.fold(sourceNick)) {
+                ircUserLeft(sourceNick, channel: channel, reason: message.parameters.first.map { "Quit: \($0)" }, network: &network)
+            }
+        case "NICK":
+            guard !fromSelf && !fromPuppet, let newNick = message.parameters.first else {
+                if fromSelf, let newNick = message.parameters.first { network.nick = newNick }
+                return
+            }
+            // The skeleton shows a nick change as a leave and a join; one 303 nick change
+            // comes with the bridge-semantics issue.
+            let id = network.userIDs.removeValue(forKey: network.fold(sourceNick))
+            for channel in network.members.keys.sorted() where network.members[channel]!.contains(network.fold(sourceNick)) {
+                ircUserLeft(sourceNick, channel: channel, reason: "Nick change to \(newNick)", network: &network)
+                if let id { network.userIDs[network.fold(newNick)] = id }
+                ircUserJoined(newNick, channel: channel, network: &network)
+            }
+        case "PRIVMSG", "NOTICE":
+            guard !fromSelf && !fromPuppet, message.parameters.count >= 2 else { return }
+            let target = network.fold(message.parameters[0])
+            guard network.members[target] != nil else { return }  // private messages come later
+            guard let body = Self.bodyFromIRC(message.parameters[1]) else { return }
+            withShadow(network: network.configuration.name, channel: target) { room in
+                room.ircMessage(nick: sourceNick, body: body, originID: RandomID.make(bytes: 12))
+            }
+        default:
+            break
+        }
+    }
+
+    /// CTCP ACTION becomes `/me`; other CTCP is not conversation and is not relayed.
+    static func bodyFromIRC(_ text: String) -> String? {
+        if text.hasPrefix("\u{1}") {
+            var inner = text.dropFirst()
+            if inner.hasSuffix("\u{1}") { inner = inner.dropLast() }
+            if inner.hasPrefix("ACTION ") { return XMLEscaping.xmlSafe("/me " + inner.dropFirst(7)) }
+            return nil
+        }
+        let safe = XMLEscaping.xmlSafe(text)
+        return safe.isEmpty ? nil : safe
+    }
+
+    private func ircUserJoined(_ nick: String, channel: String, network: inout NetworkState) {
+        let key = network.fold(nick)
+        guard key != network.fold(network.nick ?? ""), network.puppetNicks[key] == nil else { return }
+        network.members[channel, default: []].insert(key)
+        let id = network.userIDs[key] ?? "u" + RandomID.make(bytes: 5)
+        network.userIDs[key] = id
+        let real = JID(local: "\(id)%\(network.configuration.name)", domain: configuration.domain, resource: "irc")
+        withShadow(network: network.configuration.name, channel: channel) { $0.ircJoined(nick: nick, realJID: real) }
+    }
+
+    private func ircUserLeft(_ nick: String, channel: String, reason: String?, network: inout NetworkState) {
+        let key = network.fold(nick)
+        guard network.members[channel]?.remove(key) != nil else { return }
+        if !network.members.values.contains(where: { $0.contains(key) }) { network.userIDs.removeValue(forKey: key) }
+        withShadow(network: network.configuration.name, channel: channel) { $0.ircLeft(nick: nick, reason: reason) }
+    }
+
+    /// The bridge is no longer in the channel: its IRC users leave the room.
+    private func channelLost(_ channel: String, network: inout NetworkState, reason: String) {
+        for key in (network.members[channel] ?? []).sorted() {
+            ircUserLeft(key, channel: channel, reason: reason, network: &network)
+        }
+    }
+
+    private func networkLost(_ name: String) {
+        guard var network = networks[name] else { return }
+        network.connection = nil
+        network.joined.removeAll()
+        for channel in network.members.keys.sorted() {
+            channelLost(channel, network: &network, reason: "The bridge lost its IRC connection")
+        }
+        networks[name] = network
+    }
+
+    // MARK: - The master's stanzas
+
+    func handleStanza(_ stanza: XMLElement) {
+        guard let to = stanza["to"].flatMap(JID.init) else { return }
+        guard let state = shadows[to.bare] else {
+            if to.local != nil, stanza["type"] != "error", stanza.name != "presence" || stanza["type"] != "unavailable" {
+                session.send(stanza.errorReply(type: "cancel", condition: "item-not-found", text: "no such bridged channel"))
+            } else if to.local == nil, stanza.name == "iq", stanza["type"] == "get" || stanza["type"] == "set" {
+                session.send(stanza.errorReply(type: "cancel", condition: "service-unavailable"))
+            }
+            return
+        }
+        var room = state.room
+        let actions = room.receive(stanza)
+        shadows[to.bare]?.room = room
+        perform(actions, shadow: to.bare)
+    }
+
+    // MARK: - Actions
+
+    private func withShadow(network: String, channel: String, _ body: (inout ShadowRoom) -> [ShadowRoom.Action]) {
+        guard let jid = shadows.first(where: { $0.value.network == network && self.networks[network]?.fold($0.value.channel) == channel })?.key
+        else { return }
+        var room = shadows[jid]!.room
+        let actions = body(&room)
+        shadows[jid]!.room = room
+        perform(actions, shadow: jid)
+    }
+
+    private func perform(_ actions: [ShadowRoom.Action], shadow jid: JID) {
+        guard let state = shadows[jid] else { return }
+        let metadata: Logger.Metadata = ["network": "\(state.network)", "channel": "\(state.channel)"]
+        var outgoing: [XMLElement] = []
+        for action in actions {
+            switch action {
+            case .send(let stanza):
+                outgoing.append(stanza)
+            case .remoteJoined(let occupant):
+                puppetEnsure(occupant, network: state.network, channel: state.channel)
+            case .remoteLeft(let occupant, let reason):
+                puppetLeave(occupant, network: state.network, channel: state.channel, reason: reason)
+            case .remoteMessage(let occupant, let body):
+                puppetSay(occupant, network: state.network, channel: state.channel, body: body)
+            case .localRefused(let nick, let condition, let text):
+                logger.info("the room refused an IRC user", metadata: metadata.merging(["nick": "\(nick)", "condition": "\(condition)"]) { $1 })
+                networks[state.network]?.connection?.send(
+                    IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (\(text ?? condition)); your messages are not relayed."))
+            case .federationFailed(let condition):
+                logger.warning("federation with the master failed; retrying", metadata: metadata.merging(["condition": "\(condition)"]) { $1 })
+                tasks.append(Task { [self] in
+                    try? await Task.sleep(for: .seconds(2))
+                    self.retryFederation(jid)
+                })
+            case .note(let note):
+                logger.debug("shadow", metadata: metadata.merging(["note": "\(note)"]) { $1 })
+            }
+        }
+        session.send(outgoing)
+    }
+
+    private func retryFederation(_ jid: JID) {
+        guard var room = shadows[jid]?.room else { return }
+        let actions = room.retryFederation()
+        shadows[jid]?.room = room
+        perform(actions, shadow: jid)
+    }
+}
+
+extension Logger {
+    func with(_ key: String, _ value: String) -> Logger {
+        var copy = self
+        copy[metadataKey: key] = "\(value)"
+        return copy
+    }
+}

@@ -1,0 +1,46 @@
+import Configuration
+import IRCCore
+import IRCNIO
+
+/// What the bridge knows about one IRC network.
+struct NetworkState {
+    let configuration: Network
+    let fallback: IRCTextEncoding
+    var connection: IRCConnection?
+    /// The bridge connection's nick, once registered.
+    var nick: String?
+    var caseMapping = IRCCaseMapping.rfc1459
+    /// Channels (folded) the bridge connection is in.
+    var joined: Set<String> = []
+    /// IRC users (folded nicks) per channel (folded); never the bridge or its puppets.
+    var members: [String: Set<String>] = [:]
+    /// NAMES replies being collected, per channel.
+    var pendingNames: [String: [String]] = [:]
+    /// The opaque id behind each IRC user's real JID (PROTOCOL.md §2), by folded nick.
+    var userIDs: [String: String] = [:]
+    /// Puppets by the real JID of the occupant they show.
+    var puppets: [String: Puppet] = [:]
+    /// Registered puppet nicks (folded) to puppet keys: how the bridge knows its own.
+    var puppetNicks: [String: String] = [:]
+
+    init(configuration: Network, fallback: IRCTextEncoding) {
+        self.configuration = configuration
+        self.fallback = fallback
+    }
+
+    func fold(_ s: String) -> String { caseMapping.fold(s) }
+}
+
+/// One remote occupant's IRC connection (PROTOCOL.md §5: "puppet connects and JOINs").
+struct Puppet {
+    let key: String
+    var roomNick: String
+    var connection: IRCConnection?
+    var nick: String?
+    /// Channels the occupant is in (folded -> as written).
+    var wanted: [String: String] = [:]
+    var joined: Set<String> = []
+    /// Lines said before the puppet was in the channel.
+    var queued: [(channel: String, text: String)] = []
+    static let maximumQueuedLines = 500
+}

@@ -1,0 +1,306 @@
+import Foundation
+import TOMLKit
+import XMPPCore
+
+/// Everything `Config/shadowbridge.toml` and the mapping files say (DESIGN.md §4).
+public struct ShadowbridgeConfiguration: Sendable {
+    public struct XMPPServer: Sendable {
+        public var host: String
+        public var port: Int
+    }
+
+    public enum RoomCreation: String, Sendable {
+        case onFederation = "on-federation"
+        case anyone
+        case admins
+    }
+
+    public struct Master: Sendable {
+        public var domain: String
+        public var secret: String
+        public var allowedShadows: [String]
+        public var createRooms: RoomCreation
+        /// Rooms that exist from the start (local parts).
+        public var rooms: [String]
+    }
+
+    public struct Bridge: Sendable {
+        public var domain: String
+        public var secret: String
+        public var mappingsDirectory: String
+        public var networks: [Network]
+    }
+
+    public var xmpp: XMPPServer
+    public var master: Master?
+    public var bridge: Bridge?
+    public var logLevel: String
+    /// Warnings to print at start (inline secrets, for example).
+    public var warnings: [String]
+}
+
+/// One IRC network and its channel mappings: one file under `bridges/`.
+public struct Network: Sendable {
+    public struct Server: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var tls: Bool
+        public var description: String { "\(tls ? "ircs" : "irc")://\(host):\(port)" }
+    }
+
+    public enum XMPPUsers: String, Sendable {
+        case puppet
+        case relay
+    }
+
+    public struct Channel: Sendable {
+        public var irc: String
+        public var room: JID
+        /// Where it was written, for errors found later.
+        public var file: String
+    }
+
+    public var name: String
+    public var file: String
+    public var servers: [Server]
+    public var nick: String
+    public var password: String?
+    public var encodingFallback: String
+    public var xmppUsers: XMPPUsers
+    public var puppetNick: String
+    public var maxPuppets: Int
+    public var channels: [Channel]
+}
+
+extension ShadowbridgeConfiguration {
+    /// Reads the config file and every mapping file it names. Relative paths are relative to
+    /// the working directory.
+    public static func load(path: String) throws(ConfigurationError) -> ShadowbridgeConfiguration {
+        let document = try TOMLDocument(path: path, text: readText(path, file: path, key: nil))
+        var root = TableReader(document: document, table: document.table, path: "")
+        var warnings: [String] = []
+
+        guard let xmppTable = try root.table("xmpp") else {
+            throw ConfigurationError(file: path, key: "xmpp", message: "is required: the XMPP server both components connect to")
+        }
+        var xmppReader = TableReader(document: document, table: xmppTable, path: "xmpp")
+        let xmpp = XMPPServer(host: try xmppReader.string("host") ?? "127.0.0.1", port: try xmppReader.int("port") ?? 5347)
+        try xmppReader.rejectUnknownKeys()
+
+        var master: Master?
+        if let table = try root.table("master") {
+            var reader = TableReader(document: document, table: table, path: "master")
+            let domain = try domainValue(&reader, document: document)
+            let secret = try secretValue(&reader, document: document, warnings: &warnings)
+            let allowed = try reader.strings("allowed_shadows") ?? []
+            let createRaw = try reader.string("create_rooms") ?? RoomCreation.onFederation.rawValue
+            guard let create = RoomCreation(rawValue: createRaw) else {
+                throw document.error("master.create_rooms", "must be \"on-federation\", \"anyone\" or \"admins\"")
+            }
+            var rooms: [String] = []
+            for (index, roomTable) in try reader.tables("room").enumerated() {
+                var roomReader = TableReader(document: document, table: roomTable, path: "master.room[\(index)]")
+                let name = try roomReader.requiredString("name")
+                guard JID(local: name, domain: domain).local == name.lowercased(), JID("\(name)@\(domain)") != nil else {
+                    throw document.error("master.room[\(index)].name", "is not a valid room name")
+                }
+                rooms.append(name.lowercased())
+                try roomReader.rejectUnknownKeys()
+            }
+            _ = try reader.string("database")  // persistence arrives with the master issue
+            try reader.rejectUnknownKeys()
+            master = Master(domain: domain, secret: secret, allowedShadows: allowed, createRooms: create, rooms: rooms)
+        }
+
+        var bridge: Bridge?
+        if let table = try root.table("bridge") {
+            var reader = TableReader(document: document, table: table, path: "bridge")
+            let domain = try domainValue(&reader, document: document)
+            let secret = try secretValue(&reader, document: document, warnings: &warnings)
+            let mappings = try reader.string("mappings") ?? "bridges"
+            _ = try reader.string("database")
+            try reader.rejectUnknownKeys()
+            let networks = try loadMappings(directory: mappings, configFile: path, line: document.line(of: "bridge.mappings"), masterDomain: master?.domain)
+            bridge = Bridge(domain: domain, secret: secret, mappingsDirectory: mappings, networks: networks)
+        }
+
+        var logLevel = "info"
+        if let table = try root.table("log") {
+            var reader = TableReader(document: document, table: table, path: "log")
+            logLevel = try reader.string("level") ?? "info"
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
+                throw document.error("log.level", "must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            try reader.rejectUnknownKeys()
+        }
+        if let table = try root.table("metrics") {
+            var reader = TableReader(document: document, table: table, path: "metrics")
+            _ = try reader.string("listen")  // the metrics endpoint arrives with the operations issue
+            try reader.rejectUnknownKeys()
+        }
+        try root.rejectUnknownKeys()
+        if master == nil && bridge == nil {
+            throw ConfigurationError(file: path, message: "neither [master] nor [bridge] is configured: nothing to run")
+        }
+        return ShadowbridgeConfiguration(xmpp: xmpp, master: master, bridge: bridge, logLevel: logLevel, warnings: warnings)
+    }
+
+    /// Reads every `*.toml` in `directory`, sorted by name.
+    static func loadMappings(directory: String, configFile: String, line: Int?, masterDomain: String?) throws(ConfigurationError) -> [Network] {
+        let files: [String]
+        do {
+            files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".toml") }.sorted()
+        } catch {
+            throw ConfigurationError(file: configFile, line: line, key: "bridge.mappings", message: "cannot read the directory \(directory)")
+        }
+        var networks: [Network] = []
+        var seenRooms: [String: String] = [:]
+        for file in files {
+            let network = try Network.load(path: directory + "/" + file, masterDomain: masterDomain)
+            if let other = networks.first(where: { $0.name == network.name }) {
+                throw ConfigurationError(file: network.file, key: "network.name", message: "\(network.name) is already the name of the network in \(other.file)")
+            }
+            for channel in network.channels {
+                let key = "\(network.name) \(channel.irc.lowercased())"
+                if let other = seenRooms[key] {
+                    throw ConfigurationError(file: network.file, key: "channel.irc", message: "\(channel.irc) is mapped twice (also to \(other))")
+                }
+                seenRooms[key] = channel.room.description
+            }
+            networks.append(network)
+        }
+        return networks
+    }
+
+    private static func domainValue(_ reader: inout TableReader, document: TOMLDocument) throws(ConfigurationError) -> String {
+        let domain = try reader.requiredString("domain")
+        guard let jid = JID(domain), jid.local == nil, jid.resource == nil else {
+            throw document.error(reader.keyPath("domain"), "\(domain) is not a domain")
+        }
+        return jid.domain
+    }
+
+    private static func secretValue(_ reader: inout TableReader, document: TOMLDocument, warnings: inout [String]) throws(ConfigurationError) -> String {
+        let inline = try reader.string("secret")
+        let file = try reader.string("secret_file")
+        switch (inline, file) {
+        case (let s?, nil):
+            warnings.append("\(document.path): \(reader.keyPath("secret")) is written inline; use secret_file outside tests and demos")
+            return s
+        case (nil, let f?):
+            let text = try readText(f, file: document.path, key: reader.keyPath("secret_file"), line: document.line(of: reader.keyPath("secret_file")))
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        case (.some, .some):
+            throw document.error(reader.keyPath("secret"), "give secret or secret_file, not both")
+        case (nil, nil):
+            throw ConfigurationError(file: document.path, key: reader.keyPath("secret_file"), message: "is required (or secret, for tests and demos)")
+        }
+    }
+
+    static func readText(_ path: String, file: String, key: String?, line: Int? = nil) throws(ConfigurationError) -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(file: file, line: line, key: key, message: key == nil ? "cannot read the file" : "cannot read \(path)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationError(file: file, line: line, key: key, message: "\(path) is not UTF-8 text")
+        }
+        return text
+    }
+}
+
+extension Network {
+    static func load(path: String, masterDomain: String?) throws(ConfigurationError) -> Network {
+        let document = try TOMLDocument(path: path, text: ShadowbridgeConfiguration.readText(path, file: path, key: nil))
+        var root = TableReader(document: document, table: document.table, path: "")
+        guard let networkTable = try root.table("network") else {
+            throw ConfigurationError(file: path, key: "network", message: "is required: every mapping file describes one IRC network")
+        }
+        var reader = TableReader(document: document, table: networkTable, path: "network")
+        let name = try reader.requiredString("name")
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }) else {
+            throw document.error("network.name", "must be letters, digits, '-', '_' or '.' (it becomes part of room addresses)")
+        }
+        guard let serverStrings = try reader.strings("servers"), !serverStrings.isEmpty else {
+            throw ConfigurationError(file: path, line: document.line(of: "network._"), key: "network.servers", message: "is required: at least one irc:// or ircs:// address")
+        }
+        var servers: [Server] = []
+        for s in serverStrings {
+            guard let server = Server(parsing: s) else {
+                throw document.error("network.servers", "\(s) is not an irc://host:port or ircs://host:port address")
+            }
+            if server.tls {
+                throw document.error("network.servers", "\(s): TLS to IRC servers is not implemented yet; use irc://")
+            }
+            servers.append(server)
+        }
+        let nick = try reader.requiredString("nick")
+        let password = try reader.string("password")
+        let fallback = try reader.string("encoding_fallback") ?? "cp1252"
+        guard ["cp1252", "latin-1"].contains(fallback) else {
+            throw document.error("network.encoding_fallback", "must be cp1252 or latin-1")
+        }
+        let usersRaw = try reader.string("xmpp_users") ?? "puppet"
+        guard let users = XMPPUsers(rawValue: usersRaw) else {
+            throw document.error("network.xmpp_users", "must be \"puppet\" or \"relay\"")
+        }
+        if users == .relay {
+            throw document.error("network.xmpp_users", "relay mode is not implemented yet; use \"puppet\"")
+        }
+        let template = try reader.string("puppet_nick") ?? "{nick}"
+        guard template.contains("{nick}") else { throw document.error("network.puppet_nick", "must contain {nick}") }
+        let maxPuppets = try reader.int("max_puppets") ?? 500
+        try reader.rejectUnknownKeys()
+
+        var channels: [Channel] = []
+        for (index, table) in try root.tables("channel").enumerated() {
+            var channelReader = TableReader(document: document, table: table, path: "channel[\(index)]")
+            let irc = try channelReader.requiredString("irc")
+            guard let first = irc.first, "#&+!".contains(first), irc.count > 1,
+                !irc.contains(where: { $0 == " " || $0 == "," || $0 == "\u{7}" || $0.isNewline })
+            else {
+                throw document.error("channel[\(index)].irc", "\(irc) is not an IRC channel name")
+            }
+            let roomString = try channelReader.requiredString("room")
+            guard let room = JID(roomString), room.local != nil, room.resource == nil else {
+                throw document.error("channel[\(index)].room", "\(roomString) is not a room address (name@domain)")
+            }
+            if let masterDomain, room.domain != masterDomain {
+                throw document.error("channel[\(index)].room", "\(roomString) is not on the master's domain \(masterDomain)")
+            }
+            try channelReader.rejectUnknownKeys()
+            channels.append(Channel(irc: irc, room: room, file: path))
+        }
+        try root.rejectUnknownKeys()
+        return Network(
+            name: name, file: path, servers: servers, nick: nick, password: password, encodingFallback: fallback, xmppUsers: users,
+            puppetNick: template, maxPuppets: maxPuppets, channels: channels)
+    }
+}
+
+extension Network.Server {
+    /// `irc://host:port` (plain, default port 6667) or `ircs://host:port` (TLS, default 6697).
+    init?(parsing s: String) {
+        let tls: Bool
+        var rest: Substring
+        if s.hasPrefix("ircs://") {
+            tls = true
+            rest = s.dropFirst(7)
+        } else if s.hasPrefix("irc://") {
+            tls = false
+            rest = s.dropFirst(6)
+        } else {
+            return nil
+        }
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        var port = tls ? 6697 : 6667
+        var host = rest
+        if let colon = rest.lastIndex(of: ":"), !rest.hasSuffix("]") {
+            guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else { return nil }
+            port = p
+            host = rest[..<colon]
+        }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        guard !host.isEmpty, !host.contains("/") else { return nil }
+        self.init(host: String(host), port: port, tls: tls)
+    }
+}

@@ -1,0 +1,151 @@
+import TOMLKit
+
+/// A parsed TOML file plus what TOMLKit does not give: the line where a key was written, so
+/// that a wrong value is reported with file, line and key.
+struct TOMLDocument {
+    let path: String
+    let table: TOMLTable
+    private let lines: [Substring]
+
+    init(path: String, text: String) throws(ConfigurationError) {
+        self.path = path
+        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        do {
+            self.table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(
+                file: path, line: error.source.begin.line, column: error.source.begin.column,
+                message: "TOML syntax error: \(error.description)")
+        } catch {
+            throw ConfigurationError(file: path, message: "TOML syntax error: \(error)")
+        }
+    }
+
+    func error(_ keyPath: String, _ message: String) -> ConfigurationError {
+        ConfigurationError(file: path, line: line(of: keyPath), key: keyPath, message: message)
+    }
+
+    /// The line of `a.b.c` (or `channel[2].room`): the header of the innermost table named on
+    /// the path, then the first `c =` after it. Good enough for files people write by hand.
+    func line(of keyPath: String) -> Int? {
+        let parts = keyPath.split(separator: ".").map(String.init)
+        guard let last = parts.last else { return nil }
+        var start = 0
+        var tablePath: [String] = []
+        for part in parts.dropLast() {
+            var name = part
+            var index = 0
+            if let open = part.firstIndex(of: "["), let close = part.firstIndex(of: "]"),
+                let n = Int(part[part.index(after: open)..<close])
+            {
+                name = String(part[..<open])
+                index = n
+            }
+            tablePath.append(name)
+            let header = tablePath.joined(separator: ".")
+            var seen = -1
+            for (i, line) in lines.enumerated().dropFirst(start) {
+                let trimmed = line.trimmingPrefix(while: { $0 == " " || $0 == "\t" })
+                if trimmed.hasPrefix("[[\(header)]]") || trimmed.hasPrefix("[\(header)]") {
+                    seen += 1
+                    if seen == index {
+                        start = i + 1
+                        break
+                    }
+                }
+            }
+        }
+        for (i, line) in lines.enumerated().dropFirst(start) {
+            let trimmed = line.trimmingPrefix(while: { $0 == " " || $0 == "\t" })
+            if trimmed.hasPrefix("[") && i > start { break }
+            if trimmed.hasPrefix(last) {
+                let rest = trimmed.dropFirst(last.count).trimmingPrefix(while: { $0 == " " || $0 == "\t" })
+                if rest.hasPrefix("=") { return i + 1 }
+            }
+        }
+        if start > 0 { return start }
+        return nil
+    }
+}
+
+/// Typed reads of one table, each failing with the key's path.
+struct TableReader {
+    let document: TOMLDocument
+    let table: TOMLTable
+    let path: String
+    private(set) var known: Set<String> = []
+
+    init(document: TOMLDocument, table: TOMLTable, path: String) {
+        self.document = document
+        self.table = table
+        self.path = path
+    }
+
+    func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    mutating func string(_ key: String) throws(ConfigurationError) -> String? {
+        known.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let s = value.string else { throw document.error(keyPath(key), "must be a string") }
+        return s
+    }
+
+    mutating func requiredString(_ key: String) throws(ConfigurationError) -> String {
+        guard let s = try string(key) else {
+            throw ConfigurationError(file: document.path, line: document.line(of: path.isEmpty ? key : path + "._"), key: keyPath(key), message: "is required")
+        }
+        return s
+    }
+
+    mutating func int(_ key: String) throws(ConfigurationError) -> Int? {
+        known.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let n = value.int else { throw document.error(keyPath(key), "must be an integer") }
+        return n
+    }
+
+    mutating func bool(_ key: String) throws(ConfigurationError) -> Bool? {
+        known.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let b = value.bool else { throw document.error(keyPath(key), "must be true or false") }
+        return b
+    }
+
+    mutating func strings(_ key: String) throws(ConfigurationError) -> [String]? {
+        known.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else { throw document.error(keyPath(key), "must be an array of strings") }
+        var out: [String] = []
+        for item in array {
+            guard let s = item.string else { throw document.error(keyPath(key), "must be an array of strings") }
+            out.append(s)
+        }
+        return out
+    }
+
+    mutating func table(_ key: String) throws(ConfigurationError) -> TOMLTable? {
+        known.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let t = value.table else { throw document.error(keyPath(key), "must be a table") }
+        return t
+    }
+
+    mutating func tables(_ key: String) throws(ConfigurationError) -> [TOMLTable] {
+        known.insert(key)
+        guard let value = table[key] else { return [] }
+        guard let array = value.array else { throw document.error(keyPath(key), "must be an array of tables ([[\(keyPath(key))]])") }
+        var out: [TOMLTable] = []
+        for item in array {
+            guard let t = item.table else { throw document.error(keyPath(key), "must be an array of tables ([[\(keyPath(key))]])") }
+            out.append(t)
+        }
+        return out
+    }
+
+    /// Fails on the first key nobody asked for: a typo must not be silently ignored.
+    func rejectUnknownKeys() throws(ConfigurationError) {
+        for key in table.keys.sorted() where !known.contains(key) {
+            throw document.error(keyPath(key), "unknown key")
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import XMLCore
+import XMPPCore
+
+/// The FMUC (XEP-0289) and link-extension elements the master and shadows exchange
+/// (PROTOCOL.md §3). Builders and readers in one place so both ends agree on the shapes.
+public enum LinkElements {
+    /// `<fmuc xmlns='http://isode.com/protocol/fmuc' from='REAL'/>`: the occupant's real JID,
+    /// asserted by the node that holds it.
+    public static func fmuc(from real: JID) -> XMLElement {
+        XMLElement("fmuc", namespace: NS.fmuc, attributes: ["from": real.description])
+    }
+
+    /// The real JID a node asserts in a stanza, if any.
+    public static func fmucFrom(_ stanza: XMLElement) -> JID? {
+        stanza.child("fmuc", namespace: NS.fmuc)?["from"].flatMap(JID.init)
+    }
+
+    /// `<link version='0' mode='primary-replica'/>` on a federating presence.
+    public static func link(epoch: String? = nil, lastSeq: UInt64? = nil) -> XMLElement {
+        var attributes = ["version": "0", "mode": "primary-replica"]
+        if let epoch { attributes["epoch"] = epoch }
+        if let lastSeq { attributes["last-seq"] = String(lastSeq) }
+        return XMLElement("link", namespace: NS.link, attributes: attributes)
+    }
+
+    /// `<seq n epoch/>` on every room-wide stanza the master sends to a shadow.
+    public static func seq(_ n: UInt64, epoch: String) -> XMLElement {
+        XMLElement("seq", namespace: NS.link, attributes: ["n": String(n), "epoch": epoch])
+    }
+
+    public static func seqNumber(_ stanza: XMLElement) -> UInt64? {
+        stanza.child("seq", namespace: NS.link)?["n"].flatMap { UInt64($0) }
+    }
+
+    /// `<sync epoch rid mode seq/>` on the subject that closes a federation burst.
+    public static func sync(epoch: String, rid: String, seq: UInt64) -> XMLElement {
+        XMLElement(
+            "sync", namespace: NS.link,
+            attributes: ["epoch": epoch, "rid": rid, "mode": "primary-replica", "seq": String(seq)])
+    }
+
+    /// `<fmuc><left/></fmuc>`: the master's word that a node has no occupants left.
+    public static func left() -> XMLElement {
+        XMLElement("fmuc", namespace: NS.fmuc, children: [.element(XMLElement("left", namespace: NS.fmuc))])
+    }
+
+    public static func isLeft(_ stanza: XMLElement) -> Bool {
+        stanza.child("fmuc", namespace: NS.fmuc)?.child("left", namespace: NS.fmuc) != nil
+    }
+
+    /// `<origin-id xmlns='urn:xmpp:sid:0' id/>` (XEP-0359).
+    public static func originID(_ id: String) -> XMLElement {
+        XMLElement("origin-id", namespace: NS.sid, attributes: ["id": id])
+    }
+
+    public static func originID(of stanza: XMLElement) -> String? {
+        stanza.child("origin-id", namespace: NS.sid)?["id"]
+    }
+
+    /// True for the elements that belong to the link and must never reach a client.
+    public static func isLinkElement(_ element: XMLElement) -> Bool {
+        element.namespace == NS.fmuc || element.namespace == NS.link
+    }
+}

@@ -1,0 +1,359 @@
+import XMPPCore
+
+/// The master's copy of one room: the authority on roster, nicks, subject and order.
+///
+/// Implements XEP-0045 towards stock clients (§7.2 join, §7.4 groupchat, §7.14 exit) and the
+/// FMUC joined-node side in primary-replica mode towards shadows (PROTOCOL.md §3 flows A-C, E).
+/// A pure state machine: `receive` takes one stanza addressed to the room and returns the
+/// stanzas to send, in order. No I/O, no clocks.
+public struct MasterRoom: Sendable {
+    public let jid: JID
+    /// Stable room id, minted at creation (PROTOCOL.md §2).
+    public let rid: String
+    /// Changes whenever the master loses room state (PROTOCOL.md §3 H).
+    public let epoch: String
+    public private(set) var subject: String = ""
+    public private(set) var subjectNick: String?
+    /// The last room-wide sequence number handed to shadows.
+    public private(set) var seq: UInt64 = 0
+
+    /// Occupants by folded nick.
+    private var occupants: [String: Occupant] = [:]
+    /// Join order, for presence bursts.
+    private var joinOrder: [String] = []
+    /// Federated shadow nodes (shadow room bare JIDs).
+    public private(set) var shadows: Set<JID> = []
+
+    /// Observations for logs and metrics; the room does no logging itself.
+    public enum Note: Sendable, Hashable {
+        case federated(shadow: JID)
+        case nodeLeft(shadow: JID)
+        case linkStanza(shadow: JID, kind: StanzaKind, seq: UInt64)
+        case refused(from: JID, condition: String)
+    }
+
+    public struct Output: Sendable {
+        public var stanzas: [XMLElement] = []
+        public var notes: [Note] = []
+    }
+
+    public init(jid: JID, rid: String, epoch: String) {
+        self.jid = jid.bare
+        self.rid = rid
+        self.epoch = epoch
+    }
+
+    public var occupantList: [Occupant] { joinOrder.compactMap { occupants[$0] } }
+    public var isEmpty: Bool { occupants.isEmpty }
+
+    /// The room's nick fold (PROTOCOL.md §3): case-insensitive so that `Alice` on XMPP and
+    /// `alice` on IRC cannot both be in the room. Full resourceprep plus the IRC casemapping
+    /// arrive with the master issue.
+    public static func fold(_ nick: String) -> String { nick.lowercased() }
+
+    // MARK: - Input
+
+    /// Handles a stanza addressed to the room or to `room/nick`.
+    /// `fromShadowDomain` is true when the sender's domain is an allowed shadow.
+    public mutating func receive(_ stanza: XMLElement, fromShadowDomain: Bool) -> Output {
+        var out = Output()
+        guard let from = stanza["from"].flatMap(JID.init), let to = stanza["to"].flatMap(JID.init) else {
+            return out
+        }
+        // A link element from anyone but an allowed shadow is stripped: it never steers the
+        // room and never reaches a client.
+        var stanza = stanza
+        let real: JID?
+        if fromShadowDomain {
+            real = LinkElements.fmucFrom(stanza)
+            // A shadow may only assert real JIDs inside its own domain.
+            if let real, real.domain != from.domain {
+                out.stanzas.append(stanza.errorReply(type: "cancel", condition: "forbidden", text: "real JID outside the shadow's domain"))
+                out.notes.append(.refused(from: from, condition: "forbidden"))
+                return out
+            }
+        } else {
+            real = nil
+        }
+        stanza.removeElements(where: LinkElements.isLinkElement)
+        if stanza["type"] == "error" { return out }
+
+        switch stanza.name {
+        case "presence":
+            if let real {
+                shadowPresence(stanza, from: from, to: to, real: real, out: &out)
+            } else if fromShadowDomain {
+                out.stanzas.append(stanza.errorReply(type: "modify", condition: "bad-request", text: "fmuc from missing"))
+            } else {
+                clientPresence(stanza, from: from, to: to, out: &out)
+            }
+        case "message":
+            message(stanza, from: from, to: to, real: real, fromShadowDomain: fromShadowDomain, out: &out)
+        case "iq":
+            iq(stanza, from: from, to: to, out: &out)
+        default:
+            break
+        }
+        return out
+    }
+
+    // MARK: - Presence
+
+    private mutating func clientPresence(_ stanza: XMLElement, from: JID, to: JID, out: inout Output) {
+        guard let nick = to.resource else {
+            if stanza["type"] != "unavailable" {
+                out.stanzas.append(stanza.errorReply(type: "modify", condition: "jid-malformed", text: "a nick is required"))
+            }
+            return
+        }
+        let current = occupantKey(realJID: from, node: .local)
+        if stanza["type"] == "unavailable" {
+            if let current { leave(key: current, stanza: stanza, out: &out) }
+            return
+        }
+        if stanza["type"] != nil { return }  // subscription traffic has no place in a room
+        if let current, current == Self.fold(nick) {
+            update(key: current, stanza: stanza, out: &out)
+            return
+        }
+        if current != nil {
+            // Nick change (XEP-0045 §7.6) comes with the master issue.
+            out.stanzas.append(stanza.errorReply(type: "cancel", condition: "not-allowed", text: "nick changes are not supported yet"))
+            return
+        }
+        join(Occupant(nick: nick, realJID: from, node: .local), stanza: stanza, out: &out)
+    }
+
+    private mutating func shadowPresence(_ stanza: XMLElement, from: JID, to: JID, real: JID, out: inout Output) {
+        let node = OccupantNode.shadow(from.bare)
+        guard let nick = to.resource, from.resource != nil else {
+            out.stanzas.append(stanza.errorReply(type: "modify", condition: "jid-malformed", text: "a nick is required"))
+            return
+        }
+        let current = occupantKey(realJID: real, node: node)
+        if stanza["type"] == "unavailable" {
+            if let current { leave(key: current, stanza: stanza, out: &out) }
+            return
+        }
+        if stanza["type"] != nil { return }
+        if let current, current == Self.fold(nick) {
+            update(key: current, stanza: stanza, out: &out)
+            return
+        }
+        if current != nil {
+            out.stanzas.append(stanza.errorReply(type: "cancel", condition: "not-allowed", text: "nick changes are not supported yet"))
+            return
+        }
+        guard occupants[Self.fold(nick)] == nil else {
+            refuseConflict(stanza, nick: nick, out: &out)
+            return
+        }
+        join(Occupant(nick: nick, realJID: real, node: node), stanza: stanza, out: &out)
+        if !shadows.contains(from.bare) {
+            // Flow A: the first presence from a node federates it, whether or not it carries
+            // <link/> (a plain FMUC peer federates the same way). The node learns of its own
+            // user from the burst, which is also her ack, so it joins the fanout only now.
+            shadows.insert(from.bare)
+            out.notes.append(.federated(shadow: from.bare))
+            sendFederationBurst(to: from.bare, out: &out)
+        }
+    }
+
+    private mutating func join(_ occupant: Occupant, stanza: XMLElement, out: inout Output) {
+        let key = Self.fold(occupant.nick)
+        if occupants[key] != nil {
+            refuseConflict(stanza, nick: occupant.nick, out: &out)
+            return
+        }
+        var occupant = occupant
+        occupant.presencePayload = Self.payload(of: stanza)
+        // A local client first receives everyone already present (XEP-0045 §7.2.3).
+        if occupant.node == .local {
+            for existing in occupantList {
+                out.stanzas.append(presence(of: existing, to: occupant.realJID, selfPresence: false))
+            }
+        }
+        occupants[key] = occupant
+        joinOrder.append(key)
+        broadcastPresence(of: occupant, unavailable: false, extra: [], out: &out)
+        if occupant.node == .local {
+            out.stanzas.append(subjectMessage(to: occupant.realJID))
+        }
+    }
+
+    private mutating func update(key: String, stanza: XMLElement, out: inout Output) {
+        guard var occupant = occupants[key] else { return }
+        occupant.presencePayload = Self.payload(of: stanza)
+        occupants[key] = occupant
+        broadcastPresence(of: occupant, unavailable: false, extra: [], out: &out)
+    }
+
+    private mutating func leave(key: String, stanza: XMLElement, out: inout Output) {
+        guard var occupant = occupants.removeValue(forKey: key) else { return }
+        joinOrder.removeAll { $0 == key }
+        occupant.presencePayload = Self.payload(of: stanza).filter { $0.name == "status" }
+        broadcastPresence(of: occupant, unavailable: true, extra: [], out: &out)
+        if case .shadow(let shadow) = occupant.node,
+            !occupants.values.contains(where: { $0.node == occupant.node })
+        {
+            shadows.remove(shadow)
+            out.stanzas.append(
+                XMLElement.stanza(.presence, from: jid, to: shadow, type: "unavailable", children: [LinkElements.left()]))
+            out.notes.append(.nodeLeft(shadow: shadow))
+        }
+    }
+
+    private func refuseConflict(_ stanza: XMLElement, nick: String, out: inout Output) {
+        var reply = stanza.errorReply(
+            type: "cancel", condition: "conflict", text: "the nick \(nick) is already in use in this room")
+        reply.removeElements { $0.namespace == NS.muc }
+        out.stanzas.append(reply)
+        out.notes.append(.refused(from: stanza["from"].flatMap(JID.init) ?? jid, condition: "conflict"))
+    }
+
+    /// Sends an occupant's presence to every local client (with 110 to the occupant itself)
+    /// and once to every shadow node, numbered.
+    private mutating func broadcastPresence(of occupant: Occupant, unavailable: Bool, extra: [Int], out: inout Output) {
+        for other in occupantList where other.node == .local {
+            var p = presence(of: occupant, to: other.realJID, selfPresence: other.realJID == occupant.realJID, extra: extra)
+            if unavailable { p["type"] = "unavailable" }
+            out.stanzas.append(p)
+        }
+        if !occupants.keys.contains(Self.fold(occupant.nick)) && occupant.node == .local {
+            // The leaving client is no longer in the list: it still gets its own unavailable.
+            var p = presence(of: occupant, to: occupant.realJID, selfPresence: true, extra: extra)
+            p["type"] = "unavailable"
+            out.stanzas.append(p)
+        }
+        var shadowCopy = presence(of: occupant, to: jid, selfPresence: false, extra: extra)
+        if unavailable { shadowCopy["type"] = "unavailable" }
+        fanOutToShadows(shadowCopy, real: occupant.realJID, out: &out)
+    }
+
+    private func presence(of occupant: Occupant, to: JID, selfPresence: Bool, extra: [Int] = []) -> XMLElement {
+        var p = XMLElement.stanza(.presence, from: jid.with(resource: occupant.nick), to: to)
+        for element in occupant.presencePayload { p.append(element) }
+        var x = XMLElement("x", namespace: NS.mucUser)
+        x.append(XMLElement("item", namespace: NS.mucUser, attributes: ["affiliation": occupant.affiliation, "role": occupant.role]))
+        for code in extra { x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": String(code)])) }
+        if selfPresence { x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": "110"])) }
+        p.append(x)
+        return p
+    }
+
+    /// One copy to each federated node, addressed to its bare JID, with the real JID and the
+    /// next room sequence number (flow C, D).
+    private mutating func fanOutToShadows(_ stanza: XMLElement, real: JID, out: inout Output) {
+        // Every room-wide stanza is numbered, shadows or not, so a later node's `sync` tells
+        // it where the room stands.
+        seq += 1
+        for shadow in shadows.sorted() {
+            var copy = stanza
+            copy["to"] = shadow.description
+            copy.append(LinkElements.fmuc(from: real))
+            copy.append(LinkElements.seq(seq, epoch: epoch))
+            out.stanzas.append(copy)
+            out.notes.append(.linkStanza(shadow: shadow, kind: StanzaKind(rawValue: copy.name) ?? .message, seq: seq))
+        }
+    }
+
+    /// Flow A: every occupant's presence to the node's bare JID, then the subject with
+    /// `<sync/>`, which always closes the burst.
+    private mutating func sendFederationBurst(to shadow: JID, out: inout Output) {
+        for occupant in occupantList {
+            var p = presence(of: occupant, to: shadow, selfPresence: false)
+            p.append(LinkElements.fmuc(from: occupant.realJID))
+            out.stanzas.append(p)
+            out.notes.append(.linkStanza(shadow: shadow, kind: .presence, seq: seq))
+        }
+        var subject = subjectMessage(to: shadow)
+        subject.append(LinkElements.sync(epoch: epoch, rid: rid, seq: seq))
+        out.stanzas.append(subject)
+        out.notes.append(.linkStanza(shadow: shadow, kind: .message, seq: seq))
+    }
+
+    private func subjectMessage(to: JID) -> XMLElement {
+        let from = subjectNick.map { jid.with(resource: $0) } ?? jid
+        return XMLElement.stanza(
+            .message, from: from, to: to, type: "groupchat", children: [.text("subject", namespace: NS.component, subject)])
+    }
+
+    // MARK: - Messages
+
+    private mutating func message(_ stanza: XMLElement, from: JID, to: JID, real: JID?, fromShadowDomain: Bool, out: inout Output) {
+        guard stanza["type"] == "groupchat" else {
+            // Private messages (flow F) come with the master issue.
+            out.stanzas.append(stanza.errorReply(type: "cancel", condition: "feature-not-implemented", text: "private messages are not supported yet"))
+            return
+        }
+        guard to.resource == nil else {
+            out.stanzas.append(stanza.errorReply(type: "modify", condition: "bad-request", text: "groupchat goes to the room's bare JID"))
+            return
+        }
+        let sender: Occupant?
+        if let real {
+            sender = from.resource.flatMap { occupants[Self.fold($0)] }.flatMap { $0.realJID == real && $0.node == .shadow(from.bare) ? $0 : nil }
+        } else if fromShadowDomain {
+            sender = nil
+        } else {
+            sender = occupantKey(realJID: from, node: .local).flatMap { occupants[$0] }
+        }
+        guard let sender else {
+            out.stanzas.append(stanza.errorReply(type: "modify", condition: "not-acceptable", text: "only occupants may speak in this room"))
+            out.notes.append(.refused(from: from, condition: "not-acceptable"))
+            return
+        }
+        var reflected = stanza
+        reflected["from"] = jid.with(resource: sender.nick).description
+        // A client's stanza-id claiming to be the room's is removed (XEP-0359 §4).
+        reflected.removeElements { $0.name == "stanza-id" && $0.namespace == NS.sid && $0["by"].flatMap(JID.init) == jid }
+        if let subjectElement = stanza.child("subject", namespace: stanza.namespace), stanza.child("body", namespace: stanza.namespace) == nil {
+            subject = subjectElement.text
+            subjectNick = sender.nick
+        } else {
+            reflected.append(XMLElement("stanza-id", namespace: NS.sid, attributes: ["id": RandomID.make(bytes: 12), "by": jid.description]))
+        }
+        for occupant in occupantList where occupant.node == .local {
+            var copy = reflected
+            copy["to"] = occupant.realJID.description
+            out.stanzas.append(copy)
+        }
+        fanOutToShadows(reflected, real: sender.realJID, out: &out)
+    }
+
+    // MARK: - IQ
+
+    private func iq(_ stanza: XMLElement, from: JID, to: JID, out: inout Output) {
+        guard stanza["type"] == "get" || stanza["type"] == "set" else { return }
+        let payload = stanza.elements.first
+        if to.resource != nil, payload?.name == "ping", payload?.namespace == NS.ping {
+            // XEP-0410: the room answers a self-ping from a joined occupant.
+            let joined = occupantKey(realJID: from, node: .local) == Self.fold(to.resource!)
+            out.stanzas.append(joined ? stanza.iqResult() : stanza.errorReply(type: "cancel", condition: "not-acceptable"))
+            return
+        }
+        if to.resource == nil, stanza["type"] == "get", payload?.name == "query", payload?.namespace == NS.discoInfo {
+            var query = XMLElement("query", namespace: NS.discoInfo)
+            query.append(XMLElement("identity", namespace: NS.discoInfo, attributes: ["category": "conference", "type": "text", "name": jid.local ?? ""]))
+            for feature in [NS.muc, "muc_public", "muc_open", "muc_unmoderated", "muc_semianonymous", "muc_temporary"] {
+                query.append(XMLElement("feature", namespace: NS.discoInfo, attributes: ["var": feature]))
+            }
+            out.stanzas.append(stanza.iqResult(query))
+            return
+        }
+        out.stanzas.append(stanza.errorReply(type: "cancel", condition: "service-unavailable"))
+    }
+
+    // MARK: - Helpers
+
+    private func occupantKey(realJID: JID, node: OccupantNode) -> String? {
+        occupants.first { $0.value.realJID == realJID && $0.value.node == node }?.key
+    }
+
+    /// What of a presence the room repeats to others: everything but MUC and link elements.
+    private static func payload(of stanza: XMLElement) -> [XMLElement] {
+        stanza.elements.filter {
+            $0.namespace != NS.muc && $0.namespace != NS.mucUser && !LinkElements.isLinkElement($0) && $0.name != "error"
+        }
+    }
+}

@@ -1,0 +1,287 @@
+import XMPPCore
+
+/// The bridge's copy of one room: the joining node of PROTOCOL.md §3, for one IRC channel.
+///
+/// Its local occupants are the IRC users of the channel; everyone else in the room (XMPP
+/// clients, other bridges' IRC users) is a remote occupant that the bridge shows on IRC.
+/// Everything local goes to the master (master-submit); the master's fanout is the only way
+/// remote events reach IRC. A pure state machine: events in, actions out.
+public struct ShadowRoom: Sendable {
+    /// The master room's bare JID.
+    public let masterRoom: JID
+    /// This shadow's bare JID (`#chan%network@bridge.domain`).
+    public let jid: JID
+
+    public enum Action: Sendable, Hashable {
+        /// A stanza for the master.
+        case send(XMLElement)
+        /// A remote occupant entered the room: show them on IRC.
+        case remoteJoined(RemoteOccupant)
+        /// A remote occupant left the room.
+        case remoteLeft(RemoteOccupant, reason: String?)
+        /// A remote occupant spoke in the room.
+        case remoteMessage(RemoteOccupant, body: String)
+        /// The master refused an IRC user (flow I); the bridge tells them.
+        case localRefused(nick: String, condition: String, text: String?)
+        /// Federation failed for a reason other than the user (the master unreachable):
+        /// the bridge calls `retryFederation()` later.
+        case federationFailed(condition: String)
+        /// Observations for logs and metrics.
+        case note(Note)
+    }
+
+    public enum Note: Sendable, Hashable {
+        case federated(seq: UInt64)
+        case duplicateDropped(seq: UInt64)
+        case seqGap(expected: UInt64, got: UInt64)
+        case echoMatched
+    }
+
+    /// Someone in the room who is not one of this node's IRC users.
+    public struct RemoteOccupant: Sendable, Hashable {
+        public var nick: String
+        public var realJID: JID
+    }
+
+    struct Local: Sendable {
+        var nick: String
+        var realJID: JID
+        /// The join was sent to the master.
+        var submitted = false
+        var refused = false
+    }
+
+    enum Federation: Sendable, Equatable {
+        case idle
+        /// The federating presence for this local nick is out; waiting for the burst.
+        case federating(nick: String)
+        case federated
+    }
+
+    private var federation = Federation.idle
+    private var lastSeq: UInt64 = 0
+    /// Local users by folded IRC nick.
+    private var locals: [String: Local] = [:]
+    private var localOrder: [String] = []
+    /// Remote occupants by folded room nick.
+    private var remotes: [String: RemoteOccupant] = [:]
+    /// Remote occupants not yet confirmed by the current burst (a re-federation diff).
+    private var unconfirmed: Set<String> = []
+    /// Origin ids of submitted lines whose echo has not come back.
+    private var pendingEchoes: Set<String> = []
+    /// Lines said on IRC while the room was not federated, sent once it is.
+    private var held: [(nick: String, body: String, originID: String)] = []
+    public static let maximumHeldLines = 500
+
+    public init(masterRoom: JID, jid: JID) {
+        self.masterRoom = masterRoom.bare
+        self.jid = jid.bare
+    }
+
+    public var isFederated: Bool { federation == .federated }
+    public var remoteOccupants: [RemoteOccupant] { remotes.values.sorted { $0.nick < $1.nick } }
+    public var localNicks: [String] { localOrder.compactMap { locals[$0]?.nick } }
+
+    static func fold(_ nick: String) -> String { nick.lowercased() }
+
+    /// True for a real JID this node asserted (one of its own IRC users).
+    public func isOurs(_ real: JID) -> Bool { real.domain == jid.domain }
+
+    // MARK: - IRC side
+
+    public mutating func ircJoined(nick: String, realJID: JID) -> [Action] {
+        let key = Self.fold(nick)
+        guard locals[key] == nil else { return [] }
+        locals[key] = Local(nick: nick, realJID: realJID)
+        localOrder.append(key)
+        switch federation {
+        case .idle: return federate()
+        case .federating: return []
+        case .federated: return submitJoin(key)
+        }
+    }
+
+    public mutating func ircLeft(nick: String, reason: String?) -> [Action] {
+        let key = Self.fold(nick)
+        guard let local = locals.removeValue(forKey: key) else { return [] }
+        localOrder.removeAll { $0 == key }
+        held.removeAll { Self.fold($0.nick) == key }
+        var actions: [Action] = []
+        if local.submitted && !local.refused {
+            var children: [XMLElement] = [LinkElements.fmuc(from: local.realJID)]
+            if let reason, !reason.isEmpty { children.insert(.text("status", namespace: NS.component, reason), at: 0) }
+            actions.append(.send(.stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), type: "unavailable", children: children)))
+        }
+        return actions
+    }
+
+    public mutating func ircMessage(nick: String, body: String, originID: String) -> [Action] {
+        let key = Self.fold(nick)
+        guard let local = locals[key], !local.refused else { return [] }
+        guard federation == .federated, local.submitted else {
+            if held.count < Self.maximumHeldLines { held.append((nick, body, originID)) }
+            return []
+        }
+        return [submitMessage(local, body: body, originID: originID)]
+    }
+
+    /// Tries again after `federationFailed`.
+    public mutating func retryFederation() -> [Action] {
+        guard federation == .idle else { return [] }
+        return federate()
+    }
+
+    // MARK: - XMPP side (the master's stanzas to this node's bare JID or its occupants)
+
+    public mutating func receive(_ stanza: XMLElement) -> [Action] {
+        guard let from = stanza["from"].flatMap(JID.init), from.bare == masterRoom else { return [] }
+        if stanza["type"] == "error" { return error(stanza, from: from) }
+        if let n = LinkElements.seqNumber(stanza) {
+            guard federation == .federated else { return [] }
+            if n <= lastSeq { return [.note(.duplicateDropped(seq: n))] }
+            var actions: [Action] = []
+            if n != lastSeq + 1 { actions.append(.note(.seqGap(expected: lastSeq + 1, got: n))) }
+            lastSeq = n
+            return actions + apply(stanza, from: from)
+        }
+        // Unnumbered: the federation burst, or the node's removal.
+        if stanza.name == "presence" && LinkElements.isLeft(stanza) {
+            federation = .idle
+            for key in localOrder { locals[key]?.submitted = false }
+            // Remote occupants stay on IRC until a new burst confirms or removes them.
+            return []
+        }
+        if stanza.name == "message", stanza.child("subject", namespace: stanza.namespace) != nil,
+            let sync = stanza.child("sync", namespace: NS.link)
+        {
+            return burstEnded(seq: sync["seq"].flatMap { UInt64($0) } ?? 0)
+        }
+        if stanza.name == "presence", case .federating = federation { return apply(stanza, from: from) }
+        return []
+    }
+
+    private mutating func apply(_ stanza: XMLElement, from: JID) -> [Action] {
+        guard let nick = from.resource, let real = LinkElements.fmucFrom(stanza) else { return [] }
+        let ours = isOurs(real)
+        switch stanza.name {
+        case "presence":
+            if ours {
+                // Our own user's presence coming back: the master's ack.
+                return []
+            }
+            let key = Self.fold(nick)
+            if stanza["type"] == "unavailable" {
+                guard let remote = remotes.removeValue(forKey: key) else { return [] }
+                unconfirmed.remove(key)
+                return [.remoteLeft(remote, reason: stanza.child("status", namespace: stanza.namespace)?.text)]
+            }
+            if unconfirmed.remove(key) != nil, remotes[key]?.realJID == real { return [] }
+            if let existing = remotes[key] {
+                if existing.realJID == real { return [] }
+                remotes[key] = RemoteOccupant(nick: nick, realJID: real)
+                return [.remoteLeft(existing, reason: nil), .remoteJoined(remotes[key]!)]
+            }
+            let remote = RemoteOccupant(nick: nick, realJID: real)
+            remotes[key] = remote
+            return [.remoteJoined(remote)]
+        case "message":
+            if ours {
+                if let origin = LinkElements.originID(of: stanza), pendingEchoes.remove(origin) != nil {
+                    return [.note(.echoMatched)]
+                }
+                return []
+            }
+            guard stanza["type"] == "groupchat", let body = stanza.child("body", namespace: stanza.namespace)?.text else {
+                return []
+            }
+            return [.remoteMessage(remotes[Self.fold(nick)] ?? RemoteOccupant(nick: nick, realJID: real), body: body)]
+        default:
+            return []
+        }
+    }
+
+    private mutating func burstEnded(seq: UInt64) -> [Action] {
+        guard case .federating = federation else { return [] }
+        federation = .federated
+        lastSeq = seq
+        var actions: [Action] = [.note(.federated(seq: seq))]
+        // Remote occupants the burst did not name have left while we were away.
+        for key in unconfirmed.sorted() {
+            if let remote = remotes.removeValue(forKey: key) { actions.append(.remoteLeft(remote, reason: nil)) }
+        }
+        unconfirmed.removeAll()
+        for key in localOrder where locals[key]?.submitted == false && locals[key]?.refused == false {
+            actions += submitJoin(key)
+        }
+        let lines = held
+        held.removeAll()
+        for line in lines {
+            if let local = locals[Self.fold(line.nick)], local.submitted, !local.refused {
+                actions.append(submitMessage(local, body: line.body, originID: line.originID))
+            }
+        }
+        return actions
+    }
+
+    private mutating func error(_ stanza: XMLElement, from: JID) -> [Action] {
+        let condition = stanza.errorCondition ?? "undefined-condition"
+        let userFacing = ["conflict", "forbidden", "not-allowed", "registration-required", "not-authorized", "jid-malformed"]
+        guard stanza.name == "presence" else { return [] }
+        let nick = stanza["to"].flatMap(JID.init)?.resource ?? from.resource
+        if userFacing.contains(condition), let nick, var local = locals[Self.fold(nick)] {
+            local.refused = true
+            local.submitted = false
+            locals[Self.fold(nick)] = local
+            var actions: [Action] = [.localRefused(nick: local.nick, condition: condition, text: stanza.child("error", namespace: stanza.namespace)?.child("text", namespace: NS.stanzas)?.text)]
+            if case .federating(let federatingNick) = federation, Self.fold(federatingNick) == Self.fold(nick) {
+                federation = .idle
+                actions += federate()
+            }
+            return actions
+        }
+        if case .federating = federation {
+            federation = .idle
+            return [.federationFailed(condition: condition)]
+        }
+        return []
+    }
+
+    // MARK: - Building what goes to the master
+
+    private mutating func federate() -> [Action] {
+        guard let key = localOrder.first(where: { locals[$0]?.refused == false }), let local = locals[key] else {
+            return []
+        }
+        federation = .federating(nick: local.nick)
+        locals[key]?.submitted = true
+        unconfirmed = Set(remotes.keys)
+        return [.send(joinPresence(local, link: true))]
+    }
+
+    private mutating func submitJoin(_ key: String) -> [Action] {
+        guard var local = locals[key], !local.refused else { return [] }
+        local.submitted = true
+        locals[key] = local
+        return [.send(joinPresence(local, link: false))]
+    }
+
+    private func joinPresence(_ local: Local, link: Bool) -> XMLElement {
+        var x = XMLElement("x", namespace: NS.muc)
+        // The IRC side has its own past: no history (flow A).
+        x.append(XMLElement("history", namespace: NS.muc, attributes: ["maxstanzas": "0"]))
+        var children = [x, LinkElements.fmuc(from: local.realJID)]
+        if link { children.append(LinkElements.link(epoch: nil, lastSeq: nil)) }
+        return .stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), children: children)
+    }
+
+    private mutating func submitMessage(_ local: Local, body: String, originID: String) -> Action {
+        pendingEchoes.insert(originID)
+        return .send(
+            .stanza(
+                .message, from: jid.with(resource: local.nick), to: masterRoom, type: "groupchat", id: originID,
+                children: [
+                    .text("body", namespace: NS.component, body), LinkElements.originID(originID),
+                    LinkElements.fmuc(from: local.realJID),
+                ]))
+    }
+}

@@ -1,0 +1,99 @@
+import Configuration
+import DMUC
+import Logging
+import NIOCore
+import XMPPCore
+import XMPPNIO
+
+/// The master role (DESIGN.md §1): an XEP-0045 MUC service on its own component domain that
+/// also federates shadow rooms. Routes each stanza to its room and sends what the room says.
+public actor MasterService {
+    private let configuration: ShadowbridgeConfiguration.Master
+    private let session: ComponentSession
+    private let logger: Logger
+    private var rooms: [JID: MasterRoom] = [:]
+    /// Changes on every start until room state is persisted (PROTOCOL.md §3 H).
+    private let epoch = RandomID.make(bytes: 6)
+
+    public init(configuration: ShadowbridgeConfiguration.Master, xmpp: ShadowbridgeConfiguration.XMPPServer, group: any EventLoopGroup, logger: Logger) {
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "role"] = "master"
+        self.logger = logger
+        self.session = ComponentSession(
+            configuration: ComponentConfiguration(
+                host: xmpp.host, port: xmpp.port, domain: configuration.domain, secret: configuration.secret,
+                identity: ("conference", "text", "Shadowbridge rooms"), features: [NS.muc, NS.discoItems]),
+            group: group, logger: logger)
+        for name in configuration.rooms {
+            let jid = JID(local: name, domain: configuration.domain)
+            rooms[jid] = MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
+        }
+    }
+
+    /// Runs the component session until the task is cancelled.
+    public func run() async {
+        await session.run { [self] stanza in await self.handle(stanza) }
+    }
+
+    public func shutdown() async { await session.close() }
+
+    func handle(_ stanza: XMLElement) {
+        guard let to = stanza["to"].flatMap(JID.init), let from = stanza["from"].flatMap(JID.init) else { return }
+        guard to.local != nil else {
+            if let reply = answerService(stanza, to: to) { session.send(reply) }
+            return
+        }
+        let roomJID = to.bare
+        let fromShadow = configuration.allowedShadows.contains(from.domain)
+        if rooms[roomJID] == nil {
+            guard let created = createRoom(roomJID, for: stanza, fromShadow: fromShadow) else {
+                if stanza["type"] != "error" && !(stanza.name == "presence" && stanza["type"] == "unavailable") {
+                    session.send(stanza.errorReply(type: "cancel", condition: "item-not-found", text: "no such room"))
+                }
+                return
+            }
+            rooms[roomJID] = created
+            logger.info("room created", metadata: ["room": "\(roomJID)"])
+        }
+        let output = rooms[roomJID]!.receive(stanza, fromShadowDomain: fromShadow)
+        session.send(output.stanzas)
+        for note in output.notes { log(note, room: roomJID) }
+    }
+
+    private func createRoom(_ jid: JID, for stanza: XMLElement, fromShadow: Bool) -> MasterRoom? {
+        guard stanza.name == "presence", stanza["type"] == nil else { return nil }
+        switch configuration.createRooms {
+        case .onFederation where fromShadow, .anyone:
+            return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
+        default:
+            return nil
+        }
+    }
+
+    /// disco#items on the service lists the rooms (XEP-0045 §6.3).
+    private func answerService(_ stanza: XMLElement, to: JID) -> XMLElement? {
+        guard stanza.name == "iq", stanza["type"] == "get" || stanza["type"] == "set" else { return nil }
+        if stanza["type"] == "get", let query = stanza.child("query", namespace: NS.discoItems), query["node"] == nil {
+            var result = XMLElement("query", namespace: NS.discoItems)
+            for jid in rooms.keys.sorted() {
+                result.append(XMLElement("item", namespace: NS.discoItems, attributes: ["jid": jid.description, "name": jid.local ?? ""]))
+            }
+            return stanza.iqResult(result)
+        }
+        return stanza.errorReply(type: "cancel", condition: "service-unavailable")
+    }
+
+    private func log(_ note: MasterRoom.Note, room: JID) {
+        switch note {
+        case .federated(let shadow):
+            logger.info("link federated", metadata: ["room": "\(room)", "shadow": "\(shadow)"])
+        case .nodeLeft(let shadow):
+            logger.info("link node left", metadata: ["room": "\(room)", "shadow": "\(shadow)"])
+        case .linkStanza(let shadow, let kind, let seq):
+            logger.debug("link out", metadata: ["room": "\(room)", "shadow": "\(shadow)", "kind": "\(kind.rawValue)", "seq": "\(seq)"])
+        case .refused(let from, let condition):
+            logger.info("refused", metadata: ["room": "\(room)", "from": "\(from)", "condition": "\(condition)"])
+        }
+    }
+}

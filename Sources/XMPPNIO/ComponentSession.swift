@@ -1,0 +1,165 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XMPPCore
+
+/// Where and who a component is (XEP-0114).
+public struct ComponentConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var domain: String
+    public var secret: String
+    /// Identity and features answered to disco#info on the bare domain.
+    public var identity: (category: String, type: String, name: String)
+    public var features: [String]
+
+    public init(host: String, port: Int, domain: String, secret: String, identity: (category: String, type: String, name: String), features: [String] = []) {
+        self.host = host
+        self.port = port
+        self.domain = domain
+        self.secret = secret
+        self.identity = identity
+        self.features = features
+    }
+}
+
+/// A long-lived component session: connects, authenticates, answers ping and disco#info on
+/// its own domain, hands every other stanza to its owner, and reconnects with jittered
+/// exponential backoff when the stream ends.
+public final class ComponentSession: Sendable {
+    public let configuration: ComponentConfiguration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let channel = NIOLockedValueBox<(any Channel)?>(nil)
+
+    public init(configuration: ComponentConfiguration, group: any EventLoopGroup, logger: Logger) {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+    }
+
+    public var domain: JID { JID(local: nil, domain: configuration.domain) }
+
+    /// Sends stanzas in order, flushed once. While disconnected they are dropped with a log
+    /// line: what the room needs again is resent by the protocol on reconnection.
+    public func send(_ elements: [XMLElement]) {
+        guard !elements.isEmpty else { return }
+        guard let channel = channel.withLockedValue({ $0 }) else {
+            logger.warning("not connected to the XMPP server; stanzas dropped", metadata: ["count": "\(elements.count)"])
+            return
+        }
+        var text = ""
+        for element in elements { element.write(into: &text, parentNamespace: NS.component) }
+        channel.writeAndFlush(channel.allocator.buffer(string: text), promise: nil)
+    }
+
+    public func send(_ element: XMLElement) { send([element]) }
+
+    /// Runs until the task is cancelled. `onConnected` runs after each successful handshake,
+    /// `onStanza` for every stanza not answered here, in stream order.
+    public func run(
+        onConnected: @Sendable () async -> Void = {},
+        onStanza: @Sendable (XMLElement) async -> Void
+    ) async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let (connected, events) = try await connect()
+                failures = 0
+                channel.withLockedValue { $0 = connected }
+                logger.info("component connected", metadata: ["domain": "\(configuration.domain)"])
+                await onConnected()
+                await withTaskCancellationHandler {
+                    for await event in events {
+                        switch event {
+                        case .stanza(let stanza):
+                            if let reply = answerDomainQuery(stanza) {
+                                send(reply)
+                            } else {
+                                await onStanza(stanza)
+                            }
+                        }
+                    }
+                } onCancel: {
+                    connected.writeAndFlush(connected.allocator.buffer(string: "</stream:stream>")).whenComplete { _ in
+                        connected.close(promise: nil)
+                    }
+                }
+                channel.withLockedValue { $0 = nil }
+                if Task.isCancelled { return }
+                logger.warning("component stream ended; reconnecting", metadata: ["domain": "\(configuration.domain)"])
+            } catch {
+                failures += 1
+                logger.warning(
+                    "cannot connect the component to the XMPP server",
+                    metadata: ["domain": "\(configuration.domain)", "server": "\(configuration.host):\(configuration.port)", "error": "\(error)", "attempt": "\(failures)"])
+            }
+            let delay = Backoff.delay(attempt: max(failures, 1))
+            try? await Task.sleep(for: delay)
+        }
+    }
+
+    /// Closes the stream politely (used on shutdown).
+    public func close() async {
+        guard let connected = channel.withLockedValue({ $0 }) else { return }
+        try? await connected.writeAndFlush(connected.allocator.buffer(string: "</stream:stream>")).get()
+        try? await connected.close().get()
+    }
+
+    private func connect() async throws -> (any Channel, AsyncStream<ComponentStreamEvent>) {
+        let (events, continuation) = AsyncStream<ComponentStreamEvent>.makeStream()
+        let loop = group.next()
+        let ready = loop.makePromise(of: Void.self)
+        let configuration = self.configuration
+        let logger = self.logger
+        let connected = try await ClientBootstrap(group: loop)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ComponentStreamHandler(
+                            domain: configuration.domain, secret: configuration.secret, limits: .init(),
+                            continuation: continuation, ready: ready, logger: logger))
+                }
+            }
+            .connect(host: configuration.host, port: configuration.port).get()
+        let timeout = loop.scheduleTask(in: .seconds(10)) { ready.fail(ComponentError.handshakeTimeout) }
+        do {
+            try await ready.futureResult.get()
+            timeout.cancel()
+        } catch {
+            timeout.cancel()
+            connected.close(promise: nil)
+            throw error
+        }
+        return (connected, events)
+    }
+
+    /// Ping and disco#info on the bare component domain (XEP-0199, XEP-0030).
+    private func answerDomainQuery(_ stanza: XMLElement) -> XMLElement? {
+        guard stanza.name == "iq", stanza["type"] == "get" || stanza["type"] == "set",
+            let to = stanza["to"].flatMap(JID.init), to.local == nil, to.resource == nil,
+            let payload = stanza.elements.first
+        else { return nil }
+        if payload.name == "ping" && payload.namespace == NS.ping { return stanza.iqResult() }
+        if payload.name == "query" && payload.namespace == NS.discoInfo && stanza["type"] == "get" && payload["node"] == nil {
+            var query = XMLElement("query", namespace: NS.discoInfo)
+            let identity = configuration.identity
+            query.append(XMLElement("identity", namespace: NS.discoInfo, attributes: ["category": identity.category, "type": identity.type, "name": identity.name]))
+            for feature in [NS.discoInfo, NS.ping] + configuration.features {
+                query.append(XMLElement("feature", namespace: NS.discoInfo, attributes: ["var": feature]))
+            }
+            return stanza.iqResult(query)
+        }
+        return nil
+    }
+}
+
+/// Jittered exponential backoff: 0.5 s doubling to 30 s, each delay drawn from [d/2, d].
+public enum Backoff {
+    public static func delay(attempt: Int, base: Double = 0.5, cap: Double = 30) -> Duration {
+        let ceiling = min(cap, base * Double(1 << min(attempt - 1, 16)))
+        return .milliseconds(Int(Double.random(in: (ceiling / 2)...ceiling) * 1000))
+    }
+}

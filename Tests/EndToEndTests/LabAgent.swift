@@ -1,0 +1,146 @@
+import Foundation
+import Lab
+import Synchronization
+import Testing
+
+/// One event the agent reported (see Support/lab_agent.py).
+struct AgentEvent: Sendable, CustomStringConvertible {
+    var index: Int
+    var user: String
+    var kind: String
+    var from: String?
+    var type: String?
+    var body: String?
+    var subject: String?
+    var codes: [Int]
+    var status: String?
+    var error: String?
+    var role: String?
+    var command: String?
+    var params: [String]
+    var nick: String?
+    var raw: String?
+
+    init(index: Int, json: [String: Any]) {
+        self.index = index
+        user = json["user"] as? String ?? ""
+        kind = json["kind"] as? String ?? ""
+        from = json["from"] as? String
+        type = json["type"] as? String
+        body = json["body"] as? String
+        subject = json["subject"] as? String
+        codes = json["codes"] as? [Int] ?? []
+        status = json["status"] as? String
+        error = json["error"] as? String
+        role = json["role"] as? String
+        command = json["command"] as? String
+        params = json["params"] as? [String] ?? []
+        nick = json["nick"] as? String
+        raw = json["raw"] as? String
+    }
+
+    var description: String {
+        if kind == "irc" { return "#\(index) \(user) irc: \(raw ?? "")" }
+        var s = "#\(index) \(user) \(kind)"
+        if let from { s += " from=\(from)" }
+        if let type { s += " type=\(type)" }
+        if let body { s += " body=\(body.debugDescription)" }
+        if let subject { s += " subject=\(subject.debugDescription)" }
+        if !codes.isEmpty { s += " codes=\(codes)" }
+        if let status { s += " status=\(status.debugDescription)" }
+        if let error { s += " error=\(error)" }
+        return s
+    }
+
+    /// Events that are conversation or roster traffic: what a bridge must never duplicate.
+    var isTraffic: Bool {
+        switch kind {
+        case "message", "presence": true
+        case "irc": ["PRIVMSG", "NOTICE", "JOIN", "PART", "QUIT", "NICK", "KICK", "MODE", "TOPIC"].contains(command ?? "")
+        default: false
+        }
+    }
+}
+
+/// The Python agent hosting slixmpp XMPP users and raw IRC users for one scenario.
+final class LabAgent: Sendable {
+    private let process: ManagedProcess
+    private let input: FileHandle
+    private let store = EventStore()
+    private let stderrFile: URL
+
+    init(directory: URL) throws {
+        let python = "/usr/bin/python3"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw LabError("Debian's /usr/bin/python3 is missing: run `apt-get install python3-slixmpp`")
+        }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Support/lab_agent.py")
+        let stdinPipe = Pipe()
+        let stdoutPipe = Pipe()
+        stderrFile = directory.appendingPathComponent("agent.stderr")
+        _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-u", script.path]
+        p.standardInput = stdinPipe
+        p.standardOutput = stdoutPipe
+        p.standardError = try FileHandle(forWritingTo: stderrFile)
+        process = try ManagedProcess(wrapping: p, name: "lab_agent")
+        input = stdinPipe.fileHandleForWriting
+        let reader = stdoutPipe.fileHandleForReading
+        let store = self.store
+        let thread = Thread {
+            var pending = Data()
+            while true {
+                let chunk = reader.availableData
+                if chunk.isEmpty { return }
+                pending.append(chunk)
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    let line = pending[pending.startIndex..<newline]
+                    pending = Data(pending[(newline + 1)...])
+                    guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any] else { continue }
+                    store.events.withLock { $0.append(AgentEvent(index: $0.count, json: object)) }
+                }
+            }
+        }
+        thread.start()
+        do {
+            _ = try waitFor("the agent to start (is python3-slixmpp installed?)", timeout: 20) { $0.user == "agent" && $0.kind == "ready" }
+        } catch {
+            let stderr = (try? String(contentsOf: stderrFile, encoding: .utf8)) ?? ""
+            throw LabError("the test agent did not start: \(stderr)")
+        }
+    }
+
+    func send(_ command: [String: Any]) {
+        let data = try! JSONSerialization.data(withJSONObject: command)
+        input.write(data + Data([0x0A]))
+    }
+
+    /// The index the next event will get: "everything after this".
+    var mark: Int { store.events.withLock { $0.count } }
+
+    func events(since mark: Int) -> [AgentEvent] { store.events.withLock { Array($0[min(mark, $0.count)...]) } }
+
+    /// Waits for the first event after `since` that matches.
+    @discardableResult
+    func waitFor(_ what: String, since: Int = 0, timeout: Double = 15, _ match: (AgentEvent) -> Bool) throws -> AgentEvent {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let event = events(since: since).first(where: match) { return event }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let failures = events(since: since).filter { $0.kind == "command_failed" || $0.kind == "bad_command" }
+        throw LabError("timed out after \(timeout) s waiting for \(what)\(failures.isEmpty ? "" : "; agent errors: \(failures)")")
+    }
+
+    func stop() {
+        send(["cmd": "quit"])
+        if !process.waitForExit(timeout: 3) { process.stop(grace: 1) }
+    }
+}
+
+/// The events the reader thread appends to; a class so the thread can hold it.
+final class EventStore: Sendable {
+    let events = Mutex<[AgentEvent]>([])
+}

@@ -1,0 +1,147 @@
+import Foundation
+import Lab
+import Testing
+
+/// The real servers one end-to-end suite shares: Prosody (c2s + component port) and ngircd,
+/// on free loopback ports in a temporary directory, stopped by PID when the suite ends.
+final class LabServers: Sendable {
+    static let masterDomain = "rooms.xmpp.test"
+    static let bridgeDomain = "irc.xmpp.test"
+    static let masterSecret = "master-secret-for-tests"
+    static let bridgeSecret = "bridge-secret-for-tests"
+
+    @TaskLocal static var current: LabServers?
+
+    let directory: URL
+    let prosody: ProsodyServer
+    let ngircd: NgircdServer
+
+    init() throws {
+        directory = try Lab.makeTemporaryDirectory(prefix: "shadowbridge-e2e")
+        prosody = try ProsodyServer.start(
+            in: directory.appendingPathComponent("prosody"),
+            components: [
+                .init(domain: Self.masterDomain, secret: Self.masterSecret),
+                .init(domain: Self.bridgeDomain, secret: Self.bridgeSecret),
+            ])
+        do {
+            ngircd = try NgircdServer.start(in: directory.appendingPathComponent("ngircd"))
+        } catch {
+            prosody.stop()
+            throw error
+        }
+    }
+
+    func stop() {
+        ngircd.stop()
+        prosody.stop()
+        Lab.removeUnlessKept(directory)
+    }
+
+    static func require() throws -> LabServers {
+        try #require(current, "the suite must carry the .labServers trait")
+    }
+}
+
+/// Starts the servers once around a whole suite.
+struct LabServersTrait: SuiteTrait, TestScoping {
+    var isRecursive: Bool { false }
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        let servers = try LabServers()
+        defer { servers.stop() }
+        try await LabServers.$current.withValue(servers) { try await function() }
+    }
+}
+
+extension Trait where Self == LabServersTrait {
+    static var labServers: Self { LabServersTrait() }
+}
+
+/// One `shadowbridge run` with a generated config, for one scenario.
+final class ShadowbridgeProcess: Sendable {
+    let directory: URL
+    let process: ManagedProcess
+
+    /// `channels` maps IRC channels on the lab's ngircd to room local parts on the master.
+    init(servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)]) throws {
+        self.directory = directory
+        let mappings = directory.appendingPathComponent("bridges")
+        try FileManager.default.createDirectory(at: mappings, withIntermediateDirectories: true)
+        var mapping = """
+            [network]
+            name = "\(network)"
+            servers = ["irc://127.0.0.1:\(servers.ngircd.port)"]
+            nick = "\(nick)"
+
+            """
+        for channel in channels {
+            mapping += """
+
+                [[channel]]
+                irc = "\(channel.irc)"
+                room = "\(channel.room)@\(LabServers.masterDomain)"
+
+                """
+        }
+        try mapping.write(to: mappings.appendingPathComponent("\(network).toml"), atomically: true, encoding: .utf8)
+        let config = """
+            [xmpp]
+            host = "127.0.0.1"
+            port = \(servers.prosody.componentPort)
+
+            [master]
+            domain = "\(LabServers.masterDomain)"
+            secret = "\(LabServers.masterSecret)"
+            allowed_shadows = ["\(LabServers.bridgeDomain)"]
+
+            [bridge]
+            domain = "\(LabServers.bridgeDomain)"
+            secret = "\(LabServers.bridgeSecret)"
+            mappings = "\(mappings.path)"
+
+            [log]
+            level = "debug"
+            """
+        let configFile = directory.appendingPathComponent("shadowbridge.toml")
+        try config.write(to: configFile, atomically: true, encoding: .utf8)
+        process = try ManagedProcess(
+            name: "shadowbridge", executable: try Self.binary(), arguments: ["run", "--config", configFile.path],
+            directory: directory, logFile: directory.appendingPathComponent("shadowbridge.log"))
+    }
+
+    /// The `shadowbridge` built next to this test binary (`swift build --build-tests` builds both).
+    static func binary() throws -> String {
+        if let path = ProcessInfo.processInfo.environment["SHADOWBRIDGE_BINARY"] { return path }
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let candidate = me.deletingLastPathComponent().appendingPathComponent("shadowbridge").path
+        guard FileManager.default.isExecutableFile(atPath: candidate) else {
+            throw LabError("shadowbridge is not built next to the tests (\(candidate)): run `swift build --build-tests` first")
+        }
+        return candidate
+    }
+
+    var log: String { process.log() }
+
+    /// Lines of the log containing every one of `parts`.
+    func logLines(containing parts: String...) -> [String] {
+        log.split(separator: "\n").map(String.init).filter { line in parts.allSatisfy { line.contains($0) } }
+    }
+
+    /// Waits until a log line contains every part.
+    func waitForLog(_ parts: String..., timeout: Double = 15) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log.split(separator: "\n").contains(where: { line in parts.allSatisfy { line.contains($0) } }) { return }
+            if !process.isRunning { throw LabError("shadowbridge exited: \(log.suffix(2000))") }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw LabError("timed out waiting for the log line \(parts): \(log.suffix(3000))")
+    }
+
+    /// SIGTERM and a clean exit.
+    func stop() -> Int32? {
+        process.stop(grace: 10)
+        return process.exitStatus
+    }
+}

@@ -1,0 +1,168 @@
+#!/usr/bin/python3
+"""Users for Shadowbridge's end-to-end tests, driven over stdin/stdout.
+
+One process hosts any number of XMPP users (slixmpp clients over c2s) and IRC users (plain
+sockets that behave like mIRC: NICK/USER, answer PING, raw lines, cp1252 bytes when asked).
+Commands arrive as JSON lines on stdin; every event goes out as one JSON line on stdout:
+  {"user": "...", "kind": "...", ...}
+The test side decides what the events mean; this agent only reports, it never filters.
+"""
+import asyncio
+import json
+import sys
+import time
+
+import slixmpp
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+MUC_USER = "{http://jabber.org/protocol/muc#user}"
+
+
+def emit(user, kind, **fields):
+    fields.update(user=user, kind=kind, t=time.monotonic())
+    sys.stdout.write(json.dumps(fields, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+class XMPPUser(slixmpp.ClientXMPP):
+    def __init__(self, name, jid, password):
+        super().__init__(jid, password)
+        self.name = name
+        self.register_handler(Callback("all presence", StanzaPath("presence"), self.on_presence))
+        self.register_handler(Callback("all messages", StanzaPath("message"), self.on_message))
+        self.add_event_handler("session_start", self.on_start)
+        self.add_event_handler("failed_auth", lambda *_: emit(self.name, "auth_failed"))
+        self.add_event_handler("disconnected", lambda *_: emit(self.name, "disconnected"))
+
+    async def on_start(self, _):
+        self.send_presence()
+        emit(self.name, "online")
+
+    def on_presence(self, p):
+        x = p.xml.find(MUC_USER + "x")
+        codes = []
+        role = affiliation = None
+        if x is not None:
+            codes = [int(s.get("code")) for s in x.findall(MUC_USER + "status") if s.get("code", "").isdigit()]
+            item = x.find(MUC_USER + "item")
+            if item is not None:
+                role, affiliation = item.get("role"), item.get("affiliation")
+        status = p.xml.find("{jabber:client}status")
+        error = p.xml.find("{jabber:client}error")
+        emit(self.name, "presence", **{"from": str(p["from"]), "type": p["type"], "codes": codes, "role": role,
+             "affiliation": affiliation, "status": status.text if status is not None else None,
+             "error": error[0].tag.split("}")[-1] if error is not None and len(error) else None,
+             "xml": str(p)})
+
+    def on_message(self, m):
+        body = m.xml.find("{jabber:client}body")
+        subject = m.xml.find("{jabber:client}subject")
+        emit(self.name, "message", **{"from": str(m["from"]), "type": m["type"],
+             "body": body.text if body is not None else None,
+             "subject": (subject.text or "") if subject is not None else None, "id": m["id"], "xml": str(m)})
+
+
+class IRCUser:
+    def __init__(self, name):
+        self.name = name
+        self.writer = None
+
+    async def connect(self, host, port, nick):
+        reader, self.writer = await asyncio.open_connection(host, port)
+        self.send_raw(f"NICK {nick}".encode())
+        self.send_raw(f"USER {nick} 0 * :{nick} (lab)".encode())
+        asyncio.ensure_future(self.read_loop(reader))
+
+    def send_raw(self, data: bytes):
+        self.writer.write(data + b"\r\n")
+
+    async def read_loop(self, reader):
+        while True:
+            line = await reader.readline()
+            if not line:
+                emit(self.name, "irc_closed")
+                return
+            raw = line.rstrip(b"\r\n")
+            text = raw.decode("utf-8", errors="replace")
+            prefix, command, params = parse_irc(text)
+            if command == "PING":
+                self.send_raw(("PONG :" + (params[-1] if params else "")).encode())
+                continue
+            emit(self.name, "irc", prefix=prefix, nick=prefix.split("!")[0] if prefix else None,
+                 command=command, params=params, raw=text, raw_hex=raw.hex())
+
+
+def parse_irc(line):
+    prefix = None
+    if line.startswith("@"):
+        _, _, line = line.partition(" ")
+    if line.startswith(":"):
+        prefix, _, line = line[1:].partition(" ")
+    if " :" in line:
+        head, _, trailing = line.partition(" :")
+        parts = head.split() + [trailing]
+    else:
+        parts = line.split()
+    return prefix, (parts[0].upper() if parts else ""), parts[1:]
+
+
+async def main():
+    users = {}
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    emit("agent", "ready")
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        try:
+            cmd = json.loads(line)
+        except ValueError:
+            emit("agent", "bad_command", line=line.decode(errors="replace"))
+            continue
+        op, name = cmd.get("cmd"), cmd.get("user")
+        try:
+            if op == "xmpp_connect":
+                user = XMPPUser(name, cmd["jid"], cmd["password"])
+                users[name] = user
+                user.connect(address=("127.0.0.1", cmd["port"]), force_starttls=False, disable_starttls=True)
+            elif op == "xmpp_join":
+                p = users[name].make_presence(pto=f'{cmd["room"]}/{cmd["nick"]}')
+                x = slixmpp.xmlstream.ET.Element("{http://jabber.org/protocol/muc}x")
+                p.append(x)
+                p.send()
+            elif op == "xmpp_say":
+                users[name].send_message(mto=cmd["room"], mbody=cmd["body"], mtype="groupchat")
+            elif op == "xmpp_leave":
+                users[name].send_presence(pto=f'{cmd["room"]}/{cmd["nick"]}', ptype="unavailable",
+                                          pstatus=cmd.get("status"))
+            elif op == "xmpp_raw":
+                users[name].send_raw(cmd["xml"])
+            elif op == "irc_connect":
+                user = IRCUser(name)
+                users[name] = user
+                await user.connect("127.0.0.1", cmd["port"], cmd["nick"])
+            elif op == "irc_send":
+                data = bytes.fromhex(cmd["hex"]) if "hex" in cmd else cmd["line"].encode("utf-8")
+                users[name].send_raw(data)
+            elif op == "quit":
+                for user in users.values():
+                    if isinstance(user, XMPPUser):
+                        user.disconnect()
+                    elif user.writer:
+                        user.writer.close()
+                await asyncio.sleep(0.2)
+                break
+            else:
+                emit("agent", "bad_command", line=line.decode(errors="replace"))
+                continue
+            emit("agent", "done", cmd=op, target=name)
+        except Exception as error:  # report, never die: the test decides
+            emit("agent", "command_failed", cmd=op, target=name, error=repr(error))
+    emit("agent", "bye")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
