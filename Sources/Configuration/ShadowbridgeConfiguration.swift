@@ -92,7 +92,11 @@ extension ShadowbridgeConfiguration {
             var reader = TableReader(document: document, table: table, path: "master")
             let domain = try domainValue(&reader, document: document)
             let secret = try secretValue(&reader, document: document, warnings: &warnings)
-            let allowed = try reader.strings("allowed_shadows") ?? []
+            guard let allowed = try reader.strings("allowed_shadows") else {
+                throw ConfigurationError(
+                    file: path, line: document.line(of: "master.domain"), key: "master.allowed_shadows",
+                    message: "is required: the bridge domains allowed to federate (may be [])")
+            }
             let createRaw = try reader.string("create_rooms") ?? RoomCreation.onFederation.rawValue
             guard let create = RoomCreation(rawValue: createRaw) else {
                 throw document.error("master.create_rooms", "must be \"on-federation\", \"anyone\" or \"admins\"")
@@ -107,7 +111,9 @@ extension ShadowbridgeConfiguration {
                 rooms.append(name.lowercased())
                 try roomReader.rejectUnknownKeys()
             }
-            _ = try reader.string("database")  // persistence arrives with the master issue
+            if try reader.string("database") != nil {
+                warnings.append("\(path): master.database is not used yet: room state is kept in memory")
+            }
             try reader.rejectUnknownKeys()
             master = Master(domain: domain, secret: secret, allowedShadows: allowed, createRooms: create, rooms: rooms)
         }
@@ -118,7 +124,9 @@ extension ShadowbridgeConfiguration {
             let domain = try domainValue(&reader, document: document)
             let secret = try secretValue(&reader, document: document, warnings: &warnings)
             let mappings = try reader.string("mappings") ?? "bridges"
-            _ = try reader.string("database")
+            if try reader.string("database") != nil {
+                warnings.append("\(path): bridge.database is not used yet: bridge state is kept in memory")
+            }
             try reader.rejectUnknownKeys()
             let networks = try loadMappings(directory: mappings, configFile: path, line: document.line(of: "bridge.mappings"), masterDomain: master?.domain)
             bridge = Bridge(domain: domain, secret: secret, mappingsDirectory: mappings, networks: networks)
@@ -135,7 +143,9 @@ extension ShadowbridgeConfiguration {
         }
         if let table = try root.table("metrics") {
             var reader = TableReader(document: document, table: table, path: "metrics")
-            _ = try reader.string("listen")  // the metrics endpoint arrives with the operations issue
+            if try reader.string("listen") != nil {
+                warnings.append("\(path): metrics.listen is not used yet: there is no metrics endpoint")
+            }
             try reader.rejectUnknownKeys()
         }
         try root.rejectUnknownKeys()

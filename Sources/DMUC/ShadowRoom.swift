@@ -41,6 +41,11 @@ public struct ShadowRoom: Sendable {
     public struct RemoteOccupant: Sendable, Hashable {
         public var nick: String
         public var realJID: JID
+
+        public init(nick: String, realJID: JID) {
+            self.nick = nick
+            self.realJID = realJID
+        }
     }
 
     struct Local: Sendable {

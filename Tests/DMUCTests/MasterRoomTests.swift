@@ -1,0 +1,188 @@
+import DMUC
+import Testing
+import XMPPCore
+
+/// `MasterRoom` as a state machine: stanzas in, stanzas out, no sockets.
+@Suite("MasterRoom")
+struct MasterRoomTests {
+    static let room = JID("ops@rooms.test")!
+    static let alice = JID("alice@xmpp.test/phone")!
+    static let bob = JID("bob@xmpp.test/laptop")!
+    static let shadow = JID("#ops%net@irc.test")!
+    static let carolReal = JID("u1%net@irc.test/irc")!
+
+    var master = MasterRoom(jid: room, rid: "rid-1", epoch: "e1")
+
+    static func join(_ from: JID, nick: String) -> XMLElement {
+        var p = XMLElement.stanza(.presence, from: from, to: room.with(resource: nick))
+        p.append(XMLElement("x", namespace: NS.muc))
+        return p
+    }
+
+    static func shadowJoin(nick: String, real: JID, link: Bool = true, from shadow: JID = shadow) -> XMLElement {
+        var p = XMLElement.stanza(.presence, from: shadow.with(resource: nick), to: room.with(resource: nick))
+        p.append(XMLElement("x", namespace: NS.muc))
+        p.append(LinkElements.fmuc(from: real))
+        if link { p.append(LinkElements.link()) }
+        return p
+    }
+
+    static func groupchat(_ from: JID, _ body: String, to: JID = room) -> XMLElement {
+        .stanza(.message, from: from, to: to, type: "groupchat", id: "m-\(body)", children: [.text("body", namespace: NS.component, body)])
+    }
+
+    static func codes(_ p: XMLElement) -> [String] {
+        p.child("x", namespace: NS.mucUser)?.children("status", namespace: NS.mucUser).compactMap { $0["code"] } ?? []
+    }
+
+    @Test("a client joins: self-presence with 110, then the subject closes the join (XEP-0045 §7.2)")
+    mutating func firstJoin() {
+        let out = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false).stanzas
+        #expect(out.count == 2)
+        #expect(out[0].name == "presence" && out[0]["from"] == "ops@rooms.test/Alice" && out[0]["to"] == Self.alice.description)
+        #expect(Self.codes(out[0]) == ["110"])
+        #expect(out[0].child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["role"] == "participant")
+        #expect(out[1].name == "message" && out[1].child("subject", namespace: NS.component) != nil)
+    }
+
+    @Test("the next client first sees everyone present, then itself, and the others see it")
+    mutating func secondJoin() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        let out = master.receive(Self.join(Self.bob, nick: "Bob"), fromShadowDomain: false).stanzas
+        #expect(out.map { "\($0.name) \($0["from"]!) -> \($0["to"]!)" } == [
+            "presence ops@rooms.test/Alice -> bob@xmpp.test/laptop",
+            "presence ops@rooms.test/Bob -> alice@xmpp.test/phone",
+            "presence ops@rooms.test/Bob -> bob@xmpp.test/laptop",
+            "message ops@rooms.test -> bob@xmpp.test/laptop",
+        ])
+        #expect(Self.codes(out[1]).isEmpty)
+        #expect(Self.codes(out[2]) == ["110"])
+    }
+
+    @Test("a taken nick is refused with conflict, whatever its case")
+    mutating func conflict() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        let out = master.receive(Self.join(Self.bob, nick: "alice"), fromShadowDomain: false).stanzas
+        #expect(out.count == 1)
+        #expect(out[0]["type"] == "error" && out[0].errorCondition == "conflict" && out[0]["to"] == Self.bob.description)
+        #expect(master.occupantList.count == 1)
+    }
+
+    @Test("groupchat is reflected to every occupant with the room's stanza-id; non-occupants are refused")
+    mutating func groupchat() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.join(Self.bob, nick: "Bob"), fromShadowDomain: false)
+        var message = Self.groupchat(Self.alice, "hi")
+        message.append(XMLElement("stanza-id", namespace: NS.sid, attributes: ["id": "forged", "by": "ops@rooms.test"]))
+        let out = master.receive(message, fromShadowDomain: false).stanzas
+        #expect(out.count == 2)
+        for copy in out {
+            #expect(copy["from"] == "ops@rooms.test/Alice" && copy["id"] == "m-hi")
+            let ids = copy.children("stanza-id", namespace: NS.sid)
+            #expect(ids.count == 1 && ids[0]["id"] != "forged" && ids[0]["by"] == "ops@rooms.test")
+        }
+        let stranger = master.receive(Self.groupchat(JID("eve@xmpp.test/x")!, "let me in"), fromShadowDomain: false).stanzas
+        #expect(stranger.count == 1 && stranger[0].errorCondition == "not-acceptable")
+    }
+
+    @Test("a client cannot assert fmuc: the element is stripped and never echoed")
+    mutating func clientFMUCStripped() {
+        var p = Self.join(Self.alice, nick: "Alice")
+        p.append(LinkElements.fmuc(from: JID("admin@xmpp.test/x")!))
+        let out = master.receive(p, fromShadowDomain: false).stanzas
+        #expect(master.occupantList.first?.realJID == Self.alice)
+        #expect(!out.contains { $0.child("fmuc", namespace: NS.fmuc) != nil })
+    }
+
+    @Test("a shadow federates: the others see its user, the node gets a burst that the subject with <sync/> closes (flow A)")
+    mutating func federation() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        let output = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        let out = output.stanzas
+        #expect(output.notes.contains(.federated(shadow: Self.shadow)))
+        #expect(out.map { "\($0.name) \($0["from"]!) -> \($0["to"]!)" } == [
+            "presence ops@rooms.test/carol -> alice@xmpp.test/phone",
+            "presence ops@rooms.test/Alice -> #ops%net@irc.test",
+            "presence ops@rooms.test/carol -> #ops%net@irc.test",
+            "message ops@rooms.test -> #ops%net@irc.test",
+        ])
+        // The client never sees link elements; the node sees real JIDs.
+        #expect(out[0].child("fmuc", namespace: NS.fmuc) == nil)
+        #expect(LinkElements.fmucFrom(out[1]) == Self.alice)
+        #expect(LinkElements.fmucFrom(out[2]) == Self.carolReal)
+        let sync = out[3].child("sync", namespace: NS.link)
+        #expect(sync?["seq"] == String(master.seq) && sync?["rid"] == "rid-1" && sync?["epoch"] == "e1")
+    }
+
+    @Test("every room-wide stanza reaches a shadow once, numbered, with the real JID (flows C, D)")
+    mutating func numberedFanout() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        let before = master.seq
+        let first = master.receive(Self.groupchat(Self.alice, "one"), fromShadowDomain: false).stanzas.filter { $0["to"] == Self.shadow.description }
+        let second = master.receive(Self.groupchat(Self.alice, "two"), fromShadowDomain: false).stanzas.filter { $0["to"] == Self.shadow.description }
+        #expect(first.count == 1 && second.count == 1)
+        #expect(LinkElements.seqNumber(first[0]) == before + 1)
+        #expect(LinkElements.seqNumber(second[0]) == before + 2)
+        #expect(LinkElements.fmucFrom(first[0]) == Self.alice)
+    }
+
+    @Test("a shadow's submitted line goes to clients without link elements and back to the shadow as its echo")
+    mutating func submitAndEcho() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        var line = Self.groupchat(Self.shadow.with(resource: "carol"), "from irc")
+        line.append(LinkElements.originID("o-1"))
+        line.append(LinkElements.fmuc(from: Self.carolReal))
+        let out = master.receive(line, fromShadowDomain: true).stanzas
+        #expect(out.count == 2)
+        let toAlice = out.first { $0["to"] == Self.alice.description }!
+        #expect(toAlice["from"] == "ops@rooms.test/carol")
+        #expect(toAlice.child("fmuc", namespace: NS.fmuc) == nil && toAlice.child("seq", namespace: NS.link) == nil)
+        let echo = out.first { $0["to"] == Self.shadow.description }!
+        #expect(LinkElements.originID(of: echo) == "o-1" && LinkElements.seqNumber(echo) != nil)
+    }
+
+    @Test("a shadow may not assert a real JID outside its own domain, nor speak for someone else's nick")
+    mutating func forgedRealJID() {
+        let forged = master.receive(Self.shadowJoin(nick: "mallory", real: Self.alice), fromShadowDomain: true).stanzas
+        #expect(forged.count == 1 && forged[0].errorCondition == "forbidden")
+        #expect(master.occupantList.isEmpty && master.shadows.isEmpty)
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        var impersonation = Self.groupchat(Self.shadow.with(resource: "Alice"), "i am alice")
+        impersonation.append(LinkElements.fmuc(from: Self.carolReal))
+        let out = master.receive(impersonation, fromShadowDomain: true).stanzas
+        #expect(out.count == 1 && out[0].errorCondition == "not-acceptable")
+    }
+
+    @Test("leaving: the client gets its own unavailable with 110; a node whose last user leaves gets <left/> (flow E)")
+    mutating func leaving() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        var part = XMLElement.stanza(.presence, from: Self.shadow.with(resource: "carol"), to: Self.room.with(resource: "carol"), type: "unavailable")
+        part.append(.text("status", namespace: NS.component, "bye"))
+        part.append(LinkElements.fmuc(from: Self.carolReal))
+        let output = master.receive(part, fromShadowDomain: true)
+        #expect(output.notes.contains(.nodeLeft(shadow: Self.shadow)))
+        let toAlice = output.stanzas.first { $0["to"] == Self.alice.description }!
+        #expect(toAlice["type"] == "unavailable" && toAlice.child("status", namespace: NS.component)?.text == "bye")
+        #expect(LinkElements.isLeft(output.stanzas.last!))
+        #expect(master.shadows.isEmpty)
+
+        let leave = XMLElement.stanza(.presence, from: Self.alice, to: Self.room.with(resource: "Alice"), type: "unavailable")
+        let out = master.receive(leave, fromShadowDomain: false).stanzas
+        #expect(out.count == 1 && out[0]["type"] == "unavailable" && Self.codes(out[0]) == ["110"])
+        #expect(master.isEmpty)
+    }
+
+    @Test("the room answers a self-ping from an occupant only (XEP-0410)")
+    mutating func selfPing() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        let ping = XMLElement.stanza(.iq, from: Self.alice, to: Self.room.with(resource: "Alice"), type: "get", id: "p1", children: [XMLElement("ping", namespace: NS.ping)])
+        #expect(master.receive(ping, fromShadowDomain: false).stanzas.first?["type"] == "result")
+        var stranger = ping
+        stranger["from"] = Self.bob.description
+        #expect(master.receive(stranger, fromShadowDomain: false).stanzas.first?.errorCondition == "not-acceptable")
+    }
+}

@@ -1,0 +1,141 @@
+import DMUC
+import Testing
+import XMPPCore
+
+/// `ShadowRoom` as a state machine, fed with the stanzas a master sends.
+@Suite("ShadowRoom")
+struct ShadowRoomTests {
+    static let room = JID("ops@rooms.test")!
+    static let shadowJID = JID("#ops%net@irc.test")!
+    static let carol = JID("u1%net@irc.test/irc")!
+    static let dave = JID("u2%net@irc.test/irc")!
+    static let alice = JID("alice@xmpp.test/phone")!
+
+    var shadow = ShadowRoom(masterRoom: room, jid: shadowJID)
+
+    static func sent(_ actions: [ShadowRoom.Action]) -> [XMLElement] {
+        actions.compactMap { if case .send(let s) = $0 { s } else { nil } }
+    }
+
+    static func presence(nick: String, real: JID, seq: UInt64? = nil, unavailable: Bool = false) -> XMLElement {
+        var p = XMLElement.stanza(.presence, from: room.with(resource: nick), to: shadowJID, type: unavailable ? "unavailable" : nil)
+        p.append(LinkElements.fmuc(from: real))
+        if let seq { p.append(LinkElements.seq(seq, epoch: "e1")) }
+        return p
+    }
+
+    static func subject(seq: UInt64) -> XMLElement {
+        .stanza(.message, from: room, to: shadowJID, type: "groupchat", children: [
+            .text("subject", namespace: NS.component, ""), LinkElements.sync(epoch: "e1", rid: "r", seq: seq),
+        ])
+    }
+
+    static func message(nick: String, real: JID, body: String, seq: UInt64, origin: String? = nil) -> XMLElement {
+        var m = XMLElement.stanza(.message, from: room.with(resource: nick), to: shadowJID, type: "groupchat", children: [.text("body", namespace: NS.component, body)])
+        if let origin { m.append(LinkElements.originID(origin)) }
+        m.append(LinkElements.fmuc(from: real))
+        m.append(LinkElements.seq(seq, epoch: "e1"))
+        return m
+    }
+
+    /// carol federates; alice is in the room already; the burst ends at seq 3.
+    mutating func federate() {
+        _ = shadow.ircJoined(nick: "carol", realJID: Self.carol)
+        _ = shadow.receive(Self.presence(nick: "Alice", real: Self.alice))
+        _ = shadow.receive(Self.presence(nick: "carol", real: Self.carol))
+        _ = shadow.receive(Self.subject(seq: 3))
+    }
+
+    @Test("the first IRC user federates with <link/> and no history; later users wait for the burst")
+    mutating func federation() {
+        let first = Self.sent(shadow.ircJoined(nick: "carol", realJID: Self.carol))
+        #expect(first.count == 1)
+        #expect(first[0]["to"] == "ops@rooms.test/carol" && first[0]["from"] == "#ops%net@irc.test/carol")
+        #expect(first[0].child("link", namespace: NS.link) != nil)
+        #expect(LinkElements.fmucFrom(first[0]) == Self.carol)
+        #expect(first[0].child("x", namespace: NS.muc)?.child("history", namespace: NS.muc)?["maxstanzas"] == "0")
+        #expect(shadow.ircJoined(nick: "dave", realJID: Self.dave).isEmpty)
+
+        #expect(shadow.receive(Self.presence(nick: "Alice", real: Self.alice)) == [.remoteJoined(.init(nick: "Alice", realJID: Self.alice))])
+        #expect(shadow.receive(Self.presence(nick: "carol", real: Self.carol)).isEmpty)  // her ack
+        let end = shadow.receive(Self.subject(seq: 3))
+        #expect(shadow.isFederated)
+        let joins = Self.sent(end)
+        #expect(joins.count == 1 && joins[0]["to"] == "ops@rooms.test/dave" && joins[0].child("link", namespace: NS.link) == nil)
+    }
+
+    @Test("remote lines reach IRC once: duplicates by seq are dropped, gaps are noted")
+    mutating func sequence() {
+        federate()
+        #expect(shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "hi", seq: 4)) == [.remoteMessage(.init(nick: "Alice", realJID: Self.alice), body: "hi")])
+        #expect(shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "hi", seq: 4)) == [.note(.duplicateDropped(seq: 4))])
+        let gap = shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "later", seq: 7))
+        #expect(gap.first == .note(.seqGap(expected: 5, got: 7)))
+        #expect(gap.contains(.remoteMessage(.init(nick: "Alice", realJID: Self.alice), body: "later")))
+    }
+
+    @Test("an IRC line is submitted with an origin-id; its echo is an ack, never relayed back to IRC")
+    mutating func echo() {
+        federate()
+        let sent = Self.sent(shadow.ircMessage(nick: "carol", body: "from irc", originID: "o-1"))
+        #expect(sent.count == 1 && sent[0]["to"] == "ops@rooms.test" && sent[0]["type"] == "groupchat")
+        #expect(LinkElements.originID(of: sent[0]) == "o-1" && LinkElements.fmucFrom(sent[0]) == Self.carol)
+        #expect(shadow.receive(Self.message(nick: "carol", real: Self.carol, body: "from irc", seq: 4, origin: "o-1")) == [.note(.echoMatched)])
+    }
+
+    @Test("lines said before the burst are held and submitted after it, in order")
+    mutating func held() {
+        _ = shadow.ircJoined(nick: "carol", realJID: Self.carol)
+        #expect(shadow.ircMessage(nick: "carol", body: "one", originID: "o-1").isEmpty)
+        #expect(shadow.ircMessage(nick: "carol", body: "two", originID: "o-2").isEmpty)
+        let sent = Self.sent(shadow.receive(Self.subject(seq: 1)))
+        #expect(sent.map { $0.child("body", namespace: NS.component)?.text } == ["one", "two"])
+    }
+
+    @Test("a refused federating user is told, and the next user federates instead (flow I)")
+    mutating func refused() {
+        let presence = Self.sent(shadow.ircJoined(nick: "carol", realJID: Self.carol))[0]
+        _ = shadow.ircJoined(nick: "dave", realJID: Self.dave)
+        var error = presence.errorReply(type: "cancel", condition: "conflict", text: "taken")
+        error["from"] = "ops@rooms.test/carol"
+        let actions = shadow.receive(error)
+        #expect(actions.first == .localRefused(nick: "carol", condition: "conflict", text: "taken"))
+        let retry = Self.sent(actions)
+        #expect(retry.count == 1 && retry[0]["to"] == "ops@rooms.test/dave" && retry[0].child("link", namespace: NS.link) != nil)
+        #expect(shadow.ircMessage(nick: "carol", body: "ignored", originID: "o").isEmpty)
+    }
+
+    @Test("an unreachable master fails federation; a retry sends it again")
+    mutating func unreachable() {
+        let presence = Self.sent(shadow.ircJoined(nick: "carol", realJID: Self.carol))[0]
+        var error = presence.errorReply(type: "cancel", condition: "service-unavailable")
+        error["from"] = "ops@rooms.test/carol"
+        #expect(shadow.receive(error) == [.federationFailed(condition: "service-unavailable")])
+        #expect(Self.sent(shadow.retryFederation()).count == 1)
+    }
+
+    @Test("a re-federation burst is diffed: only occupants who left meanwhile are removed")
+    mutating func refederationDiff() {
+        federate()
+        let bob = JID("bob@xmpp.test/x")!
+        _ = shadow.receive(Self.presence(nick: "Bob", real: bob, seq: 4))
+        var left = XMLElement.stanza(.presence, from: Self.room, to: Self.shadowJID, type: "unavailable")
+        left.append(LinkElements.left())
+        #expect(shadow.receive(left).isEmpty)
+        #expect(!shadow.isFederated)
+        _ = shadow.ircLeft(nick: "carol", reason: nil)
+        _ = shadow.ircJoined(nick: "dave", realJID: Self.dave)
+        #expect(shadow.receive(Self.presence(nick: "Alice", real: Self.alice)).isEmpty)  // still there: no new join on IRC
+        let end = shadow.receive(Self.subject(seq: 9))
+        #expect(end.contains(.remoteLeft(.init(nick: "Bob", realJID: bob), reason: nil)))
+        #expect(!end.contains { if case .remoteLeft(let o, _) = $0 { o.nick == "Alice" } else { false } })
+    }
+
+    @Test("stanzas not from the master room are ignored")
+    mutating func foreign() {
+        federate()
+        var m = Self.message(nick: "Alice", real: Self.alice, body: "spoof", seq: 4)
+        m["from"] = "other@rooms.test/Alice"
+        #expect(shadow.receive(m).isEmpty)
+    }
+}
