@@ -81,6 +81,7 @@ let package = Package(
         .testTarget(name: "XMPPCoreTests", dependencies: ["XMPPCore"], swiftSettings: strict),
         .testTarget(name: "IRCCoreTests", dependencies: ["IRCCore"], swiftSettings: strict),
         .testTarget(name: "DMUCTests", dependencies: ["DMUC"], swiftSettings: strict),
+        .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

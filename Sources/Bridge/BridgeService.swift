@@ -21,6 +21,8 @@ public actor BridgeService {
     var networks: [String: NetworkState] = [:]
     private var shadows: [JID: ShadowState] = [:]
     var tasks: [Task<Void, Never>] = []
+    /// Set by `shutdown()`: connections closing now are not reconnected.
+    private var stopping = false
 
     struct ShadowState {
         var room: ShadowRoom
@@ -66,6 +68,7 @@ public actor BridgeService {
 
     /// Leaves the rooms and IRC politely (DESIGN.md §5).
     public func shutdown() async {
+        stopping = true
         for (jid, state) in shadows {
             for nick in state.room.localNicks {
                 var room = state.room
@@ -87,7 +90,7 @@ public actor BridgeService {
         guard let network = networks[name]?.configuration else { return }
         var failures = 0
         var serverIndex = 0
-        while !Task.isCancelled {
+        while !Task.isCancelled && !stopping {
             let server = network.servers[serverIndex % network.servers.count]
             let irc = IRCConnectionConfiguration(
                 host: server.host, port: server.port, nick: network.nick, username: "shadowbridge",
@@ -100,6 +103,7 @@ public actor BridgeService {
                 for await event in connection.events {
                     handleNetworkEvent(name, event)
                 }
+                if stopping { return }
                 networkLost(name)
                 logger.warning("IRC connection lost; reconnecting", metadata: ["network": "\(name)", "server": "\(server)"])
             } catch {

@@ -32,6 +32,8 @@ public final class ComponentSession: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let channel = NIOLockedValueBox<(any Channel)?>(nil)
+    /// Set by `close()`: the stream's end is then expected and not retried.
+    private let closing = NIOLockedValueBox(false)
 
     public init(configuration: ComponentConfiguration, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -87,7 +89,7 @@ public final class ComponentSession: Sendable {
                     }
                 }
                 channel.withLockedValue { $0 = nil }
-                if Task.isCancelled { return }
+                if Task.isCancelled || closing.withLockedValue({ $0 }) { return }
                 logger.warning("component stream ended; reconnecting", metadata: ["domain": "\(configuration.domain)"])
             } catch {
                 failures += 1
@@ -102,6 +104,7 @@ public final class ComponentSession: Sendable {
 
     /// Closes the stream politely (used on shutdown).
     public func close() async {
+        closing.withLockedValue { $0 = true }
         guard let connected = channel.withLockedValue({ $0 }) else { return }
         try? await connected.writeAndFlush(connected.allocator.buffer(string: "</stream:stream>")).get()
         try? await connected.close().get()

@@ -11,7 +11,7 @@ struct Shadowbridge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shadowbridge",
         abstract: "An IRC <-> XMPP bridge and the distributed MUC master it federates with.",
-        subcommands: [Run.self, Check.self])
+        subcommands: [Run.self, Check.self, Demo.self])
 }
 
 /// Loads the configuration or exits with the error said plainly (no stack trace).
@@ -37,25 +37,31 @@ struct Run: AsyncParsableCommand {
         let logger = Logger(label: "shadowbridge")
         for warning in settings.warnings { logger.warning("\(warning)") }
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let master = settings.master.map { MasterService(configuration: $0, xmpp: settings.xmpp, group: group, logger: logger) }
-        let bridge = settings.bridge.map { BridgeService(configuration: $0, xmpp: settings.xmpp, group: group, logger: logger) }
-
-        let roles = Task {
-            await withTaskGroup(of: Void.self) { tasks in
-                if let master { tasks.addTask { await master.run() } }
-                if let bridge { tasks.addTask { await bridge.run() } }
-            }
-        }
-        let signal = await Signals.next([SIGINT, SIGTERM])
-        logger.info("stopping", metadata: ["signal": "\(signal)"])
-        await bridge?.shutdown()
-        await master?.shutdown()
-        roles.cancel()
-        _ = await roles.value
-        try? await group.shutdownGracefully()
-        logger.info("stopped")
+        try await runRoles(settings, logger: logger)
     }
+}
+
+/// Runs the roles `settings` enables until SIGINT or SIGTERM, then stops them cleanly: the
+/// bridge takes its IRC users out of the rooms and QUITs, the components close their streams.
+func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: () -> Void = {}) async throws {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let master = settings.master.map { MasterService(configuration: $0, xmpp: settings.xmpp, group: group, logger: logger) }
+    let bridge = settings.bridge.map { BridgeService(configuration: $0, xmpp: settings.xmpp, group: group, logger: logger) }
+    let roles = Task {
+        await withTaskGroup(of: Void.self) { tasks in
+            if let master { tasks.addTask { await master.run() } }
+            if let bridge { tasks.addTask { await bridge.run() } }
+        }
+    }
+    onStarted()
+    let signal = await Signals.next([SIGINT, SIGTERM])
+    logger.info("stopping", metadata: ["signal": "\(signal)"])
+    await bridge?.shutdown()
+    await master?.shutdown()
+    roles.cancel()
+    _ = await roles.value
+    try? await group.shutdownGracefully()
+    logger.info("stopped")
 }
 
 struct Check: AsyncParsableCommand {

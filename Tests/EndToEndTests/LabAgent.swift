@@ -20,6 +20,9 @@ struct AgentEvent: Sendable, CustomStringConvertible {
     var params: [String]
     var nick: String?
     var raw: String?
+    var port: Int?
+    var count: Int?
+    var data: String?
 
     init(index: Int, json: [String: Any]) {
         self.index = index
@@ -37,6 +40,9 @@ struct AgentEvent: Sendable, CustomStringConvertible {
         params = json["params"] as? [String] ?? []
         nick = json["nick"] as? String
         raw = json["raw"] as? String
+        port = json["port"] as? Int
+        count = json["count"] as? Int
+        data = json["data"] as? String
     }
 
     var description: String {
@@ -75,19 +81,12 @@ final class LabAgent: Sendable {
             throw LabError("Debian's /usr/bin/python3 is missing: run `apt-get install python3-slixmpp`")
         }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Support/lab_agent.py")
-        let stdinPipe = Pipe()
-        let stdoutPipe = Pipe()
         stderrFile = directory.appendingPathComponent("agent.stderr")
-        _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-u", script.path]
-        p.standardInput = stdinPipe
-        p.standardOutput = stdoutPipe
-        p.standardError = try FileHandle(forWritingTo: stderrFile)
-        process = try ManagedProcess(wrapping: p, name: "lab_agent")
-        input = stdinPipe.fileHandleForWriting
-        let reader = stdoutPipe.fileHandleForReading
+        process = try ManagedProcess(
+            name: "lab_agent", executable: python, arguments: ["-u", script.path], logFile: stderrFile,
+            pipeStandardInput: true, pipeStandardOutput: true)
+        input = process.standardInput!
+        let reader = process.standardOutput!
         let store = self.store
         let thread = Thread {
             var pending = Data()

@@ -107,6 +107,97 @@ def parse_irc(line):
     return prefix, (parts[0].upper() if parts else ""), parts[1:]
 
 
+class ScriptedIRCServer:
+    """A scripted IRC server, said as such in the tests that use it: it registers every
+    client, echoes JOINs with a NAMES reply, and sends whatever raw bytes the test asks to
+    the clients in a channel. For inputs a real IRC server never sends (over-long lines)."""
+
+    def __init__(self, name, names):
+        self.name = name
+        self.names = names  # extra nicks listed in every channel
+        self.clients = {}   # writer -> {"nick":..., "channels": set()}
+
+    async def start(self):
+        server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        return server.sockets[0].getsockname()[1]
+
+    async def serve(self, reader, writer):
+        state = {"nick": None, "channels": set()}
+        self.clients[writer] = state
+        emit(self.name, "scripted_irc_connected", count=len(self.clients))
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                prefix, command, params = parse_irc(line.rstrip(b"\r\n").decode("utf-8", errors="replace"))
+                emit(self.name, "scripted_irc_received", nick=state["nick"], command=command, params=params)
+                if command == "NICK":
+                    state["nick"] = params[0]
+                elif command == "USER":
+                    writer.write(f":scripted.test 001 {state['nick']} :Welcome\r\n".encode())
+                elif command == "JOIN":
+                    for channel in params[0].split(","):
+                        state["channels"].add(channel.lower())
+                        names = " ".join([state["nick"]] + self.names)
+                        writer.write(f":{state['nick']}!u@h JOIN {channel}\r\n"
+                                     f":scripted.test 353 {state['nick']} = {channel} :{names}\r\n"
+                                     f":scripted.test 366 {state['nick']} {channel} :End\r\n".encode())
+                elif command == "PING":
+                    writer.write(f":scripted.test PONG scripted.test :{params[-1] if params else ''}\r\n".encode())
+                elif command == "QUIT":
+                    break
+                await writer.drain()
+        finally:
+            del self.clients[writer]
+            writer.close()
+
+    def send(self, channel, data):
+        for writer, state in list(self.clients.items()):
+            if channel.lower() in state["channels"]:
+                writer.write(data)
+
+
+class ScriptedXMPPServer:
+    """A scripted XMPP server for one component, said as such in the tests that use it:
+    accepts the XEP-0114 handshake without checking it, reports everything the component
+    sends, and writes whatever raw bytes the test asks. For malformed streams."""
+
+    def __init__(self, name):
+        self.name = name
+        self.writer = None
+        self.connections = 0
+
+    async def start(self):
+        server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        return server.sockets[0].getsockname()[1]
+
+    async def serve(self, reader, writer):
+        self.connections += 1
+        self.writer = writer
+        number = self.connections
+        emit(self.name, "scripted_xmpp_connected", count=number)
+        buffered = b""
+        handshaken = False
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            buffered += data
+            emit(self.name, "scripted_xmpp_received", count=number, data=data.decode("utf-8", errors="replace"))
+            if b"<stream:stream" in buffered and b"id=" not in buffered and not handshaken and b"<handshake>" not in buffered:
+                writer.write(b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
+                             b"xmlns:stream='http://etherx.jabber.org/streams' id='scripted" + str(number).encode() +
+                             b"' from='scripted.test'>")
+            if b"</handshake>" in buffered and not handshaken:
+                handshaken = True
+                writer.write(b"<handshake/>")
+                emit(self.name, "scripted_xmpp_handshake", count=number)
+            await writer.drain()
+        emit(self.name, "scripted_xmpp_closed", count=number)
+        writer.close()
+
+
 async def main():
     users = {}
     loop = asyncio.get_running_loop()
@@ -147,11 +238,23 @@ async def main():
             elif op == "irc_send":
                 data = bytes.fromhex(cmd["hex"]) if "hex" in cmd else cmd["line"].encode("utf-8")
                 users[name].send_raw(data)
+            elif op == "scripted_irc_server":
+                server = ScriptedIRCServer(name, cmd.get("names", []))
+                users[name] = server
+                emit(name, "scripted_irc_listening", port=await server.start())
+            elif op == "scripted_irc_send":
+                users[name].send(cmd["channel"], bytes.fromhex(cmd["hex"]))
+            elif op == "scripted_xmpp_server":
+                server = ScriptedXMPPServer(name)
+                users[name] = server
+                emit(name, "scripted_xmpp_listening", port=await server.start())
+            elif op == "scripted_xmpp_send":
+                users[name].writer.write(cmd["data"].encode())
             elif op == "quit":
                 for user in users.values():
                     if isinstance(user, XMPPUser):
                         user.disconnect()
-                    elif user.writer:
+                    elif isinstance(user, IRCUser) and user.writer:
                         user.writer.close()
                 await asyncio.sleep(0.2)
                 break
