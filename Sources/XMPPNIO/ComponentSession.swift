@@ -116,7 +116,9 @@ public final class ComponentSession: Sendable {
         let ready = loop.makePromise(of: Void.self)
         let configuration = self.configuration
         let logger = self.logger
-        let connected = try await ClientBootstrap(group: loop)
+        let connected: any Channel
+        do {
+            connected = try await ClientBootstrap(group: loop)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -127,6 +129,12 @@ public final class ComponentSession: Sendable {
                 }
             }
             .connect(host: configuration.host, port: configuration.port).get()
+        } catch {
+            // No channel, so no handler will ever complete the handshake promise.
+            ready.fail(error)
+            continuation.finish()
+            throw error
+        }
         let timeout = loop.scheduleTask(in: .seconds(10)) { ready.fail(ComponentError.handshakeTimeout) }
         do {
             try await ready.futureResult.get()

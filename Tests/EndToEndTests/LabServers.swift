@@ -64,19 +64,72 @@ final class ShadowbridgeProcess: Sendable {
     let process: ManagedProcess
 
     /// `channels` maps IRC channels on the lab's ngircd to room local parts on the master.
-    init(servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)]) throws {
+    convenience init(servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)]) throws {
+        try self.init(
+            directory: directory,
+            config: Self.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
+            mappings: ["\(network).toml": Self.mapping(network: network, ircPort: servers.ngircd.port, nick: nick, channels: channels)])
+    }
+
+    /// Any config and mapping files, written into `directory`.
+    init(directory: URL, config: String, mappings: [String: String]) throws {
         self.directory = directory
-        let mappings = directory.appendingPathComponent("bridges")
-        try FileManager.default.createDirectory(at: mappings, withIntermediateDirectories: true)
-        var mapping = """
+        let mappingsDirectory = directory.appendingPathComponent("bridges")
+        try FileManager.default.createDirectory(at: mappingsDirectory, withIntermediateDirectories: true)
+        for (name, text) in mappings {
+            try text.write(to: mappingsDirectory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        let configFile = directory.appendingPathComponent("shadowbridge.toml")
+        try config.write(to: configFile, atomically: true, encoding: .utf8)
+        process = try ManagedProcess(
+            name: "shadowbridge", executable: try Self.binary(), arguments: ["run", "--config", configFile.path],
+            directory: directory, logFile: directory.appendingPathComponent("shadowbridge.log"))
+    }
+
+    /// Both roles on the lab's component port, debug logging (the tests count link lines).
+    static func config(xmppPort: Int, mappings: URL, master: Bool = true, bridge: Bool = true) -> String {
+        var text = """
+            [xmpp]
+            host = "127.0.0.1"
+            port = \(xmppPort)
+
+            [log]
+            level = "debug"
+
+            """
+        if master {
+            text += """
+
+                [master]
+                domain = "\(LabServers.masterDomain)"
+                secret = "\(LabServers.masterSecret)"
+                allowed_shadows = ["\(LabServers.bridgeDomain)"]
+
+                """
+        }
+        if bridge {
+            text += """
+
+                [bridge]
+                domain = "\(LabServers.bridgeDomain)"
+                secret = "\(LabServers.bridgeSecret)"
+                mappings = "\(mappings.path)"
+
+                """
+        }
+        return text
+    }
+
+    static func mapping(network: String, ircPort: Int, nick: String = "sbridge", channels: [(irc: String, room: String)]) -> String {
+        var text = """
             [network]
             name = "\(network)"
-            servers = ["irc://127.0.0.1:\(servers.ngircd.port)"]
+            servers = ["irc://127.0.0.1:\(ircPort)"]
             nick = "\(nick)"
 
             """
         for channel in channels {
-            mapping += """
+            text += """
 
                 [[channel]]
                 irc = "\(channel.irc)"
@@ -84,30 +137,7 @@ final class ShadowbridgeProcess: Sendable {
 
                 """
         }
-        try mapping.write(to: mappings.appendingPathComponent("\(network).toml"), atomically: true, encoding: .utf8)
-        let config = """
-            [xmpp]
-            host = "127.0.0.1"
-            port = \(servers.prosody.componentPort)
-
-            [master]
-            domain = "\(LabServers.masterDomain)"
-            secret = "\(LabServers.masterSecret)"
-            allowed_shadows = ["\(LabServers.bridgeDomain)"]
-
-            [bridge]
-            domain = "\(LabServers.bridgeDomain)"
-            secret = "\(LabServers.bridgeSecret)"
-            mappings = "\(mappings.path)"
-
-            [log]
-            level = "debug"
-            """
-        let configFile = directory.appendingPathComponent("shadowbridge.toml")
-        try config.write(to: configFile, atomically: true, encoding: .utf8)
-        process = try ManagedProcess(
-            name: "shadowbridge", executable: try Self.binary(), arguments: ["run", "--config", configFile.path],
-            directory: directory, logFile: directory.appendingPathComponent("shadowbridge.log"))
+        return text
     }
 
     /// The `shadowbridge` built next to this test binary (`swift build --build-tests` builds both).
