@@ -100,18 +100,29 @@ public struct MasterRoom: Sendable {
     // MARK: - Presence
 
     private mutating func clientPresence(_ stanza: XMLElement, from: JID, to: JID, out: inout Output) {
-        guard let nick = to.resource else {
-            if stanza["type"] != "unavailable" {
-                out.stanzas.append(stanza.errorReply(type: "modify", condition: "jid-malformed", text: "a nick is required"))
-            }
+        occupantPresence(stanza, nick: to.resource, realJID: from, node: .local, out: &out)
+    }
+
+    private mutating func shadowPresence(_ stanza: XMLElement, from: JID, to: JID, real: JID, out: inout Output) {
+        guard from.resource != nil else {
+            out.stanzas.append(stanza.errorReply(type: "modify", condition: "jid-malformed", text: "a nick is required"))
             return
         }
-        let current = occupantKey(realJID: from, node: .local)
+        occupantPresence(stanza, nick: to.resource, realJID: real, node: .shadow(from.bare), out: &out)
+    }
+
+    /// One presence from an occupant's session, local or behind a shadow: join, update or leave.
+    private mutating func occupantPresence(_ stanza: XMLElement, nick: String?, realJID: JID, node: OccupantNode, out: inout Output) {
+        let current = occupantKey(realJID: realJID, node: node)
         if stanza["type"] == "unavailable" {
             if let current { leave(key: current, stanza: stanza, out: &out) }
             return
         }
         if stanza["type"] != nil { return }  // subscription traffic has no place in a room
+        guard let nick else {
+            out.stanzas.append(stanza.errorReply(type: "modify", condition: "jid-malformed", text: "a nick is required"))
+            return
+        }
         if let current, current == Self.fold(nick) {
             update(key: current, stanza: stanza, out: &out)
             return
@@ -121,50 +132,23 @@ public struct MasterRoom: Sendable {
             out.stanzas.append(stanza.errorReply(type: "cancel", condition: "not-allowed", text: "nick changes are not supported yet"))
             return
         }
-        join(Occupant(nick: nick, realJID: from, node: .local), stanza: stanza, out: &out)
-    }
-
-    private mutating func shadowPresence(_ stanza: XMLElement, from: JID, to: JID, real: JID, out: inout Output) {
-        let node = OccupantNode.shadow(from.bare)
-        guard let nick = to.resource, from.resource != nil else {
-            out.stanzas.append(stanza.errorReply(type: "modify", condition: "jid-malformed", text: "a nick is required"))
-            return
-        }
-        let current = occupantKey(realJID: real, node: node)
-        if stanza["type"] == "unavailable" {
-            if let current { leave(key: current, stanza: stanza, out: &out) }
-            return
-        }
-        if stanza["type"] != nil { return }
-        if let current, current == Self.fold(nick) {
-            update(key: current, stanza: stanza, out: &out)
-            return
-        }
-        if current != nil {
-            out.stanzas.append(stanza.errorReply(type: "cancel", condition: "not-allowed", text: "nick changes are not supported yet"))
-            return
-        }
         guard occupants[Self.fold(nick)] == nil else {
             refuseConflict(stanza, nick: nick, out: &out)
             return
         }
-        join(Occupant(nick: nick, realJID: real, node: node), stanza: stanza, out: &out)
-        if !shadows.contains(from.bare) {
+        join(Occupant(nick: nick, realJID: realJID, node: node), stanza: stanza, out: &out)
+        if case .shadow(let shadow) = node, !shadows.contains(shadow) {
             // Flow A: the first presence from a node federates it, whether or not it carries
             // <link/> (a plain FMUC peer federates the same way). The node learns of its own
             // user from the burst, which is also her ack, so it joins the fanout only now.
-            shadows.insert(from.bare)
-            out.notes.append(.federated(shadow: from.bare))
-            sendFederationBurst(to: from.bare, out: &out)
+            shadows.insert(shadow)
+            out.notes.append(.federated(shadow: shadow))
+            sendFederationBurst(to: shadow, out: &out)
         }
     }
 
     private mutating func join(_ occupant: Occupant, stanza: XMLElement, out: inout Output) {
         let key = Self.fold(occupant.nick)
-        if occupants[key] != nil {
-            refuseConflict(stanza, nick: occupant.nick, out: &out)
-            return
-        }
         var occupant = occupant
         occupant.presencePayload = Self.payload(of: stanza)
         // A local client first receives everyone already present (XEP-0045 §7.2.3).

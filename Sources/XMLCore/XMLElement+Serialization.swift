@@ -62,27 +62,13 @@ public enum XMLEscaping {
         (v < 0x20 && v != 0x09 && v != 0x0A && v != 0x0D) || v == 0xFFFE || v == 0xFFFF
     }
 
-    public static func appendText(_ s: String, to out: inout String) {
-        if !s.utf8.contains(where: { $0 == 0x26 || $0 == 0x3C || $0 == 0x3E || $0 < 0x20 || $0 == 0xEF }) {
-            out += s
-            return
-        }
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\r": out += "&#13;"
-            default:
-                if !isForbidden(scalar.value) { out.unicodeScalars.append(scalar) }
-            }
-        }
-    }
+    public static func appendText(_ s: String, to out: inout String) { append(s, to: &out, inAttribute: false) }
 
-    public static func appendAttribute(_ s: String, to out: inout String) {
-        if !s.utf8.contains(where: {
-            $0 == 0x26 || $0 == 0x3C || $0 == 0x3E || $0 == 0x27 || $0 == 0x22 || $0 < 0x20 || $0 == 0xEF
-        }) {
+    public static func appendAttribute(_ s: String, to out: inout String) { append(s, to: &out, inAttribute: true) }
+
+    private static func append(_ s: String, to out: inout String, inAttribute: Bool) {
+        // Fast path: nothing to escape or drop (0xEF starts U+FFFE and U+FFFF in UTF-8).
+        if !s.utf8.contains(where: { $0 == 0x26 || $0 == 0x3C || $0 == 0x3E || $0 == 0x27 || $0 == 0x22 || $0 < 0x20 || $0 == 0xEF }) {
             out += s
             return
         }
@@ -91,11 +77,11 @@ public enum XMLEscaping {
             case "&": out += "&amp;"
             case "<": out += "&lt;"
             case ">": out += "&gt;"
-            case "'": out += "&apos;"
-            case "\"": out += "&quot;"
             case "\r": out += "&#13;"
-            case "\n": out += "&#10;"
-            case "\t": out += "&#9;"
+            case "'" where inAttribute: out += "&apos;"
+            case "\"" where inAttribute: out += "&quot;"
+            case "\n" where inAttribute: out += "&#10;"
+            case "\t" where inAttribute: out += "&#9;"
             default:
                 if !isForbidden(scalar.value) { out.unicodeScalars.append(scalar) }
             }
