@@ -24,8 +24,9 @@ extension BridgeService {
         guard let server = network.configuration.servers.first else { return }
         let irc = IRCConnectionConfiguration(
             host: server.host, port: server.port,
-            nick: PuppetNick.make(template: network.configuration.puppetNick, nick: occupant.nick),
-            username: "xmpp", realname: "\(occupant.nick) (XMPP, via Shadowbridge)", fallbackEncoding: network.fallback)
+            nick: PuppetNick.make(template: network.configuration.puppetNick, nick: occupant.nick, maximumLength: network.isupport.nickLength),
+            username: "xmpp", realname: "\(occupant.nick) (XMPP, via Shadowbridge)", fallbackEncoding: network.fallback,
+            floodBurst: network.configuration.floodBurst, floodLinesPerSecond: network.configuration.floodLinesPerSecond)
         let logger = self.logger.with("network", name).with("puppet", occupant.nick)
         let group = self.group
         tasks.append(Task { [self] in
@@ -72,7 +73,7 @@ extension BridgeService {
                 puppet.joined.insert(channel)
                 let ready = puppet.queued.filter { $0.channel == channel }
                 puppet.queued.removeAll { $0.channel == channel }
-                puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[channel] ?? channel, text: $0.text, nick: puppet.nick ?? "") })
+                puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[channel] ?? channel, text: $0.text, nick: puppet.nick ?? "", lineLength: network.isupport.lineLength) })
             case "PART", "KICK":
                 if let channel = message.parameters.first.map(network.fold) { puppet.joined.remove(channel) }
             case "NICK":
@@ -84,6 +85,8 @@ extension BridgeService {
             default:
                 break
             }
+        case .isupport, .capabilities:
+            break
         case .closed(let reason):
             logger.info("puppet connection closed", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(reason)"])
         }
@@ -102,7 +105,7 @@ extension BridgeService {
         }
         let folded = network.fold(channel)
         if puppet.joined.contains(folded), let nick = puppet.nick {
-            puppet.connection?.send(privmsgs(channel: channel, text: body, nick: nick))
+            puppet.connection?.send(privmsgs(channel: channel, text: body, nick: nick, lineLength: network.isupport.lineLength))
         } else if puppet.queued.count < Puppet.maximumQueuedLines {
             puppet.queued.append((folded, body))
         } else {
@@ -132,7 +135,7 @@ extension BridgeService {
     }
 
     /// One PRIVMSG per line, each split so the relayed line with a full prefix fits 512 bytes.
-    func privmsgs(channel: String, text: String, nick: String) -> [IRCMessage] {
+    func privmsgs(channel: String, text: String, nick: String, lineLength: Int = 512) -> [IRCMessage] {
         var action = false
         var text = Substring(text)
         if text.hasPrefix("/me ") {
@@ -141,7 +144,7 @@ extension BridgeService {
         }
         // ":nick!user@host PRIVMSG #channel :" with room for a 63-byte host, plus CR LF.
         let overhead = 1 + nick.utf8.count + 1 + 10 + 1 + 63 + 9 + channel.utf8.count + 2 + 2 + (action ? 9 : 0)
-        return IRCLineSplitter.split(String(text), maximumBytes: max(64, 512 - overhead)).map { piece in
+        return IRCLineSplitter.split(String(text), maximumBytes: max(64, lineLength - overhead)).map { piece in
             IRCMessage(command: "PRIVMSG", channel, action ? "\u{1}ACTION \(piece)\u{1}" : piece)
         }
     }

@@ -78,8 +78,8 @@ public actor BridgeService {
             }
         }
         for network in networks.values {
-            for puppet in network.puppets.values { puppet.connection?.quit("Shadowbridge is shutting down") }
-            network.connection?.quit("Shadowbridge is shutting down")
+            for puppet in network.puppets.values { puppet.connection?.quit("Shadowbridge is shutting down", immediately: true) }
+            network.connection?.quit("Shadowbridge is shutting down", immediately: true)
         }
         await session.close()
     }
@@ -95,7 +95,7 @@ public actor BridgeService {
             let irc = IRCConnectionConfiguration(
                 host: server.host, port: server.port, nick: network.nick, username: "shadowbridge",
                 realname: "Shadowbridge IRC-XMPP bridge", password: network.password,
-                fallbackEncoding: networks[name]!.fallback)
+                fallbackEncoding: networks[name]!.fallback, floodBurst: network.floodBurst, floodLinesPerSecond: network.floodLinesPerSecond)
             do {
                 let connection = try await IRCConnection.connect(irc, group: group, logger: logger.with("network", name))
                 networks[name]?.connection = connection
@@ -124,6 +124,11 @@ public actor BridgeService {
             logger.info("IRC bridge connection registered", metadata: ["network": "\(name)", "nick": "\(nick)"])
             let channels = network.configuration.channels.map(\.irc)
             network.connection?.send(channels.map { IRCMessage(command: "JOIN", $0) })
+        case .isupport(let isupport):
+            network.isupport = isupport
+        case .capabilities(let capabilities):
+            network.capabilities = capabilities
+            logger.info("IRC capabilities", metadata: ["network": "\(name)", "enabled": "\(capabilities.sorted().joined(separator: " "))"])
         case .closed:
             break
         case .message(let message):
@@ -140,8 +145,10 @@ public actor BridgeService {
             // RPL_NAMREPLY: me, symbol, channel, names.
             guard message.parameters.count >= 4 else { return }
             let channel = network.fold(message.parameters[2])
+            let prefixes = network.isupport.prefixCharacters
             let names = message.parameters[3].split(separator: " ").map { name in
-                String(name.drop(while: { "~&@%+".contains($0) }).prefix(while: { $0 != "!" }))
+                // multi-prefix gives "@+nick", userhost-in-names "nick!user@host".
+                String(name.drop(while: { prefixes.contains($0) }).prefix(while: { $0 != "!" }))
             }
             network.pendingNames[channel, default: []].append(contentsOf: names)
         case "366":

@@ -9,7 +9,10 @@ struct NetworkState {
     var connection: IRCConnection?
     /// The bridge connection's nick, once registered.
     var nick: String?
-    var caseMapping = IRCCaseMapping.rfc1459
+    /// What the server said in RPL_ISUPPORT (casemapping, NICKLEN, PREFIX...).
+    var isupport = ISupport()
+    /// IRCv3 capabilities enabled on the bridge connection.
+    var capabilities: Set<String> = []
     /// Channels (folded) the bridge connection is in.
     var joined: Set<String> = []
     /// IRC users (folded nicks) per channel (folded); never the bridge or its puppets.
@@ -28,7 +31,7 @@ struct NetworkState {
         self.fallback = fallback
     }
 
-    func fold(_ s: String) -> String { caseMapping.fold(s) }
+    func fold(_ s: String) -> String { isupport.caseMapping.fold(s) }
 }
 
 /// One remote occupant's IRC connection (PROTOCOL.md §5: "puppet connects and JOINs").

@@ -69,6 +69,9 @@ public struct Network: Sendable {
     public var xmppUsers: XMPPUsers
     public var puppetNick: String
     public var maxPuppets: Int
+    /// Flood control for every connection to this network: lines at once, then per second.
+    public var floodBurst: Int
+    public var floodLinesPerSecond: Double
     public var channels: [Channel]
 }
 
@@ -259,6 +262,10 @@ extension Network {
         let template = try reader.string("puppet_nick") ?? "{nick}"
         guard template.contains("{nick}") else { throw document.error("network.puppet_nick", "must contain {nick}") }
         let maxPuppets = try reader.int("max_puppets") ?? 500
+        let floodBurst = try reader.int("flood_burst") ?? 5
+        guard floodBurst >= 1 else { throw document.error("network.flood_burst", "must be at least 1") }
+        let floodRate = try reader.double("flood_lines_per_second") ?? 2
+        guard floodRate > 0 else { throw document.error("network.flood_lines_per_second", "must be more than 0") }
         try reader.rejectUnknownKeys()
 
         var channels: [Channel] = []
@@ -283,7 +290,7 @@ extension Network {
         try root.rejectUnknownKeys()
         return Network(
             name: name, file: path, servers: servers, nick: nick, password: password, encodingFallback: fallback, xmppUsers: users,
-            puppetNick: template, maxPuppets: maxPuppets, channels: channels)
+            puppetNick: template, maxPuppets: maxPuppets, floodBurst: floodBurst, floodLinesPerSecond: floodRate, channels: channels)
     }
 }
 

@@ -104,6 +104,14 @@ struct TableReader {
         return n
     }
 
+    mutating func double(_ key: String) throws(ConfigurationError) -> Double? {
+        known.insert(key)
+        guard let value = table[key] else { return nil }
+        if let n = value.int { return Double(n) }
+        guard let d = value.double else { throw document.error(keyPath(key), "must be a number") }
+        return d
+    }
+
     mutating func bool(_ key: String) throws(ConfigurationError) -> Bool? {
         known.insert(key)
         guard let value = table[key] else { return nil }

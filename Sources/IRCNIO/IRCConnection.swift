@@ -3,7 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// Who a connection registers as, and where.
+/// Who a connection registers as, where, and how politely it sends.
 public struct IRCConnectionConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -13,10 +13,16 @@ public struct IRCConnectionConfiguration: Sendable {
     public var password: String?
     public var fallbackEncoding: IRCTextEncoding
     public var maximumLineBytes: Int
+    /// Flood control: lines at once, then lines per second.
+    public var floodBurst: Int
+    public var floodLinesPerSecond: Double
+    /// Silence after which we PING; a second silence of this length closes the connection.
+    public var pingInterval: TimeAmount
 
     public init(
         host: String, port: Int, nick: String, username: String, realname: String, password: String? = nil,
-        fallbackEncoding: IRCTextEncoding = .cp1252, maximumLineBytes: Int = IRCLineDecoder.defaultMaximumLineBytes
+        fallbackEncoding: IRCTextEncoding = .cp1252, maximumLineBytes: Int = IRCLineDecoder.defaultMaximumLineBytes,
+        floodBurst: Int = 5, floodLinesPerSecond: Double = 2, pingInterval: TimeAmount = .seconds(60)
     ) {
         self.host = host
         self.port = port
@@ -26,6 +32,9 @@ public struct IRCConnectionConfiguration: Sendable {
         self.password = password
         self.fallbackEncoding = fallbackEncoding
         self.maximumLineBytes = maximumLineBytes
+        self.floodBurst = floodBurst
+        self.floodLinesPerSecond = floodLinesPerSecond
+        self.pingInterval = pingInterval
     }
 }
 
@@ -33,13 +42,25 @@ public struct IRCConnectionConfiguration: Sendable {
 public enum IRCConnectionEvent: Sendable {
     /// 001 arrived: the connection may join channels. `nick` is the nick the server gave.
     case registered(nick: String)
+    /// RPL_ISUPPORT told more about the server (casemapping, NICKLEN, PREFIX...).
+    case isupport(ISupport)
+    /// The enabled IRCv3 capabilities changed.
+    case capabilities(Set<String>)
     case message(IRCMessage)
     /// The connection is gone; no more events follow.
     case closed(reason: String)
 }
 
-/// One client connection to an IRC server: registers (RFC 2812 §3.1), answers PING, retries a
-/// nick in use, and hands everything else to its owner.
+/// What the connection's owner hands its handler.
+enum IRCOutbound: Sendable {
+    case message(IRCMessage)
+    /// QUIT once every queued line is out, or at once (dropping the queue).
+    case quit(String, immediately: Bool)
+}
+
+/// One client connection to an IRC server: registers with CAP LS 302 (RFC 2812 §3.1, IRCv3),
+/// answers PING, retries a nick in use, paces what it sends, notices a dead server, and hands
+/// everything else to its owner.
 public final class IRCConnection: Sendable {
     public let events: AsyncStream<IRCConnectionEvent>
     private let channel: any Channel
@@ -54,69 +75,83 @@ public final class IRCConnection: Sendable {
         _ configuration: IRCConnectionConfiguration, group: any EventLoopGroup, logger: Logger
     ) async throws -> IRCConnection {
         let (events, continuation) = AsyncStream<IRCConnectionEvent>.makeStream()
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(.seconds(10))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: configuration.maximumLineBytes)))
-                    try channel.pipeline.syncOperations.addHandler(
-                        IRCClientHandler(configuration: configuration, continuation: continuation, logger: logger))
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.seconds(10))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: configuration.maximumLineBytes)))
+                        try channel.pipeline.syncOperations.addHandler(
+                            IRCClientHandler(configuration: configuration, continuation: continuation, logger: logger))
+                    }
                 }
-            }
-            .connect(host: configuration.host, port: configuration.port).get()
+                .connect(host: configuration.host, port: configuration.port).get()
+        } catch {
+            continuation.finish()
+            throw error
+        }
         return IRCConnection(channel: channel, events: events)
     }
 
-    /// Sends messages in order with one flush.
+    /// Queues messages in order; the flood control decides when they go.
     public func send(_ messages: [IRCMessage]) {
-        guard !messages.isEmpty else { return }
-        var buffer = channel.allocator.buffer(capacity: messages.count * 64)
-        for message in messages { buffer.writeBytes(message.line()) }
-        channel.writeAndFlush(buffer, promise: nil)
+        for message in messages { channel.write(IRCOutbound.message(message), promise: nil) }
+        channel.flush()
     }
 
     public func send(_ message: IRCMessage) { send([message]) }
 
-    /// Sends QUIT and closes once it is written.
-    public func quit(_ reason: String) {
-        let channel = self.channel
-        channel.writeAndFlush(channel.allocator.buffer(bytes: IRCMessage(command: "QUIT", reason).line()))
-            .whenComplete { _ in channel.close(promise: nil) }
+    /// Sends QUIT and closes: after every queued line, or at once when `immediately`.
+    public func quit(_ reason: String, immediately: Bool = false) {
+        channel.writeAndFlush(IRCOutbound.quit(reason, immediately: immediately), promise: nil)
     }
 
     public func close() { channel.close(promise: nil) }
 }
 
-/// Registration and PING on the event loop; every message goes on to the owner.
-final class IRCClientHandler: ChannelInboundHandler {
+/// Registration, pacing and liveness on the event loop; every message goes on to the owner.
+final class IRCClientHandler: ChannelDuplexHandler {
     typealias InboundIn = IRCLine
+    typealias OutboundIn = IRCOutbound
     typealias OutboundOut = ByteBuffer
 
     private let configuration: IRCConnectionConfiguration
     private let continuation: AsyncStream<IRCConnectionEvent>.Continuation
     private let logger: Logger
-    private var registered = false
-    private var nickAttempt = 0
+    private var registration: IRCRegistration
     private var closeReason = "connection closed"
+
+    private var flood: IRCFloodControl
+    /// Outgoing lines by priority (index = IRCLinePriority.rawValue).
+    private var queues: [[IRCMessage]] = [[], [], []]
+    private var drainScheduled = false
+    private var quitAfterDrain: String?
+
+    private var readSinceCheck = false
+    private var pingOutstanding = false
+    private var livenessTimer: Scheduled<Void>?
 
     init(configuration: IRCConnectionConfiguration, continuation: AsyncStream<IRCConnectionEvent>.Continuation, logger: Logger) {
         self.configuration = configuration
         self.continuation = continuation
         self.logger = logger
+        self.registration = IRCRegistration(
+            nick: configuration.nick, username: configuration.username, realname: configuration.realname, password: configuration.password)
+        self.flood = IRCFloodControl(burst: configuration.floodBurst, linesPerSecond: configuration.floodLinesPerSecond)
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        var lines: [IRCMessage] = []
-        if let password = configuration.password { lines.append(IRCMessage(command: "PASS", password)) }
-        lines.append(IRCMessage(command: "NICK", configuration.nick))
-        lines.append(IRCMessage(command: "USER", configuration.username, "0", "*", configuration.realname))
-        send(context: context, lines)
+        perform(registration.start(), context: context)
+        armLiveness(context: context)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        readSinceCheck = true
+        pingOutstanding = false
         switch unwrapInboundIn(data) {
         case .dropped(let bytes):
             logger.warning("dropped an over-long IRC line", metadata: ["bytes": "\(bytes)"])
@@ -135,25 +170,120 @@ final class IRCClientHandler: ChannelInboundHandler {
     private func handle(_ message: IRCMessage, context: ChannelHandlerContext) {
         switch message.command {
         case "PING":
-            send(context: context, [IRCMessage(command: "PONG", message.parameters)])
+            // Never queued behind a paste: a late PONG gets the connection dropped.
+            writeNow([IRCMessage(command: "PONG", message.parameters)], context: context)
             return
-        case "001" where !registered:
-            registered = true
-            continuation.yield(.registered(nick: message.parameters.first ?? configuration.nick))
-        case let numeric where !registered && ["432", "433", "436", "437"].contains(numeric):
-            // Nick unusable during registration: try the next candidate.
-            nickAttempt += 1
-            send(context: context, [IRCMessage(command: "NICK", Self.alternative(configuration.nick, attempt: nickAttempt))])
+        case "PONG":
+            return
         case "ERROR":
             closeReason = message.parameters.last ?? "ERROR"
             logger.warning("IRC server closed the connection", metadata: ["reason": "\(closeReason)"])
+        case "NICK" where registration.isRegistered && message.sourceNick.map(registration.isupport.caseMapping.fold) == registration.isupport.caseMapping.fold(registration.nick):
+            if let newNick = message.parameters.first { registration.ownNickChanged(to: newNick) }
         default:
             break
         }
+        perform(registration.receive(message), context: context)
         continuation.yield(.message(message))
     }
 
+    private func perform(_ actions: [IRCRegistration.Action], context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .send(let message):
+                enqueue(message)
+            case .registered(let nick):
+                continuation.yield(.registered(nick: nick))
+            case .capabilitiesChanged(let capabilities):
+                continuation.yield(.capabilities(capabilities))
+            case .isupportChanged(let isupport):
+                continuation.yield(.isupport(isupport))
+            }
+        }
+        drain(context: context)
+    }
+
+    // MARK: Outgoing
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .message(let message):
+            enqueue(message)
+        case .quit(let reason, let immediately):
+            if immediately {
+                queues = [[], [], []]
+                writeNow([IRCMessage(command: "QUIT", reason)], context: context)
+                context.close(promise: nil)
+            } else {
+                quitAfterDrain = reason
+            }
+        }
+        promise?.succeed(())
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        drain(context: context)
+    }
+
+    private func enqueue(_ message: IRCMessage) {
+        queues[IRCLinePriority.of(message).rawValue].append(message)
+    }
+
+    private var now: Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
+
+    /// Writes what the token bucket allows, highest priority first, and schedules the rest.
+    private func drain(context: ChannelHandlerContext) {
+        guard !drainScheduled, context.channel.isActive else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        while let priority = queues.indices.reversed().first(where: { !queues[$0].isEmpty }) {
+            guard flood.take(now: now) else {
+                let delay = flood.delay(now: now)
+                drainScheduled = true
+                context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(delay * 1e9) + 1_000_000)) {
+                    self.drainScheduled = false
+                    self.drain(context: context)
+                }
+                break
+            }
+            buffer.writeBytes(queues[priority].removeFirst().line())
+        }
+        if buffer.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
+        if let reason = quitAfterDrain, queues.allSatisfy(\.isEmpty) {
+            quitAfterDrain = nil
+            writeNow([IRCMessage(command: "QUIT", reason)], context: context)
+            context.close(promise: nil)
+        }
+    }
+
+    private func writeNow(_ messages: [IRCMessage], context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        for message in messages { buffer.writeBytes(message.line()) }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    // MARK: Liveness
+
+    /// After a silent interval, PING; after a second one with no answer, close.
+    private func armLiveness(context: ChannelHandlerContext) {
+        livenessTimer = context.eventLoop.assumeIsolated().scheduleTask(in: configuration.pingInterval) {
+            guard context.channel.isActive else { return }
+            if self.readSinceCheck {
+                self.readSinceCheck = false
+            } else if self.pingOutstanding {
+                self.closeReason = "no answer from the server for \(self.configuration.pingInterval.nanoseconds / 1_000_000_000 * 2) s"
+                self.logger.warning("IRC server silent; closing the connection")
+                context.close(promise: nil)
+                return
+            } else {
+                self.pingOutstanding = true
+                self.writeNow([IRCMessage(command: "PING", "shadowbridge")], context: context)
+            }
+            self.armLiveness(context: context)
+        }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        livenessTimer?.cancel()
         continuation.yield(.closed(reason: closeReason))
         continuation.finish()
         context.fireChannelInactive()
@@ -162,22 +292,5 @@ final class IRCClientHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         closeReason = "\(error)"
         context.close(promise: nil)
-    }
-
-    private func send(context: ChannelHandlerContext, _ messages: [IRCMessage]) {
-        var buffer = context.channel.allocator.buffer(capacity: 128)
-        for message in messages { buffer.writeBytes(message.line()) }
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-    }
-
-    /// `nick_`, `nick__`, then a short numeric suffix, kept within 9 characters (RFC 1459's
-    /// NICKLEN; the server's own NICKLEN is read with the IRC connections issue).
-    static func alternative(_ nick: String, attempt: Int) -> String {
-        if attempt <= 2 {
-            let base = String(nick.prefix(9 - attempt))
-            return base + String(repeating: "_", count: attempt)
-        }
-        let suffix = String(attempt)
-        return String(nick.prefix(9 - suffix.count - 1)) + "_" + suffix
     }
 }

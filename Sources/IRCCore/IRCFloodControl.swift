@@ -1,0 +1,53 @@
+/// A token bucket for outgoing lines (the classic client flood protection): `burst` lines at
+/// once, then one line every `1 / linesPerSecond` seconds. Time is passed in, so it is tested
+/// without clocks. Defaults stay under ngircd's and InspIRCd's default penalties.
+public struct IRCFloodControl: Sendable {
+    public let burst: Double
+    public let linesPerSecond: Double
+    private var tokens: Double
+    private var last: Double?
+
+    public init(burst: Int = 5, linesPerSecond: Double = 2) {
+        precondition(burst >= 1 && linesPerSecond > 0)
+        self.burst = Double(burst)
+        self.linesPerSecond = linesPerSecond
+        self.tokens = Double(burst)
+    }
+
+    /// Takes a token at `now` (seconds, any monotonic origin) if one is there.
+    public mutating func take(now: Double) -> Bool {
+        refill(now: now)
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
+
+    /// Seconds from `now` until the next token.
+    public mutating func delay(now: Double) -> Double {
+        refill(now: now)
+        return tokens >= 1 ? 0 : (1 - tokens) / linesPerSecond
+    }
+
+    private mutating func refill(now: Double) {
+        if let last { tokens = min(burst, tokens + max(0, now - last) * linesPerSecond) }
+        last = now
+    }
+}
+
+/// How urgent an outgoing line is: higher goes first. PONG and QUIT must never wait behind
+/// a paste (a late PONG gets the connection dropped).
+public enum IRCLinePriority: Int, Sendable, Comparable {
+    case normal = 0
+    case control = 1
+    case urgent = 2
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+
+    public static func of(_ message: IRCMessage) -> IRCLinePriority {
+        switch message.command {
+        case "PONG", "QUIT": .urgent
+        case "PRIVMSG", "NOTICE", "TAGMSG": .normal
+        default: .control
+        }
+    }
+}
