@@ -115,6 +115,30 @@ extension BridgeService {
         networks[name] = network
     }
 
+    /// A room nick change is one NICK on IRC (PROTOCOL.md §5).
+    func puppetRename(_ occupant: ShadowRoom.RemoteOccupant, to newNick: String, network name: String) {
+        guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else { return }
+        puppet.roomNick = newNick
+        let ircNick = PuppetNick.make(template: network.configuration.puppetNick, nick: newNick, maximumLength: network.isupport.nickLength)
+        if puppet.nick.map(network.fold) != network.fold(ircNick) {
+            puppet.connection?.send(IRCMessage(command: "NICK", ircNick))
+        }
+        network.puppets[puppet.key] = puppet
+        networks[name] = network
+    }
+
+    /// A subject set on XMPP becomes the channel topic, set by that occupant's puppet, on one line.
+    func puppetTopic(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, subject: String) {
+        guard let network = networks[name], let puppet = network.puppets[occupant.realJID.description],
+            puppet.joined.contains(network.fold(channel))
+        else {
+            logger.info("subject not set as topic: the occupant is not on IRC", metadata: ["network": "\(name)", "channel": "\(channel)"])
+            return
+        }
+        let flat = subject.split(whereSeparator: \.isNewline).joined(separator: " ")
+        puppet.connection?.send(IRCMessage(command: "TOPIC", channel, flat))
+    }
+
     func puppetLeave(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, reason: String?) {
         guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else { return }
         let folded = network.fold(channel)

@@ -183,7 +183,7 @@ public actor BridgeService {
                 channelLost(channel, network: &network, reason: "the bridge was kicked")
                 network.connection?.send(IRCMessage(command: "JOIN", message.parameters[0]))
             } else if network.puppetNicks[network.fold(target)] == nil {
-                ircUserLeft(target, channel: channel, reason: "Kicked by \(sourceNick)" + (reason.map { ": \($0)" } ?? ""), network: &network)
+                ircUserLeft(target, channel: channel, reason: reason, kickedBy: sourceNick, network: &network)
             }
         case "QUIT":
             guard !fromSelf && !fromPuppet else { return }
@@ -191,18 +191,26 @@ public actor BridgeService {
                 ircUserLeft(sourceNick, channel: channel, reason: message.parameters.first.map { "Quit: \($0)" }, network: &network)
             }
         case "NICK":
-            guard !fromSelf && !fromPuppet, let newNick = message.parameters.first else {
-                if fromSelf, let newNick = message.parameters.first { network.nick = newNick }
+            guard let newNick = message.parameters.first else { return }
+            if fromSelf {
+                network.nick = newNick
                 return
             }
-            // The skeleton shows a nick change as a leave and a join; one 303 nick change
-            // comes with the bridge-semantics issue.
-            let id = network.userIDs.removeValue(forKey: network.fold(sourceNick))
-            for channel in network.members.keys.sorted() where network.members[channel]!.contains(network.fold(sourceNick)) {
-                ircUserLeft(sourceNick, channel: channel, reason: "Nick change to \(newNick)", network: &network)
-                if let id { network.userIDs[network.fold(newNick)] = id }
-                ircUserJoined(newNick, channel: channel, network: &network)
+            guard !fromPuppet else { return }
+            // One nick change in every room the user is in (303), never a leave and a join.
+            let oldKey = network.fold(sourceNick)
+            let newKey = network.fold(newNick)
+            if let id = network.userIDs.removeValue(forKey: oldKey) { network.userIDs[newKey] = id }
+            for channel in network.members.keys.sorted() where network.members[channel]!.contains(oldKey) {
+                network.members[channel]!.remove(oldKey)
+                network.members[channel]!.insert(newKey)
+                withShadow(network: network.configuration.name, channel: channel) { $0.ircNickChanged(from: sourceNick, to: newNick) }
             }
+        case "TOPIC":
+            guard !fromSelf && !fromPuppet, message.parameters.count >= 2 else { return }
+            let channel = network.fold(message.parameters[0])
+            let topic = XMLEscaping.xmlSafe(message.parameters[1])
+            withShadow(network: network.configuration.name, channel: channel) { $0.ircTopic(nick: sourceNick, topic: topic) }
         case "PRIVMSG", "NOTICE":
             guard !fromSelf && !fromPuppet, message.parameters.count >= 2 else { return }
             let target = network.fold(message.parameters[0])
@@ -238,11 +246,11 @@ public actor BridgeService {
         withShadow(network: network.configuration.name, channel: channel) { $0.ircJoined(nick: nick, realJID: real) }
     }
 
-    private func ircUserLeft(_ nick: String, channel: String, reason: String?, network: inout NetworkState) {
+    private func ircUserLeft(_ nick: String, channel: String, reason: String?, kickedBy: String? = nil, network: inout NetworkState) {
         let key = network.fold(nick)
         guard network.members[channel]?.remove(key) != nil else { return }
         if !network.members.values.contains(where: { $0.contains(key) }) { network.userIDs.removeValue(forKey: key) }
-        withShadow(network: network.configuration.name, channel: channel) { $0.ircLeft(nick: nick, reason: reason) }
+        withShadow(network: network.configuration.name, channel: channel) { $0.ircLeft(nick: nick, reason: reason, kickedBy: kickedBy) }
     }
 
     /// The bridge is no longer in the channel: its IRC users leave the room.
@@ -305,6 +313,10 @@ public actor BridgeService {
                 puppetLeave(occupant, network: state.network, channel: state.channel, reason: reason)
             case .remoteMessage(let occupant, let body):
                 puppetSay(occupant, network: state.network, channel: state.channel, body: body)
+            case .remoteNickChanged(let occupant, let newNick):
+                puppetRename(occupant, to: newNick, network: state.network)
+            case .remoteSubject(let occupant, let subject):
+                puppetTopic(occupant, network: state.network, channel: state.channel, subject: subject)
             case .localRefused(let nick, let condition, let text):
                 logger.info("the room refused an IRC user", metadata: metadata.merging(["nick": "\(nick)", "condition": "\(condition)"]) { $1 })
                 networks[state.network]?.connection?.send(

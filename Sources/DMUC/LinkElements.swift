@@ -48,6 +48,15 @@ public enum LinkElements {
         stanza.child("fmuc", namespace: NS.fmuc)?.child("left", namespace: NS.fmuc) != nil
     }
 
+    /// `<removed kind='kick' by='op' reason='...'/>`: how a shadow says someone else removed
+    /// its IRC user (PROTOCOL.md §3 E).
+    public static func removed(kind: String, by: String?, reason: String?) -> XMLElement {
+        var element = XMLElement("removed", namespace: NS.link, attributes: ["kind": kind])
+        if let by { element["by"] = by }
+        if let reason, !reason.isEmpty { element["reason"] = reason }
+        return element
+    }
+
     /// `<origin-id xmlns='urn:xmpp:sid:0' id/>` (XEP-0359).
     public static func originID(_ id: String) -> XMLElement {
         XMLElement("origin-id", namespace: NS.sid, attributes: ["id": id])

@@ -75,13 +75,15 @@ public struct MasterRoom: Sendable {
         } else {
             real = nil
         }
+        // How a shadow says an IRC user was removed (kick), read before link elements go.
+        let removal = fromShadowDomain ? stanza.child("removed", namespace: NS.link).map(Removal.init) : nil
         stanza.removeElements(where: LinkElements.isLinkElement)
         if stanza["type"] == "error" { return out }
 
         switch stanza.name {
         case "presence":
             if let real {
-                shadowPresence(stanza, from: from, to: to, real: real, out: &out)
+                shadowPresence(stanza, from: from, to: to, real: real, removal: removal, out: &out)
             } else if fromShadowDomain {
                 out.stanzas.append(stanza.errorReply(type: "modify", condition: "bad-request", text: "fmuc from missing"))
             } else {
@@ -100,22 +102,37 @@ public struct MasterRoom: Sendable {
     // MARK: - Presence
 
     private mutating func clientPresence(_ stanza: XMLElement, from: JID, to: JID, out: inout Output) {
-        occupantPresence(stanza, nick: to.resource, realJID: from, node: .local, out: &out)
+        occupantPresence(stanza, nick: to.resource, realJID: from, node: .local, removal: nil, out: &out)
     }
 
-    private mutating func shadowPresence(_ stanza: XMLElement, from: JID, to: JID, real: JID, out: inout Output) {
+    private mutating func shadowPresence(_ stanza: XMLElement, from: JID, to: JID, real: JID, removal: Removal?, out: inout Output) {
         guard from.resource != nil else {
             out.stanzas.append(stanza.errorReply(type: "modify", condition: "jid-malformed", text: "a nick is required"))
             return
         }
-        occupantPresence(stanza, nick: to.resource, realJID: real, node: .shadow(from.bare), out: &out)
+        occupantPresence(stanza, nick: to.resource, realJID: real, node: .shadow(from.bare), removal: removal, out: &out)
+    }
+
+    /// An IRC user removed by someone else, as the shadow reports it (PROTOCOL.md §3 E).
+    struct Removal {
+        var kind: String
+        var by: String?
+        var reason: String?
+
+        init(_ element: XMLElement) {
+            kind = element["kind"] ?? "kick"
+            by = element["by"]
+            reason = element["reason"]
+        }
     }
 
     /// One presence from an occupant's session, local or behind a shadow: join, update or leave.
-    private mutating func occupantPresence(_ stanza: XMLElement, nick: String?, realJID: JID, node: OccupantNode, out: inout Output) {
+    private mutating func occupantPresence(
+        _ stanza: XMLElement, nick: String?, realJID: JID, node: OccupantNode, removal: Removal?, out: inout Output
+    ) {
         let current = occupantKey(realJID: realJID, node: node)
         if stanza["type"] == "unavailable" {
-            if let current { leave(key: current, stanza: stanza, out: &out) }
+            if let current { leave(key: current, stanza: stanza, removal: removal, out: &out) }
             return
         }
         if stanza["type"] != nil { return }  // subscription traffic has no place in a room
@@ -127,13 +144,12 @@ public struct MasterRoom: Sendable {
             update(key: current, stanza: stanza, out: &out)
             return
         }
-        if current != nil {
-            // Nick change (XEP-0045 §7.6) comes with the master issue.
-            out.stanzas.append(stanza.errorReply(type: "cancel", condition: "not-allowed", text: "nick changes are not supported yet"))
-            return
-        }
         guard occupants[Self.fold(nick)] == nil else {
             refuseConflict(stanza, nick: nick, out: &out)
+            return
+        }
+        if let current {
+            changeNick(key: current, to: nick, stanza: stanza, out: &out)
             return
         }
         join(Occupant(nick: nick, realJID: realJID, node: node), stanza: stanza, out: &out)
@@ -172,11 +188,16 @@ public struct MasterRoom: Sendable {
         broadcastPresence(of: occupant, unavailable: false, extra: [], out: &out)
     }
 
-    private mutating func leave(key: String, stanza: XMLElement, out: inout Output) {
+    private mutating func leave(key: String, stanza: XMLElement, removal: Removal? = nil, out: inout Output) {
         guard var occupant = occupants.removeValue(forKey: key) else { return }
         joinOrder.removeAll { $0 == key }
         occupant.presencePayload = Self.payload(of: stanza).filter { $0.name == "status" }
-        broadcastPresence(of: occupant, unavailable: true, extra: [], out: &out)
+        if let removal, removal.kind == "kick" {
+            // XEP-0045 §8.2: 307, with the actor and the reason on the item.
+            broadcastPresence(of: occupant, unavailable: true, extra: [307], actor: removal.by, reason: removal.reason, out: &out)
+        } else {
+            broadcastPresence(of: occupant, unavailable: true, extra: [], out: &out)
+        }
         if case .shadow(let shadow) = occupant.node,
             !occupants.values.contains(where: { $0.node == occupant.node })
         {
@@ -185,6 +206,19 @@ public struct MasterRoom: Sendable {
                 XMLElement.stanza(.presence, from: jid, to: shadow, type: "unavailable", children: [LinkElements.left()]))
             out.notes.append(.nodeLeft(shadow: shadow))
         }
+    }
+
+    /// XEP-0045 §7.6: everyone sees the old nick leave with 303 and the new nick, then the
+    /// occupant under its new nick. Shadows get both, numbered, and show one NICK on IRC.
+    private mutating func changeNick(key: String, to newNick: String, stanza: XMLElement, out: inout Output) {
+        guard var occupant = occupants.removeValue(forKey: key), let index = joinOrder.firstIndex(of: key) else { return }
+        broadcastPresence(of: occupant, unavailable: true, extra: [303], newNick: newNick, out: &out)
+        let newKey = Self.fold(newNick)
+        occupant.nick = newNick
+        occupant.presencePayload = Self.payload(of: stanza)
+        occupants[newKey] = occupant
+        joinOrder[index] = newKey
+        broadcastPresence(of: occupant, unavailable: false, extra: [], out: &out)
     }
 
     private func refuseConflict(_ stanza: XMLElement, nick: String, out: inout Output) {
@@ -197,28 +231,37 @@ public struct MasterRoom: Sendable {
 
     /// Sends an occupant's presence to every local client (with 110 to the occupant itself)
     /// and once to every shadow node, numbered.
-    private mutating func broadcastPresence(of occupant: Occupant, unavailable: Bool, extra: [Int], out: inout Output) {
-        for other in occupantList where other.node == .local {
-            var p = presence(of: occupant, to: other.realJID, selfPresence: other.realJID == occupant.realJID, extra: extra)
+    private mutating func broadcastPresence(
+        of occupant: Occupant, unavailable: Bool, extra: [Int], actor: String? = nil, reason: String? = nil, newNick: String? = nil,
+        out: inout Output
+    ) {
+        func make(to: JID, selfPresence: Bool) -> XMLElement {
+            var p = presence(of: occupant, to: to, selfPresence: selfPresence, extra: extra, actor: actor, reason: reason, newNick: newNick)
             if unavailable { p["type"] = "unavailable" }
-            out.stanzas.append(p)
+            return p
         }
-        if !occupants.keys.contains(Self.fold(occupant.nick)) && occupant.node == .local {
-            // The leaving client is no longer in the list: it still gets its own unavailable.
-            var p = presence(of: occupant, to: occupant.realJID, selfPresence: true, extra: extra)
-            p["type"] = "unavailable"
-            out.stanzas.append(p)
+        for other in occupantList where other.node == .local {
+            out.stanzas.append(make(to: other.realJID, selfPresence: other.realJID == occupant.realJID))
         }
-        var shadowCopy = presence(of: occupant, to: jid, selfPresence: false, extra: extra)
-        if unavailable { shadowCopy["type"] = "unavailable" }
-        fanOutToShadows(shadowCopy, real: occupant.realJID, out: &out)
+        if !occupants.values.contains(where: { $0.realJID == occupant.realJID && $0.node == occupant.node }) && occupant.node == .local {
+            // The leaving (or renaming) client is not in the list now: it still gets its own.
+            out.stanzas.append(make(to: occupant.realJID, selfPresence: true))
+        }
+        fanOutToShadows(make(to: jid, selfPresence: false), real: occupant.realJID, out: &out)
     }
 
-    private func presence(of occupant: Occupant, to: JID, selfPresence: Bool, extra: [Int] = []) -> XMLElement {
+    private func presence(
+        of occupant: Occupant, to: JID, selfPresence: Bool, extra: [Int] = [], actor: String? = nil, reason: String? = nil,
+        newNick: String? = nil
+    ) -> XMLElement {
         var p = XMLElement.stanza(.presence, from: jid.with(resource: occupant.nick), to: to)
         for element in occupant.presencePayload { p.append(element) }
         var x = XMLElement("x", namespace: NS.mucUser)
-        x.append(XMLElement("item", namespace: NS.mucUser, attributes: ["affiliation": occupant.affiliation, "role": occupant.role]))
+        var item = XMLElement("item", namespace: NS.mucUser, attributes: ["affiliation": occupant.affiliation, "role": occupant.role])
+        if let newNick { item["nick"] = newNick }
+        if let actor { item.append(XMLElement("actor", namespace: NS.mucUser, attributes: ["nick": actor])) }
+        if let reason, !reason.isEmpty { item.append(.text("reason", namespace: NS.mucUser, reason)) }
+        x.append(item)
         for code in extra { x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": String(code)])) }
         if selfPresence { x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": "110"])) }
         p.append(x)

@@ -21,6 +21,10 @@ public struct ShadowRoom: Sendable {
         case remoteLeft(RemoteOccupant, reason: String?)
         /// A remote occupant spoke in the room.
         case remoteMessage(RemoteOccupant, body: String)
+        /// A remote occupant changed nick (303): one NICK on IRC, not a leave and a join.
+        case remoteNickChanged(RemoteOccupant, newNick: String)
+        /// A remote occupant changed the subject.
+        case remoteSubject(RemoteOccupant, subject: String)
         /// The master refused an IRC user (flow I); the bridge tells them.
         case localRefused(nick: String, condition: String, text: String?)
         /// Federation failed for a reason other than the user (the master unreachable):
@@ -106,7 +110,7 @@ public struct ShadowRoom: Sendable {
         }
     }
 
-    public mutating func ircLeft(nick: String, reason: String?) -> [Action] {
+    public mutating func ircLeft(nick: String, reason: String?, kickedBy: String? = nil) -> [Action] {
         let key = Self.fold(nick)
         guard let local = locals.removeValue(forKey: key) else { return [] }
         localOrder.removeAll { $0 == key }
@@ -114,7 +118,11 @@ public struct ShadowRoom: Sendable {
         var actions: [Action] = []
         if local.submitted && !local.refused {
             var children: [XMLElement] = [LinkElements.fmuc(from: local.realJID)]
-            if let reason, !reason.isEmpty { children.insert(.text("status", namespace: NS.component, reason), at: 0) }
+            if let kickedBy {
+                children.append(LinkElements.removed(kind: "kick", by: kickedBy, reason: reason))
+            } else if let reason, !reason.isEmpty {
+                children.insert(.text("status", namespace: NS.component, reason), at: 0)
+            }
             actions.append(.send(.stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), type: "unavailable", children: children)))
         }
         return actions
@@ -128,6 +136,29 @@ public struct ShadowRoom: Sendable {
             return []
         }
         return [submitMessage(local, body: body, originID: originID)]
+    }
+
+    /// NICK on IRC: the same real JID under a new nick, which the master shows as one 303
+    /// nick change (XEP-0045 §7.6), never as a leave and a join.
+    public mutating func ircNickChanged(from oldNick: String, to newNick: String) -> [Action] {
+        let oldKey = Self.fold(oldNick)
+        let newKey = Self.fold(newNick)
+        guard var local = locals.removeValue(forKey: oldKey) else { return [] }
+        local.nick = newNick
+        locals[newKey] = local
+        if let index = localOrder.firstIndex(of: oldKey) { localOrder[index] = newKey }
+        for index in held.indices where Self.fold(held[index].nick) == oldKey { held[index].nick = newNick }
+        if case .federating(let nick) = federation, Self.fold(nick) == oldKey { federation = .federating(nick: newNick) }
+        guard local.submitted, !local.refused, federation == .federated else { return [] }
+        return [.send(.stanza(.presence, from: jid.with(resource: newNick), to: masterRoom.with(resource: newNick), children: [LinkElements.fmuc(from: local.realJID)]))]
+    }
+
+    /// TOPIC on IRC: the room's subject, set by that user.
+    public mutating func ircTopic(nick: String, topic: String) -> [Action] {
+        guard let local = locals[Self.fold(nick)], !local.refused, local.submitted, federation == .federated else { return [] }
+        return [.send(.stanza(.message, from: jid.with(resource: local.nick), to: masterRoom, type: "groupchat", children: [
+            .text("subject", namespace: NS.component, topic), LinkElements.fmuc(from: local.realJID),
+        ]))]
     }
 
     /// Tries again after `federationFailed`.
@@ -178,7 +209,21 @@ public struct ShadowRoom: Sendable {
             if stanza["type"] == "unavailable" {
                 guard let remote = remotes.removeValue(forKey: key) else { return [] }
                 unconfirmed.remove(key)
-                return [.remoteLeft(remote, reason: stanza.child("status", namespace: stanza.namespace)?.text)]
+                let x = stanza.child("x", namespace: NS.mucUser)
+                let codes = x?.children("status", namespace: NS.mucUser).compactMap { $0["code"] } ?? []
+                if codes.contains("303"), let newNick = x?.child("item", namespace: NS.mucUser)?["nick"] {
+                    // The available presence under the new nick that follows finds it renamed.
+                    remotes[Self.fold(newNick)] = RemoteOccupant(nick: newNick, realJID: remote.realJID)
+                    return [.remoteNickChanged(remote, newNick: newNick)]
+                }
+                var reason = stanza.child("status", namespace: stanza.namespace)?.text
+                if codes.contains("307") {
+                    let item = x?.child("item", namespace: NS.mucUser)
+                    let actor = item?.child("actor", namespace: NS.mucUser)?["nick"]
+                    let why = item?.child("reason", namespace: NS.mucUser)?.text
+                    reason = "Kicked" + (actor.map { " by \($0)" } ?? "") + (why.map { ": \($0)" } ?? "")
+                }
+                return [.remoteLeft(remote, reason: reason)]
             }
             if unconfirmed.remove(key) != nil, remotes[key]?.realJID == real { return [] }
             if let existing = remotes[key] {
@@ -196,10 +241,13 @@ public struct ShadowRoom: Sendable {
                 }
                 return []
             }
-            guard stanza["type"] == "groupchat", let body = stanza.child("body", namespace: stanza.namespace)?.text else {
-                return []
+            guard stanza["type"] == "groupchat" else { return [] }
+            let occupant = remotes[Self.fold(nick)] ?? RemoteOccupant(nick: nick, realJID: real)
+            if let subject = stanza.child("subject", namespace: stanza.namespace), stanza.child("body", namespace: stanza.namespace) == nil {
+                return [.remoteSubject(occupant, subject: subject.text)]
             }
-            return [.remoteMessage(remotes[Self.fold(nick)] ?? RemoteOccupant(nick: nick, realJID: real), body: body)]
+            guard let body = stanza.child("body", namespace: stanza.namespace)?.text else { return [] }
+            return [.remoteMessage(occupant, body: body)]
         default:
             return []
         }

@@ -185,4 +185,46 @@ struct MasterRoomTests {
         stranger["from"] = Self.bob.description
         #expect(master.receive(stranger, fromShadowDomain: false).stanzas.first?.errorCondition == "not-acceptable")
     }
+
+    @Test("a nick change is 303 with the new nick, then the new presence; the shadow gets both, numbered (XEP-0045 §7.6)")
+    mutating func nickChange() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.join(Self.bob, nick: "Bob"), fromShadowDomain: false)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        let before = master.seq
+        let out = master.receive(XMLElement.stanza(.presence, from: Self.alice, to: Self.room.with(resource: "Alicia")), fromShadowDomain: false).stanzas
+        let toBob = out.filter { $0["to"] == Self.bob.description }
+        #expect(toBob.count == 2)
+        #expect(toBob[0]["type"] == "unavailable" && toBob[0]["from"] == "ops@rooms.test/Alice" && Self.codes(toBob[0]) == ["303"])
+        #expect(toBob[0].child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["nick"] == "Alicia")
+        #expect(toBob[1]["type"] == nil && toBob[1]["from"] == "ops@rooms.test/Alicia")
+        let toAlice = out.filter { $0["to"] == Self.alice.description }
+        #expect(toAlice.map { Self.codes($0) } == [["303", "110"], ["110"]])
+        let toShadow = out.filter { $0["to"] == Self.shadow.description }
+        #expect(toShadow.map { LinkElements.seqNumber($0) } == [before + 1, before + 2])
+        #expect(master.occupantList.map(\.nick) == ["Alicia", "Bob", "carol"])
+        // The old nick is free again; the new one is taken.
+        let taken = master.receive(XMLElement.stanza(.presence, from: Self.bob, to: Self.room.with(resource: "alicia")), fromShadowDomain: false).stanzas
+        #expect(taken.count == 1 && taken[0].errorCondition == "conflict")
+    }
+
+    @Test("a shadow's nick change keeps the real JID; its kick shows 307 with actor and reason")
+    mutating func shadowNickAndKick() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        _ = master.receive(Self.shadowJoin(nick: "dave", real: JID("u2%net@irc.test/irc")!, link: false), fromShadowDomain: true)
+        var rename = XMLElement.stanza(.presence, from: Self.shadow.with(resource: "caro"), to: Self.room.with(resource: "caro"))
+        rename.append(LinkElements.fmuc(from: Self.carolReal))
+        let renamed = master.receive(rename, fromShadowDomain: true).stanzas.filter { $0["to"] == Self.alice.description }
+        #expect(renamed.count == 2 && Self.codes(renamed[0]) == ["303"])
+        var kick = XMLElement.stanza(.presence, from: Self.shadow.with(resource: "dave"), to: Self.room.with(resource: "dave"), type: "unavailable")
+        kick.append(LinkElements.fmuc(from: JID("u2%net@irc.test/irc")!))
+        kick.append(LinkElements.removed(kind: "kick", by: "caro", reason: "spam"))
+        let out = master.receive(kick, fromShadowDomain: true).stanzas
+        let toAlice = out.first { $0["to"] == Self.alice.description }!
+        #expect(Self.codes(toAlice) == ["307"])
+        let item = toAlice.child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)
+        #expect(item?.child("actor", namespace: NS.mucUser)?["nick"] == "caro" && item?.child("reason", namespace: NS.mucUser)?.text == "spam")
+        #expect(toAlice.child("removed", namespace: NS.link) == nil)
+    }
 }

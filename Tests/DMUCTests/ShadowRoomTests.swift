@@ -138,4 +138,46 @@ struct ShadowRoomTests {
         m["from"] = "other@rooms.test/Alice"
         #expect(shadow.receive(m).isEmpty)
     }
+
+    @Test("an IRC NICK is one presence under the new nick with the same real JID")
+    mutating func ircNick() {
+        federate()
+        let sent = Self.sent(shadow.ircNickChanged(from: "carol", to: "caro"))
+        #expect(sent.count == 1 && sent[0]["to"] == "ops@rooms.test/caro" && sent[0]["from"] == "#ops%net@irc.test/caro" && sent[0]["type"] == nil)
+        #expect(LinkElements.fmucFrom(sent[0]) == Self.carol)
+        let line = Self.sent(shadow.ircMessage(nick: "caro", body: "hi", originID: "o"))
+        #expect(line.first?["from"] == "#ops%net@irc.test/caro")
+    }
+
+    @Test("a remote 303 is one nick change on IRC, and the presence that follows is not a join")
+    mutating func remoteNick() {
+        federate()
+        var gone = Self.presence(nick: "Alice", real: Self.alice, seq: 4, unavailable: true)
+        var x = XMLElement("x", namespace: NS.mucUser)
+        x.append(XMLElement("item", namespace: NS.mucUser, attributes: ["nick": "Alicia", "role": "participant", "affiliation": "none"]))
+        x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": "303"]))
+        gone.append(x)
+        #expect(shadow.receive(gone) == [.remoteNickChanged(.init(nick: "Alice", realJID: Self.alice), newNick: "Alicia")])
+        #expect(shadow.receive(Self.presence(nick: "Alicia", real: Self.alice, seq: 5)).isEmpty)
+        #expect(shadow.remoteOccupants.map(\.nick) == ["Alicia"])
+    }
+
+    @Test("topics and subjects cross as subjects: IRC TOPIC is submitted, a remote subject is an action")
+    mutating func subjects() {
+        federate()
+        let sent = Self.sent(shadow.ircTopic(nick: "carol", topic: "release day"))
+        #expect(sent.count == 1 && sent[0].child("subject", namespace: NS.component)?.text == "release day" && sent[0].child("body", namespace: NS.component) == nil)
+        var subject = XMLElement.stanza(.message, from: Self.room.with(resource: "Alice"), to: Self.shadowJID, type: "groupchat", children: [.text("subject", namespace: NS.component, "new subject")])
+        subject.append(LinkElements.fmuc(from: Self.alice))
+        subject.append(LinkElements.seq(4, epoch: "e1"))
+        #expect(shadow.receive(subject) == [.remoteSubject(.init(nick: "Alice", realJID: Self.alice), subject: "new subject")])
+    }
+
+    @Test("a kick on IRC carries <removed/> with the kicker and the reason")
+    mutating func ircKick() {
+        federate()
+        let sent = Self.sent(shadow.ircLeft(nick: "carol", reason: "spam", kickedBy: "op"))
+        let removed = sent.first?.child("removed", namespace: NS.link)
+        #expect(sent.first?["type"] == "unavailable" && removed?["kind"] == "kick" && removed?["by"] == "op" && removed?["reason"] == "spam")
+    }
 }

@@ -23,6 +23,7 @@ struct AgentEvent: Sendable, CustomStringConvertible {
     var port: Int?
     var count: Int?
     var data: String?
+    var xml: String?
 
     init(index: Int, json: [String: Any]) {
         self.index = index
@@ -43,6 +44,7 @@ struct AgentEvent: Sendable, CustomStringConvertible {
         port = json["port"] as? Int
         count = json["count"] as? Int
         data = json["data"] as? String
+        xml = json["xml"] as? String
     }
 
     var description: String {

@@ -1,0 +1,124 @@
+import Foundation
+import Lab
+import Testing
+
+/// Issue 6, the part landed so far: what mIRC users and XMPP users see of each other.
+@Suite("Bridge semantics through Prosody and ngircd", .serialized, .labServers)
+struct BridgeSemanticsTests {
+    @Test("nick change both ways: one 303 nick change in the room, one NICK on IRC, never a leave and a join")
+    func nickChangeBothWays() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "nick1", ircUsers: ["carol", "dave"], xmppUsers: [("nxa", "xanna")])
+        defer { r.close() }
+        var mark = r.agent.mark
+        r.irc("carol", "NICK caro")
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xanna sees carol leave with 303 to caro") {
+                    $0.user == "nxa" && $0.kind == "presence" && $0.from == r.occupant("carol") && $0.type == "unavailable" && $0.codes == [303]
+                },
+                On.xmppPresence(to: "nxa", from: r.occupant("caro"), unavailable: false),
+                On.irc(to: "carol", "NICK", from: "carol"),
+                On.irc(to: "dave", "NICK", from: "carol"),
+            ], since: mark)
+
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_join", "user": "nxa", "room": r.room, "nick": "xan"])
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xanna's own 303") { $0.user == "nxa" && $0.kind == "presence" && $0.from == r.occupant("xanna") && $0.type == "unavailable" && $0.codes.contains(303) },
+                Expected("xanna's new self-presence") { $0.user == "nxa" && $0.kind == "presence" && $0.from == r.occupant("xan") && $0.codes.contains(110) },
+                Expected("caro sees NICK xanna -> xan") { $0.user == "carol" && $0.command == "NICK" && $0.nick == "xanna" && $0.params.last == "xan" },
+                Expected("dave sees NICK xanna -> xan") { $0.user == "dave" && $0.command == "NICK" && $0.nick == "xanna" && $0.params.last == "xan" },
+            ], since: mark)
+
+        // And the renamed users still talk, under their new names, once each.
+        mark = r.agent.mark
+        r.irc("carol", "PRIVMSG \(r.channel) :still me")
+        try r.agent.expectExactlyOnce(
+            [On.xmppMessage(to: "nxa", from: r.occupant("caro"), body: "still me"), On.ircPrivmsg(to: "dave", from: "caro", channel: r.channel, text: "still me")],
+            since: mark)
+    }
+
+    @Test("a KICK on IRC is 307 in the room, with the kicker and the reason")
+    func ircKick() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "kick1", ircUsers: ["carol", "dave"], xmppUsers: [("kxa", "xanna")])
+        defer { r.close() }
+        let mark = r.agent.mark
+        r.irc("carol", "KICK \(r.channel) dave :off-topic")
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xanna sees dave kicked by carol: off-topic") {
+                    $0.user == "kxa" && $0.kind == "presence" && $0.from == r.occupant("dave") && $0.type == "unavailable" && $0.codes == [307]
+                },
+                On.irc(to: "carol", "KICK", from: "carol"),
+                On.irc(to: "dave", "KICK", from: "carol"),
+            ], since: mark)
+        let kicked = r.agent.events(since: mark).first { $0.user == "kxa" && $0.codes == [307] }
+        #expect(kicked?.xml?.contains("<actor nick=\"carol\"") == true || kicked?.xml?.contains("<actor nick='carol'") == true, "\(kicked?.xml ?? "")")
+        #expect(kicked?.xml?.contains("off-topic") == true)
+    }
+
+    @Test("topic both ways: TOPIC is the room subject, a subject is the channel topic")
+    func topicBothWays() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "topic1", ircUsers: ["carol", "dave"], xmppUsers: [("txa", "xanna")])
+        defer { r.close() }
+        // Puppets have no channel operator status: lift +t if the server set it.
+        let modesMark = r.agent.mark
+        r.irc("carol", "MODE \(r.channel)")
+        let modes = try r.agent.waitFor("the channel modes", since: modesMark) { $0.user == "carol" && $0.command == "324" }
+        if modes.params.count > 2, modes.params[2].contains("t") {
+            r.irc("carol", "MODE \(r.channel) -t")
+            try r.agent.waitFor("-t", since: modesMark) { $0.user == "dave" && $0.command == "MODE" }
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        var mark = r.agent.mark
+        r.irc("carol", "TOPIC \(r.channel) :Release day — ünïcode ✓")
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xanna gets the subject from carol") { $0.user == "txa" && $0.kind == "message" && $0.from == r.occupant("carol") && $0.subject == "Release day — ünïcode ✓" },
+                On.irc(to: "carol", "TOPIC", from: "carol"),
+                On.irc(to: "dave", "TOPIC", from: "carol"),
+            ], since: mark)
+
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_subject", "user": "txa", "room": r.room, "subject": "Set from XMPP"])
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xanna's subject reflected") { $0.user == "txa" && $0.kind == "message" && $0.from == r.occupant("xanna") && $0.subject == "Set from XMPP" },
+                Expected("carol sees TOPIC from xanna") { $0.user == "carol" && $0.command == "TOPIC" && $0.nick == "xanna" && $0.params.last == "Set from XMPP" },
+                Expected("dave sees TOPIC from xanna") { $0.user == "dave" && $0.command == "TOPIC" && $0.nick == "xanna" && $0.params.last == "Set from XMPP" },
+            ], since: mark)
+    }
+
+    @Test("/me both ways: CTCP ACTION is a /me body, a /me body is CTCP ACTION")
+    func meBothWays() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "me1", ircUsers: ["carol", "dave"], xmppUsers: [("mxa", "xanna")])
+        defer { r.close() }
+        var mark = r.agent.mark
+        r.irc("carol", "PRIVMSG \(r.channel) :\u{1}ACTION waves at everyone\u{1}")
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "mxa", from: r.occupant("carol"), body: "/me waves at everyone"),
+                On.ircPrivmsg(to: "dave", from: "carol", channel: r.channel, text: "\u{1}ACTION waves at everyone\u{1}"),
+            ], since: mark)
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "mxa", "room": r.room, "body": "/me waves back"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "mxa", from: r.occupant("xanna"), body: "/me waves back"),
+                On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: "\u{1}ACTION waves back\u{1}"),
+                On.ircPrivmsg(to: "dave", from: "xanna", channel: r.channel, text: "\u{1}ACTION waves back\u{1}"),
+            ], since: mark)
+    }
+
+    @Test("cp1252 from mIRC is decoded: café, €, “quotes” arrive as UTF-8")
+    func cp1252() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "cp1", ircUsers: ["carol"], xmppUsers: [("cxa", "xanna")])
+        defer { r.close() }
+        let mark = r.agent.mark
+        // "caf\xe9 \x80 \x93 \x93quotes\x94" in Windows-1252, as mIRC sends it.
+        let bytes: [UInt8] = Array("PRIVMSG \(r.channel) :caf".utf8) + [0xE9, 0x20, 0x80, 0x35, 0x20, 0x93] + Array("quotes".utf8) + [0x94]
+        r.agent.send(["cmd": "irc_send", "user": "carol", "hex": bytes.map { String(format: "%02x", $0) }.joined()])
+        try r.agent.expectExactlyOnce([On.xmppMessage(to: "cxa", from: r.occupant("carol"), body: "café €5 “quotes”")], since: mark)
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Lab
+import Testing
+
+/// One bridged channel with IRC users and XMPP users already in, for one scenario: fresh
+/// channel, room, accounts and bridge process each time.
+final class BridgedRoom: Sendable {
+    let directory: URL
+    let agent: LabAgent
+    let bridge: ShadowbridgeProcess
+    let channel: String
+    let room: String
+    /// IRC nicks, in join order (the first one is the channel operator on ngircd).
+    let ircUsers: [String]
+    /// XMPP user -> room nick (also the puppet's IRC nick).
+    let xmppUsers: [(user: String, nick: String)]
+
+    init(servers: LabServers, name: String, ircUsers: [String], xmppUsers: [(user: String, nick: String)]) throws {
+        directory = try Lab.makeTemporaryDirectory(prefix: name)
+        channel = "#\(name)"
+        room = "\(name)@\(LabServers.masterDomain)"
+        self.ircUsers = ircUsers
+        self.xmppUsers = xmppUsers
+        agent = try LabAgent(directory: directory)
+        for nick in ircUsers {
+            agent.send(["cmd": "irc_connect", "user": nick, "port": servers.ngircd.port, "nick": nick])
+            try agent.waitFor("\(nick) registered") { $0.user == nick && $0.command == "001" }
+            agent.send(["cmd": "irc_send", "user": nick, "line": "JOIN \(channel)"])
+            try agent.waitFor("\(nick) joined") { $0.user == nick && $0.command == "JOIN" && $0.nick == nick }
+        }
+        bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [(channel, name)])
+        try bridge.waitForLog("link federated", "shadow=\(channel)%lab@")
+        for (user, nick) in xmppUsers {
+            try servers.prosody.register(user: user, password: "pw-\(user)")
+            agent.send(["cmd": "xmpp_connect", "user": user, "jid": "\(user)@\(servers.prosody.domain)", "password": "pw-\(user)", "port": servers.prosody.c2sPort])
+            try agent.waitFor("\(user) online") { $0.user == user && $0.kind == "online" }
+            agent.send(["cmd": "xmpp_join", "user": user, "room": room, "nick": nick])
+            try agent.waitFor("\(user) joined") { $0.user == user && $0.kind == "presence" && $0.codes.contains(110) }
+        }
+        if let watcher = ircUsers.first {
+            for (_, nick) in xmppUsers {
+                try agent.waitFor("the puppet \(nick) joins", timeout: 20) { $0.user == watcher && $0.command == "JOIN" && $0.nick == nick }
+            }
+        }
+        for (user, _) in xmppUsers {
+            for nick in ircUsers {
+                try agent.waitFor("\(user) sees \(nick)") { $0.user == user && $0.kind == "presence" && $0.from == "\(self.room)/\(nick)" }
+            }
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+    }
+
+    func occupant(_ nick: String) -> String { "\(room)/\(nick)" }
+
+    func irc(_ user: String, _ line: String) { agent.send(["cmd": "irc_send", "user": user, "line": line]) }
+
+    func close() {
+        agent.stop()
+        _ = bridge.stop()
+        Lab.removeUnlessKept(directory)
+    }
+}
