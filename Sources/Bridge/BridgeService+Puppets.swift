@@ -1,3 +1,4 @@
+import Foundation
 import DMUC
 import IRCCore
 import IRCNIO
@@ -66,6 +67,13 @@ extension BridgeService {
             puppet.connection?.send(puppet.wanted.values.sorted().map { IRCMessage(command: "JOIN", $0) })
         case .message(let message):
             let ownNick = puppet.nick.map(network.fold)
+            if message.command == "PRIVMSG", message.parameters.count >= 2, network.fold(message.parameters[0]) == ownNick,
+                let sender = message.sourceNick, network.fold(sender) != ownNick, network.puppetNicks[network.fold(sender)] == nil,
+                network.fold(sender) != network.fold(network.nick ?? "")
+            {
+                privateMessageToPuppet(from: sender, text: message.parameters[1], puppet: puppet, network: name)
+                return
+            }
             guard let source = message.sourceNick.map(network.fold), source == ownNick else { return }
             switch message.command {
             case "JOIN":
@@ -113,6 +121,41 @@ extension BridgeService {
         }
         network.puppets[puppet.key] = puppet
         networks[name] = network
+    }
+
+    /// An IRC user wrote to a puppet: CTCP is answered here; text goes to that occupant as a
+    /// private message from the room the two share (PROTOCOL.md §5, flow F).
+    private func privateMessageToPuppet(from sender: String, text: String, puppet: Puppet, network name: String) {
+        guard let connection = puppet.connection else { return }
+        if text.hasPrefix("\u{1}") {
+            let ctcp = text.trimmingPrefix("\u{1}").split(separator: "\u{1}").first.map(String.init) ?? ""
+            let command = ctcp.split(separator: " ", maxSplits: 1).first.map { $0.uppercased() } ?? ""
+            let reply: String? =
+                switch command {
+                case "VERSION": "VERSION Shadowbridge (IRC-XMPP bridge): \(puppet.roomNick) is an XMPP user"
+                case "PING": ctcp
+                case "TIME": "TIME \(Date.now.formatted(.iso8601))"
+                default: nil
+                }
+            if let reply { connection.send(IRCMessage(command: "NOTICE", sender, "\u{1}\(reply)\u{1}")) }
+            guard command == "ACTION" else { return }
+        }
+        guard let body = Self.bodyFromIRC(text) else { return }
+        let shared = shadowsShared(network: name, ircNick: sender, roomNick: puppet.roomNick, channels: puppet.wanted.keys.sorted())
+        guard let channel = shared else {
+            connection.send(IRCMessage(command: "NOTICE", sender, "\(puppet.roomNick) is an XMPP user; they get private messages only from people in a bridged channel you share."))
+            return
+        }
+        withShadow(network: name, channel: channel) { $0.ircPrivateMessage(nick: sender, toRoomNick: puppet.roomNick, body: body) }
+    }
+
+    /// A remote occupant wrote privately to one of our IRC users: their puppet says it.
+    func puppetPrivateMessage(_ occupant: ShadowRoom.RemoteOccupant, to nick: String, network name: String, body: String) {
+        guard let network = networks[name], let puppet = network.puppets[occupant.realJID.description], let puppetNick = puppet.nick else {
+            logger.warning("a private message from an occupant not on IRC was not relayed", metadata: ["network": "\(name)"])
+            return
+        }
+        puppet.connection?.send(privmsgs(channel: nick, text: body, nick: puppetNick, lineLength: network.isupport.lineLength))
     }
 
     /// A room nick change is one NICK on IRC (PROTOCOL.md §5).

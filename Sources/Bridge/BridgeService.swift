@@ -290,7 +290,15 @@ public actor BridgeService {
 
     // MARK: - Actions
 
-    private func withShadow(network: String, channel: String, _ body: (inout ShadowRoom) -> [ShadowRoom.Action]) {
+    /// The first of `channels` (folded) whose room has `ircNick` as a local user and
+    /// `roomNick` as a remote occupant.
+    func shadowsShared(network: String, ircNick: String, roomNick: String, channels: [String]) -> String? {
+        channels.first { channel in
+            shadows.values.contains { $0.network == network && networks[network]?.fold($0.channel) == channel && $0.room.shares(ircNick: ircNick, withRemote: roomNick) }
+        }
+    }
+
+    func withShadow(network: String, channel: String, _ body: (inout ShadowRoom) -> [ShadowRoom.Action]) {
         guard let jid = shadows.first(where: { $0.value.network == network && self.networks[network]?.fold($0.value.channel) == channel })?.key
         else { return }
         var room = shadows[jid]!.room
@@ -317,6 +325,8 @@ public actor BridgeService {
                 puppetRename(occupant, to: newNick, network: state.network)
             case .remoteSubject(let occupant, let subject):
                 puppetTopic(occupant, network: state.network, channel: state.channel, subject: subject)
+            case .privateMessage(let occupant, let nick, let body):
+                puppetPrivateMessage(occupant, to: nick, network: state.network, body: body)
             case .localRefused(let nick, let condition, let text):
                 logger.info("the room refused an IRC user", metadata: metadata.merging(["nick": "\(nick)", "condition": "\(condition)"]) { $1 })
                 networks[state.network]?.connection?.send(

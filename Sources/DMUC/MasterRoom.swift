@@ -307,27 +307,28 @@ public struct MasterRoom: Sendable {
 
     // MARK: - Messages
 
+    /// The occupant a message comes from: a local client by its full JID, a shadow's user by
+    /// the nick it speaks under and the real JID it asserts.
+    private func sender(from: JID, real: JID?, fromShadowDomain: Bool) -> Occupant? {
+        if let real {
+            return from.resource.flatMap { occupants[Self.fold($0)] }.flatMap { $0.realJID == real && $0.node == .shadow(from.bare) ? $0 : nil }
+        }
+        if fromShadowDomain { return nil }
+        return occupantKey(realJID: from, node: .local).flatMap { occupants[$0] }
+    }
+
     private mutating func message(_ stanza: XMLElement, from: JID, to: JID, real: JID?, fromShadowDomain: Bool, out: inout Output) {
+        guard let sender = sender(from: from, real: real, fromShadowDomain: fromShadowDomain) else {
+            out.stanzas.append(stanza.errorReply(type: "modify", condition: "not-acceptable", text: "only occupants may speak in this room"))
+            out.notes.append(.refused(from: from, condition: "not-acceptable"))
+            return
+        }
         guard stanza["type"] == "groupchat" else {
-            // Private messages (flow F) come with the master issue.
-            out.stanzas.append(stanza.errorReply(type: "cancel", condition: "feature-not-implemented", text: "private messages are not supported yet"))
+            privateMessage(stanza, from: sender, to: to, out: &out)
             return
         }
         guard to.resource == nil else {
             out.stanzas.append(stanza.errorReply(type: "modify", condition: "bad-request", text: "groupchat goes to the room's bare JID"))
-            return
-        }
-        let sender: Occupant?
-        if let real {
-            sender = from.resource.flatMap { occupants[Self.fold($0)] }.flatMap { $0.realJID == real && $0.node == .shadow(from.bare) ? $0 : nil }
-        } else if fromShadowDomain {
-            sender = nil
-        } else {
-            sender = occupantKey(realJID: from, node: .local).flatMap { occupants[$0] }
-        }
-        guard let sender else {
-            out.stanzas.append(stanza.errorReply(type: "modify", condition: "not-acceptable", text: "only occupants may speak in this room"))
-            out.notes.append(.refused(from: from, condition: "not-acceptable"))
             return
         }
         var reflected = stanza
@@ -346,6 +347,27 @@ public struct MasterRoom: Sendable {
             out.stanzas.append(copy)
         }
         fanOutToShadows(reflected, real: sender.realJID, out: &out)
+    }
+
+    /// XEP-0045 §7.5 and flow F: a private message goes to the node that holds the recipient,
+    /// from the sender's occupant JID, marked with an empty muc#user `<x/>`.
+    private func privateMessage(_ stanza: XMLElement, from sender: Occupant, to: JID, out: inout Output) {
+        guard let nick = to.resource, let recipient = occupants[Self.fold(nick)] else {
+            out.stanzas.append(stanza.errorReply(type: "cancel", condition: "item-not-found", text: "no such occupant"))
+            return
+        }
+        var copy = stanza
+        copy["from"] = jid.with(resource: sender.nick).description
+        copy.removeElements { $0.name == "x" && $0.namespace == NS.mucUser }
+        copy.append(XMLElement("x", namespace: NS.mucUser))
+        switch recipient.node {
+        case .local:
+            copy["to"] = recipient.realJID.description
+        case .shadow(let shadow):
+            copy["to"] = shadow.with(resource: recipient.nick).description
+            copy.append(LinkElements.fmuc(from: sender.realJID))
+        }
+        out.stanzas.append(copy)
     }
 
     // MARK: - IQ

@@ -25,6 +25,8 @@ public struct ShadowRoom: Sendable {
         case remoteNickChanged(RemoteOccupant, newNick: String)
         /// A remote occupant changed the subject.
         case remoteSubject(RemoteOccupant, subject: String)
+        /// A remote occupant wrote privately to one of our IRC users (flow F).
+        case privateMessage(from: RemoteOccupant, toLocalNick: String, body: String)
         /// The master refused an IRC user (flow I); the bridge tells them.
         case localRefused(nick: String, condition: String, text: String?)
         /// Federation failed for a reason other than the user (the master unreachable):
@@ -180,7 +182,10 @@ public struct ShadowRoom: Sendable {
             lastSeq = n
             return actions + apply(stanza, from: from)
         }
-        // Unnumbered: the federation burst, or the node's removal.
+        // Unnumbered: private messages, the federation burst, or the node's removal.
+        if stanza.name == "message", stanza["type"] != "groupchat" {
+            return privateMessage(stanza, from: from)
+        }
         if stanza.name == "presence" && LinkElements.isLeft(stanza) {
             federation = .idle
             for key in localOrder { locals[key]?.submitted = false }
@@ -251,6 +256,28 @@ public struct ShadowRoom: Sendable {
         default:
             return []
         }
+    }
+
+    private func privateMessage(_ stanza: XMLElement, from: JID) -> [Action] {
+        guard let nick = from.resource, let real = LinkElements.fmucFrom(stanza), !isOurs(real),
+            let to = stanza["to"].flatMap(JID.init), let localNick = to.resource, let local = locals[Self.fold(localNick)],
+            let body = stanza.child("body", namespace: stanza.namespace)?.text
+        else { return [] }
+        let occupant = remotes[Self.fold(nick)] ?? RemoteOccupant(nick: nick, realJID: real)
+        return [.privateMessage(from: occupant, toLocalNick: local.nick, body: body)]
+    }
+
+    /// An IRC user's PRIVMSG to a puppet: a private message to that occupant, through the master.
+    public mutating func ircPrivateMessage(nick: String, toRoomNick: String, body: String) -> [Action] {
+        guard let local = locals[Self.fold(nick)], local.submitted, !local.refused, federation == .federated else { return [] }
+        return [.send(.stanza(.message, from: jid.with(resource: local.nick), to: masterRoom.with(resource: toRoomNick), type: "chat", children: [
+            .text("body", namespace: NS.component, body), LinkElements.fmuc(from: local.realJID),
+        ]))]
+    }
+
+    /// Whether `nick` is one of this room's IRC users and `roomNick` a remote occupant.
+    public func shares(ircNick nick: String, withRemote roomNick: String) -> Bool {
+        locals[Self.fold(nick)] != nil && remotes[Self.fold(roomNick)] != nil
     }
 
     private mutating func burstEnded(seq: UInt64) -> [Action] {

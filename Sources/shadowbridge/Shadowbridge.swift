@@ -45,7 +45,15 @@ struct Run: AsyncParsableCommand {
 /// bridge takes its IRC users out of the rooms and QUITs, the components close their streams.
 func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: () -> Void = {}) async throws {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    let master = settings.master.map { MasterService(configuration: $0, xmpp: settings.xmpp, group: group, logger: logger) }
+    var masterSettings = settings.master
+    if var configured = masterSettings, let bridge = settings.bridge {
+        // Rooms this process's own mappings name exist from the start, so XMPP users can
+        // join before the first IRC user federates the shadow.
+        let mapped = bridge.networks.flatMap(\.channels).map(\.room).filter { $0.domain == configured.domain }.compactMap(\.local)
+        configured.rooms = Array(Set(configured.rooms + mapped)).sorted()
+        masterSettings = configured
+    }
+    let master = masterSettings.map { MasterService(configuration: $0, xmpp: settings.xmpp, group: group, logger: logger) }
     let bridge = settings.bridge.map { BridgeService(configuration: $0, xmpp: settings.xmpp, group: group, logger: logger) }
     let roles = Task {
         await withTaskGroup(of: Void.self) { tasks in

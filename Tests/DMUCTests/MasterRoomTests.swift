@@ -227,4 +227,26 @@ struct MasterRoomTests {
         #expect(item?.child("actor", namespace: NS.mucUser)?["nick"] == "caro" && item?.child("reason", namespace: NS.mucUser)?.text == "spam")
         #expect(toAlice.child("removed", namespace: NS.link) == nil)
     }
+
+    @Test("private messages go to the node that holds the recipient, from the sender's occupant JID (XEP-0045 §7.5, flow F)")
+    mutating func privateMessages() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        let toCarol = master.receive(.stanza(.message, from: Self.alice, to: Self.room.with(resource: "carol"), type: "chat", children: [.text("body", namespace: NS.component, "psst")]), fromShadowDomain: false).stanzas
+        #expect(toCarol.count == 1)
+        #expect(toCarol[0]["from"] == "ops@rooms.test/Alice" && toCarol[0]["to"] == "#ops%net@irc.test/carol")
+        #expect(LinkElements.fmucFrom(toCarol[0]) == Self.alice && toCarol[0].child("x", namespace: NS.mucUser) != nil)
+        #expect(toCarol[0].child("seq", namespace: NS.link) == nil)
+
+        var reply = XMLElement.stanza(.message, from: Self.shadow.with(resource: "carol"), to: Self.room.with(resource: "Alice"), type: "chat", children: [.text("body", namespace: NS.component, "hi")])
+        reply.append(LinkElements.fmuc(from: Self.carolReal))
+        let toAlice = master.receive(reply, fromShadowDomain: true).stanzas
+        #expect(toAlice.count == 1 && toAlice[0]["from"] == "ops@rooms.test/carol" && toAlice[0]["to"] == Self.alice.description)
+        #expect(toAlice[0].child("fmuc", namespace: NS.fmuc) == nil)
+
+        let nobody = master.receive(.stanza(.message, from: Self.alice, to: Self.room.with(resource: "nobody"), type: "chat", children: [.text("body", namespace: NS.component, "?")]), fromShadowDomain: false).stanzas
+        #expect(nobody.first?.errorCondition == "item-not-found")
+        let stranger = master.receive(.stanza(.message, from: Self.bob, to: Self.room.with(resource: "Alice"), type: "chat", children: [.text("body", namespace: NS.component, "?")]), fromShadowDomain: false).stanzas
+        #expect(stranger.first?.errorCondition == "not-acceptable")
+    }
 }

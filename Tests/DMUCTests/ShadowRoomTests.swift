@@ -180,4 +180,15 @@ struct ShadowRoomTests {
         let removed = sent.first?.child("removed", namespace: NS.link)
         #expect(sent.first?["type"] == "unavailable" && removed?["kind"] == "kick" && removed?["by"] == "op" && removed?["reason"] == "spam")
     }
+
+    @Test("private messages both ways: an IRC PRIVMSG to a puppet is a chat to the occupant; a chat to our user is an action")
+    mutating func privateMessages() {
+        federate()
+        let sent = Self.sent(shadow.ircPrivateMessage(nick: "carol", toRoomNick: "Alice", body: "psst"))
+        #expect(sent.count == 1 && sent[0]["type"] == "chat" && sent[0]["to"] == "ops@rooms.test/Alice" && LinkElements.fmucFrom(sent[0]) == Self.carol)
+        var pm = XMLElement.stanza(.message, from: Self.room.with(resource: "Alice"), to: Self.shadowJID.with(resource: "carol"), type: "chat", children: [.text("body", namespace: NS.component, "hi")])
+        pm.append(LinkElements.fmuc(from: Self.alice))
+        #expect(shadow.receive(pm) == [.privateMessage(from: .init(nick: "Alice", realJID: Self.alice), toLocalNick: "carol", body: "hi")])
+        #expect(shadow.shares(ircNick: "carol", withRemote: "alice"))
+    }
 }

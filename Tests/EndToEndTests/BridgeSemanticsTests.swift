@@ -121,4 +121,59 @@ struct BridgeSemanticsTests {
         r.agent.send(["cmd": "irc_send", "user": "carol", "hex": bytes.map { String(format: "%02x", $0) }.joined()])
         try r.agent.expectExactlyOnce([On.xmppMessage(to: "cxa", from: r.occupant("carol"), body: "café €5 “quotes”")], since: mark)
     }
+
+    @Test("private messages both ways, and CTCP VERSION to a puppet answered by the bridge, never relayed")
+    func privateMessagesBothWays() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "pm1", ircUsers: ["carol", "dave"], xmppUsers: [("pxa", "xanna"), ("pxb", "xbert")])
+        defer { r.close() }
+        var mark = r.agent.mark
+        r.irc("carol", "PRIVMSG xanna :just between us ✓")
+        try r.agent.expectExactlyOnce(
+            [Expected("xanna gets carol's private message") { $0.user == "pxa" && $0.kind == "message" && $0.type == "chat" && $0.from == r.occupant("carol") && $0.body == "just between us ✓" }],
+            since: mark)
+
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_pm", "user": "pxa", "room": r.room, "nick": "carol", "body": "got it ✓"])
+        try r.agent.expectExactlyOnce(
+            [Expected("carol gets xanna's private message") { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "xanna" && $0.params == ["carol", "got it ✓"] }],
+            since: mark)
+
+        mark = r.agent.mark
+        r.irc("dave", "PRIVMSG xbert :\u{1}VERSION\u{1}")
+        try r.agent.expectExactlyOnce(
+            [Expected("dave gets a CTCP VERSION reply from xbert") { $0.user == "dave" && $0.command == "NOTICE" && $0.nick == "xbert" && ($0.params.last ?? "").hasPrefix("\u{1}VERSION Shadowbridge") }],
+            since: mark)
+    }
+
+    @Test("an XMPP user can join a mapped room before anyone is on IRC; the first IRC user then meets them")
+    func xmppFirst() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "early1")
+        defer { Lab.removeUnlessKept(directory) }
+        let room = "early1@\(LabServers.masterDomain)"
+        try servers.prosody.register(user: "exa", password: "pw-exa")
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        let bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [("#early1", "early1")])
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("IRC bridge connection registered")
+        try bridge.waitForLog("component connected", "domain=\(LabServers.masterDomain)")
+        agent.send(["cmd": "xmpp_connect", "user": "exa", "jid": "exa@\(servers.prosody.domain)", "password": "pw-exa", "port": servers.prosody.c2sPort])
+        try agent.waitFor("exa online") { $0.user == "exa" && $0.kind == "online" }
+        agent.send(["cmd": "xmpp_join", "user": "exa", "room": room, "nick": "xanna"])
+        let joined = try agent.waitFor("exa's join answered") { $0.user == "exa" && $0.kind == "presence" && $0.from == "\(room)/xanna" }
+        #expect(joined.codes.contains(110) && joined.type != "error", "\(joined)")
+
+        agent.send(["cmd": "irc_connect", "user": "carol", "port": servers.ngircd.port, "nick": "carol"])
+        try agent.waitFor("carol registered") { $0.user == "carol" && $0.command == "001" }
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "JOIN #early1"])
+        try agent.waitFor("exa sees carol") { $0.user == "exa" && $0.kind == "presence" && $0.from == "\(room)/carol" }
+        try agent.waitFor("carol sees the puppet", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xanna" }
+        Thread.sleep(forTimeInterval: 0.5)
+        let mark = agent.mark
+        agent.send(["cmd": "xmpp_say", "user": "exa", "room": room, "body": "I was here first"])
+        try agent.expectExactlyOnce(
+            [On.xmppMessage(to: "exa", from: "\(room)/xanna", body: "I was here first"), On.ircPrivmsg(to: "carol", from: "xanna", channel: "#early1", text: "I was here first")],
+            since: mark)
+    }
 }

@@ -226,6 +226,8 @@ async def main():
                 p.send()
             elif op == "xmpp_say":
                 users[name].send_message(mto=cmd["room"], mbody=cmd["body"], mtype="groupchat")
+            elif op == "xmpp_pm":
+                users[name].send_message(mto=f'{cmd["room"]}/{cmd["nick"]}', mbody=cmd["body"], mtype="chat")
             elif op == "xmpp_subject":
                 users[name].send_message(mto=cmd["room"], msubject=cmd["subject"], mtype="groupchat")
             elif op == "xmpp_leave":
