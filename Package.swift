@@ -20,10 +20,12 @@ let package = Package(
         // C libraries behind thin shims (STYLE: Swift never sees a C type it does not need).
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         .target(name: "CCrypto", linkerSettings: [.linkedLibrary("crypto")]),
+        .target(name: "CICUShim", linkerSettings: [.linkedLibrary("icuuc")]),
 
         // Protocol cores: no I/O.
         .target(name: "XMLCore", dependencies: ["CLibXML2"], swiftSettings: strict),
-        .target(name: "XMPPCore", dependencies: ["XMLCore", "CCrypto"], swiftSettings: strict),
+        .target(name: "TextPrep", dependencies: ["CICUShim"], swiftSettings: strict),
+        .target(name: "XMPPCore", dependencies: ["XMLCore", "CCrypto", "TextPrep"], swiftSettings: strict),
         .target(name: "IRCCore", swiftSettings: strict),
         .target(name: "DMUC", dependencies: ["XMPPCore"], swiftSettings: strict),
 
@@ -79,6 +81,7 @@ let package = Package(
 
         .testTarget(name: "XMLCoreTests", dependencies: ["XMLCore"], swiftSettings: strict),
         .testTarget(name: "XMPPCoreTests", dependencies: ["XMPPCore"], swiftSettings: strict),
+        .testTarget(name: "TextPrepTests", dependencies: ["TextPrep"], swiftSettings: strict),
         .testTarget(name: "IRCCoreTests", dependencies: ["IRCCore"], swiftSettings: strict),
         .testTarget(name: "DMUCTests", dependencies: ["DMUC"], swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"], swiftSettings: strict),

@@ -46,10 +46,24 @@ public struct MasterRoom: Sendable {
     public var occupantList: [Occupant] { joinOrder.compactMap { occupants[$0] } }
     public var isEmpty: Bool { occupants.isEmpty }
 
-    /// The room's nick fold (PROTOCOL.md §3): case-insensitive so that `Alice` on XMPP and
-    /// `alice` on IRC cannot both be in the room. Full resourceprep plus the IRC casemapping
-    /// arrive with the master issue.
-    public static func fold(_ nick: String) -> String { nick.lowercased() }
+    /// The room's nick fold (PROTOCOL.md §3): resourceprep (the occupant JID's resource is
+    /// already prepared), then case folding with rfc1459's `[]\\~` = `{}|^`, the strictest IRC
+    /// casemapping, so that `Alice` on XMPP and `alice` on IRC cannot both be in the room.
+    public static func fold(_ nick: String) -> String {
+        var folded = nick.lowercased()
+        if folded.utf8.contains(where: { $0 == 0x5B || $0 == 0x5C || $0 == 0x5D || $0 == 0x7E }) {
+            folded = String(folded.map { c -> Character in
+                switch c {
+                case "[": "{"
+                case "]": "}"
+                case "\\": "|"
+                case "~": "^"
+                default: c
+                }
+            })
+        }
+        return folded
+    }
 
     // MARK: - Input
 

@@ -93,7 +93,7 @@ public struct ShadowRoom: Sendable {
     public var remoteOccupants: [RemoteOccupant] { remotes.values.sorted { $0.nick < $1.nick } }
     public var localNicks: [String] { localOrder.compactMap { locals[$0]?.nick } }
 
-    static func fold(_ nick: String) -> String { nick.lowercased() }
+    static func fold(_ nick: String) -> String { MasterRoom.fold(nick) }
 
     /// True for a real JID this node asserted (one of its own IRC users).
     public func isOurs(_ real: JID) -> Bool { real.domain == jid.domain }

@@ -1,8 +1,8 @@
-/// An XMPP address (RFC 7622): `local@domain/resource`.
-///
-/// For the walking skeleton comparison is ASCII case-insensitive on the local part and the
-/// domain, exact on the resource; full stringprep (nodeprep, nameprep, resourceprep through
-/// ICU) replaces `normalize` when the master issue lands.
+import TextPrep
+
+/// An XMPP address (RFC 7622, with RFC 3920's stringprep profiles as deployed servers use):
+/// `local@domain/resource`, each part prepared (nodeprep, nameprep, resourceprep), so equality
+/// and hashing are on the prepared form.
 public struct JID: Sendable, Hashable, CustomStringConvertible, Comparable {
     public let local: String?
     public let domain: String
@@ -13,9 +13,17 @@ public struct JID: Sendable, Hashable, CustomStringConvertible, Comparable {
         public var description: String { "invalid JID: \(reason)" }
     }
 
+    /// Builds a JID from parts we trust; a part stringprep refuses is kept lowercased (local,
+    /// domain) or as is (resource). Untrusted input goes through `init(parsing:)`.
     public init(local: String?, domain: String, resource: String? = nil) {
-        self.local = local.map(Self.lowercased)
-        self.domain = Self.lowercased(domain)
+        self.local = local.map { StringPrep.nodeprep($0) ?? Self.lowercased($0) }
+        self.domain = StringPrep.nameprep(domain) ?? Self.lowercased(domain)
+        self.resource = resource.map { StringPrep.resourceprep($0) ?? $0 }
+    }
+
+    private init(prepared local: String?, domain: String, resource: String?) {
+        self.local = local
+        self.domain = domain
         self.resource = resource
     }
 
@@ -52,7 +60,20 @@ public struct JID: Sendable, Hashable, CustomStringConvertible, Comparable {
             _ = scalar
             throw Invalid(reason: "control character")
         }
-        self.init(local: local, domain: String(domain), resource: resource)
+        guard let preparedDomain = StringPrep.nameprep(String(domain)), !preparedDomain.isEmpty else {
+            throw Invalid(reason: "domain refused by nameprep")
+        }
+        var preparedLocal: String?
+        if let local {
+            guard let prepared = StringPrep.nodeprep(local), !prepared.isEmpty else { throw Invalid(reason: "local part refused by nodeprep") }
+            preparedLocal = prepared
+        }
+        var preparedResource: String?
+        if let resource {
+            guard let prepared = StringPrep.resourceprep(resource), !prepared.isEmpty else { throw Invalid(reason: "resource refused by resourceprep") }
+            preparedResource = prepared
+        }
+        self.init(prepared: preparedLocal, domain: preparedDomain, resource: preparedResource)
     }
 
     /// `nil` when the string is not a JID.
@@ -61,10 +82,10 @@ public struct JID: Sendable, Hashable, CustomStringConvertible, Comparable {
         self = jid
     }
 
-    public var bare: JID { JID(local: local, domain: domain) }
+    public var bare: JID { JID(prepared: local, domain: domain, resource: nil) }
     public var isBare: Bool { resource == nil }
 
-    public func with(resource: String?) -> JID { JID(local: local, domain: domain, resource: resource) }
+    public func with(resource: String?) -> JID { JID(prepared: local, domain: domain, resource: resource.map { StringPrep.resourceprep($0) ?? $0 }) }
 
     public var description: String {
         var s = ""

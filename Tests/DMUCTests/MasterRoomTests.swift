@@ -68,6 +68,14 @@ struct MasterRoomTests {
         #expect(master.occupantList.count == 1)
     }
 
+    @Test("nicks fold like rfc1459 IRC: Alice[x] and alice{x} are the same nick")
+    mutating func ircFold() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice[x]"), fromShadowDomain: false)
+        let out = master.receive(Self.join(Self.bob, nick: "alice{x}"), fromShadowDomain: false).stanzas
+        #expect(out.first?.errorCondition == "conflict")
+        #expect(MasterRoom.fold("Ünïcode~") == "ünïcode^")
+    }
+
     @Test("groupchat is reflected to every occupant with the room's stanza-id; non-occupants are refused")
     mutating func groupchat() {
         _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)

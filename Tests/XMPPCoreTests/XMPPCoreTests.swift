@@ -20,6 +20,15 @@ struct JIDTests {
         #expect(JID(input) == nil)
     }
 
+    @Test("prepares every part: nodeprep, nameprep, resourceprep")
+    func stringprep() throws {
+        let jid = try JID(parsing: "ÄLICE@Ｅxample.ORG/Jürgen Ⅻ")
+        #expect(jid.local == "älice" && jid.domain == "example.org" && jid.resource == "Jürgen XII")
+        #expect(JID("a\u{05D0}b@example.org") == nil)
+        #expect(JID("room@example.org/bad\u{7}nick") == nil)
+        #expect(JID("room@example.org/😀") != nil)
+    }
+
     @Test("compares local and domain without case, the resource exactly")
     func equality() {
         #expect(JID("Alice@Example.org/Phone") == JID("alice@example.org/Phone"))
