@@ -100,10 +100,41 @@ extension BridgeService {
         }
     }
 
+    /// The puppet's connection ended. If the occupant is still in a room (the network refused
+    /// the connection, or dropped it), they go on through the bridge's own connection.
     private func puppetGone(key: String, network name: String) {
-        guard var network = networks[name], let puppet = network.puppets.removeValue(forKey: key) else { return }
+        guard var network = networks[name], var puppet = network.puppets[key] else { return }
         if let nick = puppet.nick { network.puppetNicks.removeValue(forKey: network.fold(nick)) }
+        guard !puppet.wanted.isEmpty, !stopping else {
+            network.puppets.removeValue(forKey: key)
+            networks[name] = network
+            return
+        }
+        puppet.connection = nil
+        puppet.nick = nil
+        puppet.joined = []
+        puppet.relayed = true
+        if !network.relayAnnounced {
+            network.relayAnnounced = true
+            logger.warning(
+                "the IRC network refused a puppet connection; occupants beyond its limit are relayed through the bridge's connection",
+                metadata: ["network": "\(name)"])
+        }
+        let queued = puppet.queued
+        puppet.queued = []
+        network.puppets[key] = puppet
         networks[name] = network
+        for line in queued { relaySay(nick: puppet.roomNick, network: name, channel: puppet.wanted[line.channel] ?? line.channel, body: line.text) }
+    }
+
+    /// `<nick> text` (or `* nick action`) from the bridge's own connection.
+    func relaySay(nick: String, network name: String, channel: String, body: String) {
+        guard let network = networks[name], let connection = network.connection, let bridgeNick = network.nick else {
+            logger.warning("a relayed line was not sent: the bridge is not connected", metadata: ["network": "\(name)", "channel": "\(channel)"])
+            return
+        }
+        let text = body.hasPrefix("/me ") ? "* \(nick) \(body.dropFirst(4))" : body.split(whereSeparator: \.isNewline).map { "<\(nick)> \($0)" }.joined(separator: "\n")
+        connection.send(privmsgs(channel: channel, text: text, nick: bridgeNick, lineLength: network.isupport.lineLength))
     }
 
     func puppetSay(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, body: String) {
@@ -112,6 +143,10 @@ extension BridgeService {
             return
         }
         let folded = network.fold(channel)
+        if puppet.relayed {
+            relaySay(nick: puppet.roomNick, network: name, channel: channel, body: body)
+            return
+        }
         if puppet.joined.contains(folded), let nick = puppet.nick {
             puppet.connection?.send(privmsgs(channel: channel, text: body, nick: nick, lineLength: network.isupport.lineLength))
         } else if puppet.queued.count < Puppet.maximumQueuedLines {
@@ -187,7 +222,9 @@ extension BridgeService {
         let folded = network.fold(channel)
         puppet.wanted.removeValue(forKey: folded)
         puppet.queued.removeAll { $0.channel == folded }
-        if puppet.wanted.isEmpty {
+        if puppet.relayed {
+            if puppet.wanted.isEmpty { network.puppets.removeValue(forKey: puppet.key) } else { network.puppets[puppet.key] = puppet }
+        } else if puppet.wanted.isEmpty {
             // Its last channel: QUIT with the status text (PROTOCOL.md §5).
             puppet.connection?.quit(reason ?? "Left the room")
             network.puppets.removeValue(forKey: puppet.key)

@@ -22,7 +22,7 @@ public actor BridgeService {
     private var shadows: [JID: ShadowState] = [:]
     var tasks: [Task<Void, Never>] = []
     /// Set by `shutdown()`: connections closing now are not reconnected.
-    private var stopping = false
+    var stopping = false
 
     struct ShadowState {
         var room: ShadowRoom

@@ -25,6 +25,9 @@ struct NetworkState {
     var puppets: [String: Puppet] = [:]
     /// Registered puppet nicks (folded) to puppet keys: how the bridge knows its own.
     var puppetNicks: [String: String] = [:]
+    /// The admin has been told that this network refused puppets and some occupants are
+    /// relayed through the bridge's own connection.
+    var relayAnnounced = false
 
     init(configuration: Network, fallback: IRCTextEncoding) {
         self.configuration = configuration
@@ -45,5 +48,8 @@ struct Puppet {
     var joined: Set<String> = []
     /// Lines said before the puppet was in the channel.
     var queued: [(channel: String, text: String)] = []
+    /// The network refused this puppet's connection: the occupant speaks through the bridge's
+    /// own connection as `<nick> text` (issue 6, relay fallback), so nothing is lost.
+    var relayed = false
     static let maximumQueuedLines = 500
 }
