@@ -55,11 +55,15 @@ extension BridgeService {
     }
 
     private func puppetEvent(_ event: IRCConnectionEvent, key: String, network name: String) {
-        guard var network = networks[name], var puppet = network.puppets[key] else { return }
-        defer {
+        withNetwork(name) { network in
+            guard var puppet = network.puppets[key] else { return }
+            puppetEvent(event, puppet: &puppet, network: &network, name: name)
             network.puppets[key] = puppet
-            networks[name] = network
         }
+    }
+
+    private func puppetEvent(_ event: IRCConnectionEvent, puppet: inout Puppet, network: inout NetworkState, name: String) {
+        let key = puppet.key
         switch event {
         case .registered(let nick):
             puppet.nick = nick

@@ -23,6 +23,25 @@ public actor BridgeService {
     var tasks: [Task<Void, Never>] = []
     /// Set by `shutdown()`: connections closing now are not reconnected.
     var stopping = false
+    /// While a handler holds a copy of a network's state, room actions wait here and run after
+    /// the copy is written back, so no action's change to the network is overwritten.
+    private var holdingNetworkCopy = 0
+    private var deferredActions: [(JID, [ShadowRoom.Action])] = []
+
+    /// Runs `body` with a copy of the network's state, writes the copy back, then performs the
+    /// room actions `body` raised.
+    func withNetwork(_ name: String, _ body: (inout NetworkState) -> Void) {
+        guard var network = networks[name] else { return }
+        holdingNetworkCopy += 1
+        body(&network)
+        networks[name] = network
+        holdingNetworkCopy -= 1
+        guard holdingNetworkCopy == 0 else { return }
+        while !deferredActions.isEmpty {
+            let (jid, actions) = deferredActions.removeFirst()
+            perform(actions, shadow: jid)
+        }
+    }
 
     struct ShadowState {
         var room: ShadowRoom
@@ -116,8 +135,10 @@ public actor BridgeService {
     }
 
     private func handleNetworkEvent(_ name: String, _ event: IRCConnectionEvent) {
-        guard var network = networks[name] else { return }
-        defer { networks[name] = network }
+        withNetwork(name) { network in handleNetworkEvent(name, event, network: &network) }
+    }
+
+    private func handleNetworkEvent(_ name: String, _ event: IRCConnectionEvent, network: inout NetworkState) {
         switch event {
         case .registered(let nick):
             network.nick = nick
@@ -261,13 +282,13 @@ public actor BridgeService {
     }
 
     private func networkLost(_ name: String) {
-        guard var network = networks[name] else { return }
-        network.connection = nil
-        network.joined.removeAll()
-        for channel in network.members.keys.sorted() {
-            channelLost(channel, network: &network, reason: "The bridge lost its IRC connection")
+        withNetwork(name) { network in
+            network.connection = nil
+            network.joined.removeAll()
+            for channel in network.members.keys.sorted() {
+                channelLost(channel, network: &network, reason: "The bridge lost its IRC connection")
+            }
         }
-        networks[name] = network
     }
 
     // MARK: - The master's stanzas
@@ -304,7 +325,11 @@ public actor BridgeService {
         var room = shadows[jid]!.room
         let actions = body(&room)
         shadows[jid]!.room = room
-        perform(actions, shadow: jid)
+        if holdingNetworkCopy > 0 {
+            deferredActions.append((jid, actions))
+        } else {
+            perform(actions, shadow: jid)
+        }
     }
 
     private func perform(_ actions: [ShadowRoom.Action], shadow jid: JID) {
