@@ -69,6 +69,7 @@ extension BridgeService {
             puppet.nick = nick
             network.puppetNicks[network.fold(nick)] = key
             puppet.connection?.send(puppet.wanted.values.sorted().map { IRCMessage(command: "JOIN", $0) })
+            if let away = puppet.away { puppet.connection?.send(IRCMessage(command: "AWAY", away)) }
         case .message(let message):
             let ownNick = puppet.nick.map(network.fold)
             if message.command == "PRIVMSG", message.parameters.count >= 2, network.fold(message.parameters[0]) == ownNick,
@@ -195,6 +196,17 @@ extension BridgeService {
             return
         }
         puppet.connection?.send(privmsgs(channel: nick, text: body, nick: puppetNick, lineLength: network.isupport.lineLength))
+    }
+
+    /// `<show>` away/xa/dnd is AWAY with the status; available again is AWAY with no text.
+    func puppetAway(_ occupant: ShadowRoom.RemoteOccupant, network name: String, message: String?) {
+        guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else { return }
+        puppet.away = message.map { $0.split(whereSeparator: \.isNewline).joined(separator: " ") }
+        if puppet.nick != nil {
+            puppet.connection?.send(puppet.away.map { IRCMessage(command: "AWAY", $0) } ?? IRCMessage(command: "AWAY"))
+        }
+        network.puppets[puppet.key] = puppet
+        networks[name] = network
     }
 
     /// A room nick change is one NICK on IRC (PROTOCOL.md §5).

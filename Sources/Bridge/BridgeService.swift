@@ -350,6 +350,8 @@ public actor BridgeService {
                 puppetRename(occupant, to: newNick, network: state.network)
             case .remoteSubject(let occupant, let subject):
                 puppetTopic(occupant, network: state.network, channel: state.channel, subject: subject)
+            case .remoteAway(let occupant, let message):
+                puppetAway(occupant, network: state.network, message: message)
             case .privateMessage(let occupant, let nick, let body):
                 puppetPrivateMessage(occupant, to: nick, network: state.network, body: body)
             case .localRefused(let nick, let condition, let text):

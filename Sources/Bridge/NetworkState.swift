@@ -51,5 +51,7 @@ struct Puppet {
     /// The network refused this puppet's connection: the occupant speaks through the bridge's
     /// own connection as `<nick> text` (issue 6, relay fallback), so nothing is lost.
     var relayed = false
+    /// The AWAY message to show, set again whenever the puppet (re)registers.
+    var away: String?
     static let maximumQueuedLines = 500
 }

@@ -113,6 +113,23 @@ public struct MasterRoom: Sendable {
         return out
     }
 
+    /// XEP-0045 §9 (status 332): the service is going down. Every local occupant gets its own
+    /// unavailable presence with 332, so clients know to rejoin later; the room is emptied.
+    public mutating func shutdown(reason: String) -> [XMLElement] {
+        var out: [XMLElement] = []
+        for occupant in occupantList where occupant.node == .local {
+            var p = presence(of: occupant, to: occupant.realJID, selfPresence: true, extra: [332])
+            p["type"] = "unavailable"
+            p.removeElements { $0.name == "status" && $0.namespace == NS.component }
+            p.append(.text("status", namespace: NS.component, reason))
+            out.append(p)
+        }
+        occupants.removeAll()
+        joinOrder.removeAll()
+        shadows.removeAll()
+        return out
+    }
+
     // MARK: - Presence
 
     private mutating func clientPresence(_ stanza: XMLElement, from: JID, to: JID, out: inout Output) {

@@ -25,6 +25,9 @@ public struct ShadowRoom: Sendable {
         case remoteNickChanged(RemoteOccupant, newNick: String)
         /// A remote occupant changed the subject.
         case remoteSubject(RemoteOccupant, subject: String)
+        /// A remote occupant went away (`<show>` away, xa or dnd; the message is the status or
+        /// the show) or came back (`nil`).
+        case remoteAway(RemoteOccupant, message: String?)
         /// A remote occupant wrote privately to one of our IRC users (flow F).
         case privateMessage(from: RemoteOccupant, toLocalNick: String, body: String)
         /// The master refused an IRC user (flow I); the bridge tells them.
@@ -76,6 +79,8 @@ public struct ShadowRoom: Sendable {
     private var localOrder: [String] = []
     /// Remote occupants by folded room nick.
     private var remotes: [String: RemoteOccupant] = [:]
+    /// Away messages of remote occupants who are away, by folded room nick.
+    private var away: [String: String] = [:]
     /// Remote occupants not yet confirmed by the current burst (a re-federation diff).
     private var unconfirmed: Set<String> = []
     /// Origin ids of submitted lines whose echo has not come back.
@@ -212,6 +217,7 @@ public struct ShadowRoom: Sendable {
             }
             let key = Self.fold(nick)
             if stanza["type"] == "unavailable" {
+                let wasAway = away.removeValue(forKey: key)
                 guard let remote = remotes.removeValue(forKey: key) else { return [] }
                 unconfirmed.remove(key)
                 let x = stanza.child("x", namespace: NS.mucUser)
@@ -219,6 +225,7 @@ public struct ShadowRoom: Sendable {
                 if codes.contains("303"), let newNick = x?.child("item", namespace: NS.mucUser)?["nick"] {
                     // The available presence under the new nick that follows finds it renamed.
                     remotes[Self.fold(newNick)] = RemoteOccupant(nick: newNick, realJID: remote.realJID)
+                    if let wasAway { away[Self.fold(newNick)] = wasAway }
                     return [.remoteNickChanged(remote, newNick: newNick)]
                 }
                 var reason = stanza.child("status", namespace: stanza.namespace)?.text
@@ -230,15 +237,16 @@ public struct ShadowRoom: Sendable {
                 }
                 return [.remoteLeft(remote, reason: reason)]
             }
-            if unconfirmed.remove(key) != nil, remotes[key]?.realJID == real { return [] }
+            if unconfirmed.remove(key) != nil, remotes[key]?.realJID == real { return awayChange(stanza, key: key) }
             if let existing = remotes[key] {
-                if existing.realJID == real { return [] }
+                if existing.realJID == real { return awayChange(stanza, key: key) }
                 remotes[key] = RemoteOccupant(nick: nick, realJID: real)
-                return [.remoteLeft(existing, reason: nil), .remoteJoined(remotes[key]!)]
+                away.removeValue(forKey: key)
+                return [.remoteLeft(existing, reason: nil), .remoteJoined(remotes[key]!)] + awayChange(stanza, key: key)
             }
             let remote = RemoteOccupant(nick: nick, realJID: real)
             remotes[key] = remote
-            return [.remoteJoined(remote)]
+            return [.remoteJoined(remote)] + awayChange(stanza, key: key)
         case "message":
             if ours {
                 if let origin = LinkElements.originID(of: stanza), pendingEchoes.remove(origin) != nil {
@@ -256,6 +264,21 @@ public struct ShadowRoom: Sendable {
         default:
             return []
         }
+    }
+
+    /// An away action when the occupant's `<show>` changed what IRC should show (PROTOCOL §5).
+    private mutating func awayChange(_ stanza: XMLElement, key: String) -> [Action] {
+        guard let remote = remotes[key] else { return [] }
+        let show = stanza.child("show", namespace: stanza.namespace)?.text ?? ""
+        let status = stanza.child("status", namespace: stanza.namespace)?.text ?? ""
+        if ["away", "xa", "dnd"].contains(show) {
+            let message = status.isEmpty ? show : status
+            guard away[key] != message else { return [] }
+            away[key] = message
+            return [.remoteAway(remote, message: message)]
+        }
+        guard away.removeValue(forKey: key) != nil else { return [] }
+        return [.remoteAway(remote, message: nil)]
     }
 
     private func privateMessage(_ stanza: XMLElement, from: JID) -> [Action] {

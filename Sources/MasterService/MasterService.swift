@@ -36,7 +36,13 @@ public actor MasterService {
         await session.run { [self] stanza in await self.handle(stanza) }
     }
 
-    public func shutdown() async { await session.close() }
+    /// Tells every client its room is going away (332), then closes the stream.
+    public func shutdown() async {
+        for jid in rooms.keys.sorted() {
+            session.send(rooms[jid]!.shutdown(reason: "The room service is shutting down"))
+        }
+        await session.close()
+    }
 
     func handle(_ stanza: XMLElement) {
         guard let to = stanza["to"].flatMap(JID.init), let from = stanza["from"].flatMap(JID.init) else { return }

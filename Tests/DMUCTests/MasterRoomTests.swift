@@ -257,4 +257,15 @@ struct MasterRoomTests {
         let stranger = master.receive(.stanza(.message, from: Self.bob, to: Self.room.with(resource: "Alice"), type: "chat", children: [.text("body", namespace: NS.component, "?")]), fromShadowDomain: false).stanzas
         #expect(stranger.first?.errorCondition == "not-acceptable")
     }
+
+    @Test("shutdown: every local occupant gets its own unavailable with 110 and 332 (XEP-0045 §9)")
+    mutating func shutdown() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.join(Self.bob, nick: "Bob"), fromShadowDomain: false)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        let out = master.shutdown(reason: "going down")
+        #expect(out.map { $0["to"] } == [Self.alice.description, Self.bob.description])
+        #expect(out.allSatisfy { $0["type"] == "unavailable" && Set(Self.codes($0)) == ["110", "332"] })
+        #expect(master.isEmpty && master.shadows.isEmpty)
+    }
 }

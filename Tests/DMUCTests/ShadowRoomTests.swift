@@ -191,4 +191,21 @@ struct ShadowRoomTests {
         #expect(shadow.receive(pm) == [.privateMessage(from: .init(nick: "Alice", realJID: Self.alice), toLocalNick: "carol", body: "hi")])
         #expect(shadow.shares(ircNick: "carol", withRemote: "alice"))
     }
+
+    @Test("away: show away/xa/dnd is an away action with the status, once per change; available again clears it")
+    mutating func away() {
+        federate()
+        var p = Self.presence(nick: "Alice", real: Self.alice, seq: 4)
+        p.append(.text("show", namespace: NS.component, "away"))
+        p.append(.text("status", namespace: NS.component, "lunch"))
+        #expect(shadow.receive(p) == [.remoteAway(.init(nick: "Alice", realJID: Self.alice), message: "lunch")])
+        var again = p
+        again.removeElements { $0.name == "seq" }
+        again.append(LinkElements.seq(5, epoch: "e1"))
+        #expect(shadow.receive(again).isEmpty, "same away message: nothing to do")
+        #expect(shadow.receive(Self.presence(nick: "Alice", real: Self.alice, seq: 6)) == [.remoteAway(.init(nick: "Alice", realJID: Self.alice), message: nil)])
+        var dnd = Self.presence(nick: "Alice", real: Self.alice, seq: 7)
+        dnd.append(.text("show", namespace: NS.component, "dnd"))
+        #expect(shadow.receive(dnd) == [.remoteAway(.init(nick: "Alice", realJID: Self.alice), message: "dnd")])
+    }
 }

@@ -176,4 +176,29 @@ struct BridgeSemanticsTests {
             [On.xmppMessage(to: "exa", from: "\(room)/xanna", body: "I was here first"), On.ircPrivmsg(to: "carol", from: "xanna", channel: "#early1", text: "I was here first")],
             since: mark)
     }
+
+    @Test("away from XMPP: <show>away</show> is the puppet's AWAY with the status, available again clears it")
+    func awayFromXMPP() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "away1", ircUsers: ["carol"], xmppUsers: [("axa", "xanna")])
+        defer { r.close() }
+        r.agent.send(["cmd": "xmpp_show", "user": "axa", "room": r.room, "nick": "xanna", "show": "away", "status": "at lunch"])
+        try r.agent.waitFor("xanna's presence update reflected") { $0.user == "axa" && $0.kind == "presence" && $0.from == r.occupant("xanna") && ($0.xml ?? "").contains("<show>away</show>") }
+        let deadline = Date().addingTimeInterval(10)
+        var away: AgentEvent?
+        while away == nil && Date() < deadline {
+            let mark = r.agent.mark
+            r.irc("carol", "WHOIS xanna")
+            let end = try r.agent.waitFor("end of WHOIS", since: mark) { $0.user == "carol" && $0.command == "318" }
+            away = r.agent.events(since: mark).first { $0.user == "carol" && $0.command == "301" && $0.index < end.index }
+            if away == nil { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        #expect(away?.params.last == "at lunch", "WHOIS shows no away message")
+
+        r.agent.send(["cmd": "xmpp_show", "user": "axa", "room": r.room, "nick": "xanna"])
+        Thread.sleep(forTimeInterval: 1)
+        let mark = r.agent.mark
+        r.irc("carol", "WHOIS xanna")
+        let end = try r.agent.waitFor("end of WHOIS", since: mark) { $0.user == "carol" && $0.command == "318" }
+        #expect(!r.agent.events(since: mark).contains { $0.user == "carol" && $0.command == "301" && $0.index < end.index }, "still away after coming back")
+    }
 }

@@ -124,6 +124,13 @@ struct WalkingSkeletonTests {
 
         // One federation for the shadow room over the whole scenario.
         #expect(bridge.logLines(containing: "link federated", "shadow=\(shadow)").count == 1)
+
+        // SIGTERM: the XMPP user left in the room is told the service went down (332), and
+        // the IRC users see the puppet and the bridge QUIT.
+        mark = agent.mark
         #expect(bridge.stop() == 0, "shadowbridge did not exit cleanly: \(bridge.log.suffix(2000))")
+        try agent.waitFor("wanna gets 332", since: mark) { $0.user == "wanna" && $0.kind == "presence" && $0.from == "\(room)/xanna" && $0.type == "unavailable" && $0.codes.contains(332) }
+        try agent.waitFor("the puppet quits", since: mark) { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "xanna" }
+        try agent.waitFor("the bridge quits", since: mark) { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "sbridge" }
     }
 }

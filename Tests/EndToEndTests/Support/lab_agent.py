@@ -226,6 +226,9 @@ async def main():
                 p.send()
             elif op == "xmpp_say":
                 users[name].send_message(mto=cmd["room"], mbody=cmd["body"], mtype="groupchat")
+            elif op == "xmpp_show":
+                users[name].send_presence(pto=f'{cmd["room"]}/{cmd["nick"]}', pshow=cmd.get("show") or None,
+                                          pstatus=cmd.get("status") or None)
             elif op == "xmpp_pm":
                 users[name].send_message(mto=f'{cmd["room"]}/{cmd["nick"]}', mbody=cmd["body"], mtype="chat")
             elif op == "xmpp_subject":
