@@ -167,11 +167,14 @@ public actor BridgeService {
             guard message.parameters.count >= 4 else { return }
             let channel = network.fold(message.parameters[2])
             let prefixes = network.isupport.prefixCharacters
-            let names = message.parameters[3].split(separator: " ").map { name in
+            let modeFor = Dictionary(network.isupport.prefixes.map { ($0.prefix, $0.mode) }, uniquingKeysWith: { a, _ in a })
+            for name in message.parameters[3].split(separator: " ") {
                 // multi-prefix gives "@+nick", userhost-in-names "nick!user@host".
-                String(name.drop(while: { prefixes.contains($0) }).prefix(while: { $0 != "!" }))
+                let nick = String(name.drop(while: { prefixes.contains($0) }).prefix(while: { $0 != "!" }))
+                let modes = Set(name.prefix(while: { prefixes.contains($0) }).compactMap { modeFor[$0] })
+                network.memberModes[channel, default: [:]][network.fold(nick)] = modes
+                network.pendingNames[channel, default: []].append(nick)
             }
-            network.pendingNames[channel, default: []].append(contentsOf: names)
         case "366":
             guard message.parameters.count >= 2 else { return }
             let channel = network.fold(message.parameters[1])
@@ -225,7 +228,26 @@ public actor BridgeService {
             for channel in network.members.keys.sorted() where network.members[channel]!.contains(oldKey) {
                 network.members[channel]!.remove(oldKey)
                 network.members[channel]!.insert(newKey)
+                if let modes = network.memberModes[channel]?.removeValue(forKey: oldKey) { network.memberModes[channel, default: [:]][newKey] = modes }
                 withShadow(network: network.configuration.name, channel: channel) { $0.ircNickChanged(from: sourceNick, to: newNick) }
+            }
+        case "MODE":
+            guard message.parameters.count >= 2, network.isupport.isChannel(message.parameters[0]) else { return }
+            let channel = network.fold(message.parameters[0])
+            let changes = IRCModeChange.parse(message.parameters[1], arguments: Array(message.parameters.dropFirst(2)), isupport: network.isupport)
+            let prefixModes = Set(network.isupport.prefixes.map(\.mode))
+            for change in changes where prefixModes.contains(change.mode) {
+                guard let target = change.argument else { continue }
+                let key = network.fold(target)
+                guard network.members[channel]?.contains(key) == true else { continue }
+                var modes = network.memberModes[channel]?[key] ?? []
+                let before = NetworkState.role(for: modes)
+                if change.adding { modes.insert(change.mode) } else { modes.remove(change.mode) }
+                network.memberModes[channel, default: [:]][key] = modes
+                let after = NetworkState.role(for: modes)
+                if after != before {
+                    withShadow(network: network.configuration.name, channel: channel) { $0.ircRoleChanged(nick: target, role: after) }
+                }
             }
         case "TOPIC":
             guard !fromSelf && !fromPuppet, message.parameters.count >= 2 else { return }
@@ -264,12 +286,14 @@ public actor BridgeService {
         let id = network.userIDs[key] ?? "u" + RandomID.make(bytes: 5)
         network.userIDs[key] = id
         let real = JID(local: "\(id)%\(network.configuration.name)", domain: configuration.domain, resource: "irc")
-        withShadow(network: network.configuration.name, channel: channel) { $0.ircJoined(nick: nick, realJID: real) }
+        let role = NetworkState.role(for: network.memberModes[channel]?[key] ?? [])
+        withShadow(network: network.configuration.name, channel: channel) { $0.ircJoined(nick: nick, realJID: real, role: role) }
     }
 
     private func ircUserLeft(_ nick: String, channel: String, reason: String?, kickedBy: String? = nil, network: inout NetworkState) {
         let key = network.fold(nick)
         guard network.members[channel]?.remove(key) != nil else { return }
+        network.memberModes[channel]?.removeValue(forKey: key)
         if !network.members.values.contains(where: { $0.contains(key) }) { network.userIDs.removeValue(forKey: key) }
         withShadow(network: network.configuration.name, channel: channel) { $0.ircLeft(nick: nick, reason: reason, kickedBy: kickedBy) }
     }

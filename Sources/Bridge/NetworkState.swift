@@ -17,6 +17,8 @@ struct NetworkState {
     var joined: Set<String> = []
     /// IRC users (folded nicks) per channel (folded); never the bridge or its puppets.
     var members: [String: Set<String>] = [:]
+    /// Channel membership modes (o, v, h...) of IRC users, per channel (folded) and nick (folded).
+    var memberModes: [String: [String: Set<Character>]] = [:]
     /// NAMES replies being collected, per channel.
     var pendingNames: [String: [String]] = [:]
     /// The opaque id behind each IRC user's real JID (PROTOCOL.md §2), by folded nick.
@@ -35,6 +37,12 @@ struct NetworkState {
     }
 
     func fold(_ s: String) -> String { isupport.caseMapping.fold(s) }
+
+    /// PROTOCOL.md §4: q, a, o and h make a moderator; v or nothing, a participant. Roles only:
+    /// an IRC channel operator never becomes an XMPP owner or admin.
+    static func role(for modes: Set<Character>) -> String {
+        modes.isDisjoint(with: ["q", "a", "o", "h", "y", "Y"]) ? "participant" : "moderator"
+    }
 }
 
 /// One remote occupant's IRC connection (PROTOCOL.md §5: "puppet connects and JOINs").

@@ -91,13 +91,18 @@ public struct MasterRoom: Sendable {
         }
         // How a shadow says an IRC user was removed (kick), read before link elements go.
         let removal = fromShadowDomain ? stanza.child("removed", namespace: NS.link).map(Removal.init) : nil
+        // The role a shadow asserts for its own IRC user, from channel modes (PROTOCOL.md §4:
+        // roles only, never affiliations). Clients cannot assert a role.
+        let assertedRole = fromShadowDomain
+            ? stanza.child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["role"].flatMap { ["moderator", "participant", "visitor"].contains($0) ? $0 : nil }
+            : nil
         stanza.removeElements(where: LinkElements.isLinkElement)
         if stanza["type"] == "error" { return out }
 
         switch stanza.name {
         case "presence":
             if let real {
-                shadowPresence(stanza, from: from, to: to, real: real, removal: removal, out: &out)
+                shadowPresence(stanza, from: from, to: to, real: real, removal: removal, role: assertedRole, out: &out)
             } else if fromShadowDomain {
                 out.stanzas.append(stanza.errorReply(type: "modify", condition: "bad-request", text: "fmuc from missing"))
             } else {
@@ -133,15 +138,15 @@ public struct MasterRoom: Sendable {
     // MARK: - Presence
 
     private mutating func clientPresence(_ stanza: XMLElement, from: JID, to: JID, out: inout Output) {
-        occupantPresence(stanza, nick: to.resource, realJID: from, node: .local, removal: nil, out: &out)
+        occupantPresence(stanza, nick: to.resource, realJID: from, node: .local, removal: nil, role: nil, out: &out)
     }
 
-    private mutating func shadowPresence(_ stanza: XMLElement, from: JID, to: JID, real: JID, removal: Removal?, out: inout Output) {
+    private mutating func shadowPresence(_ stanza: XMLElement, from: JID, to: JID, real: JID, removal: Removal?, role: String?, out: inout Output) {
         guard from.resource != nil else {
             out.stanzas.append(stanza.errorReply(type: "modify", condition: "jid-malformed", text: "a nick is required"))
             return
         }
-        occupantPresence(stanza, nick: to.resource, realJID: real, node: .shadow(from.bare), removal: removal, out: &out)
+        occupantPresence(stanza, nick: to.resource, realJID: real, node: .shadow(from.bare), removal: removal, role: role, out: &out)
     }
 
     /// An IRC user removed by someone else, as the shadow reports it (PROTOCOL.md §3 E).
@@ -159,7 +164,7 @@ public struct MasterRoom: Sendable {
 
     /// One presence from an occupant's session, local or behind a shadow: join, update or leave.
     private mutating func occupantPresence(
-        _ stanza: XMLElement, nick: String?, realJID: JID, node: OccupantNode, removal: Removal?, out: inout Output
+        _ stanza: XMLElement, nick: String?, realJID: JID, node: OccupantNode, removal: Removal?, role: String?, out: inout Output
     ) {
         let current = occupantKey(realJID: realJID, node: node)
         if stanza["type"] == "unavailable" {
@@ -172,6 +177,7 @@ public struct MasterRoom: Sendable {
             return
         }
         if let current, current == Self.fold(nick) {
+            if let role { occupants[current]?.role = role }
             update(key: current, stanza: stanza, out: &out)
             return
         }
@@ -183,7 +189,7 @@ public struct MasterRoom: Sendable {
             changeNick(key: current, to: nick, stanza: stanza, out: &out)
             return
         }
-        join(Occupant(nick: nick, realJID: realJID, node: node), stanza: stanza, out: &out)
+        join(Occupant(nick: nick, realJID: realJID, node: node, role: role ?? "participant"), stanza: stanza, out: &out)
         if case .shadow(let shadow) = node, !shadows.contains(shadow) {
             // Flow A: the first presence from a node federates it, whether or not it carries
             // <link/> (a plain FMUC peer federates the same way). The node learns of its own

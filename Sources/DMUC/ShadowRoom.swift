@@ -60,6 +60,8 @@ public struct ShadowRoom: Sendable {
     struct Local: Sendable {
         var nick: String
         var realJID: JID
+        /// The room role the channel modes give (PROTOCOL.md §4).
+        var role = "participant"
         /// The join was sent to the master.
         var submitted = false
         var refused = false
@@ -105,10 +107,10 @@ public struct ShadowRoom: Sendable {
 
     // MARK: - IRC side
 
-    public mutating func ircJoined(nick: String, realJID: JID) -> [Action] {
+    public mutating func ircJoined(nick: String, realJID: JID, role: String = "participant") -> [Action] {
         let key = Self.fold(nick)
         guard locals[key] == nil else { return [] }
-        locals[key] = Local(nick: nick, realJID: realJID)
+        locals[key] = Local(nick: nick, realJID: realJID, role: role)
         localOrder.append(key)
         switch federation {
         case .idle: return federate()
@@ -157,7 +159,23 @@ public struct ShadowRoom: Sendable {
         for index in held.indices where Self.fold(held[index].nick) == oldKey { held[index].nick = newNick }
         if case .federating(let nick) = federation, Self.fold(nick) == oldKey { federation = .federating(nick: newNick) }
         guard local.submitted, !local.refused, federation == .federated else { return [] }
-        return [.send(.stanza(.presence, from: jid.with(resource: newNick), to: masterRoom.with(resource: newNick), children: [LinkElements.fmuc(from: local.realJID)]))]
+        return [.send(.stanza(.presence, from: jid.with(resource: newNick), to: masterRoom.with(resource: newNick), children: [Self.roleElement(local.role), LinkElements.fmuc(from: local.realJID)]))]
+    }
+
+    /// Channel modes changed what an IRC user is: moderator (q/a/o/h) or participant.
+    public mutating func ircRoleChanged(nick: String, role: String) -> [Action] {
+        let key = Self.fold(nick)
+        guard var local = locals[key], local.role != role else { return [] }
+        local.role = role
+        locals[key] = local
+        guard local.submitted, !local.refused, federation == .federated else { return [] }
+        return [.send(.stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), children: [
+            Self.roleElement(role), LinkElements.fmuc(from: local.realJID),
+        ]))]
+    }
+
+    static func roleElement(_ role: String) -> XMLElement {
+        XMLElement("x", namespace: NS.mucUser, children: [.element(XMLElement("item", namespace: NS.mucUser, attributes: ["role": role]))])
     }
 
     /// TOPIC on IRC: the room's subject, set by that user.
@@ -372,7 +390,7 @@ public struct ShadowRoom: Sendable {
         var x = XMLElement("x", namespace: NS.muc)
         // The IRC side has its own past: no history (flow A).
         x.append(XMLElement("history", namespace: NS.muc, attributes: ["maxstanzas": "0"]))
-        var children = [x, LinkElements.fmuc(from: local.realJID)]
+        var children = [x, Self.roleElement(local.role), LinkElements.fmuc(from: local.realJID)]
         if link { children.append(LinkElements.link(epoch: nil, lastSeq: nil)) }
         return .stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), children: children)
     }

@@ -268,4 +268,24 @@ struct MasterRoomTests {
         #expect(out.allSatisfy { $0["type"] == "unavailable" && Set(Self.codes($0)) == ["110", "332"] })
         #expect(master.isEmpty && master.shadows.isEmpty)
     }
+
+    @Test("a shadow asserts its IRC user's role (from channel modes); a client cannot assert its own")
+    mutating func roles() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        var op = Self.shadowJoin(nick: "carol", real: Self.carolReal)
+        op.append(XMLElement("x", namespace: NS.mucUser, children: [.element(XMLElement("item", namespace: NS.mucUser, attributes: ["role": "moderator"]))]))
+        let joined = master.receive(op, fromShadowDomain: true).stanzas.first { $0["to"] == Self.alice.description }
+        #expect(joined?.child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["role"] == "moderator")
+        var deop = XMLElement.stanza(.presence, from: Self.shadow.with(resource: "carol"), to: Self.room.with(resource: "carol"))
+        deop.append(XMLElement("x", namespace: NS.mucUser, children: [.element(XMLElement("item", namespace: NS.mucUser, attributes: ["role": "participant"]))]))
+        deop.append(LinkElements.fmuc(from: Self.carolReal))
+        let update = master.receive(deop, fromShadowDomain: true).stanzas.first { $0["to"] == Self.alice.description }
+        #expect(update?.child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["role"] == "participant")
+
+        var selfPromotion = XMLElement.stanza(.presence, from: Self.bob, to: Self.room.with(resource: "Bob"))
+        selfPromotion.append(XMLElement("x", namespace: NS.mucUser, children: [.element(XMLElement("item", namespace: NS.mucUser, attributes: ["role": "moderator"]))]))
+        _ = master.receive(selfPromotion, fromShadowDomain: false)
+        #expect(master.occupantList.first { $0.nick == "Bob" }?.role == "participant")
+        #expect(master.occupantList.allSatisfy { $0.affiliation == "none" }, "roles only, never affiliations")
+    }
 }

@@ -208,4 +208,15 @@ struct ShadowRoomTests {
         dnd.append(.text("show", namespace: NS.component, "dnd"))
         #expect(shadow.receive(dnd) == [.remoteAway(.init(nick: "Alice", realJID: Self.alice), message: "dnd")])
     }
+
+    @Test("roles from channel modes: the join carries the role; a change is one presence; no change, no stanza")
+    mutating func roles() {
+        let join = Self.sent(shadow.ircJoined(nick: "carol", realJID: Self.carol, role: "moderator"))
+        #expect(join.first?.child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["role"] == "moderator")
+        _ = shadow.receive(Self.subject(seq: 1))
+        #expect(shadow.ircRoleChanged(nick: "carol", role: "moderator").isEmpty)
+        let change = Self.sent(shadow.ircRoleChanged(nick: "carol", role: "participant"))
+        #expect(change.count == 1 && change[0].child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["role"] == "participant")
+        #expect(LinkElements.fmucFrom(change[0]) == Self.carol)
+    }
 }

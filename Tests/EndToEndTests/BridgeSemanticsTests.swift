@@ -201,4 +201,33 @@ struct BridgeSemanticsTests {
         let end = try r.agent.waitFor("end of WHOIS", since: mark) { $0.user == "carol" && $0.command == "318" }
         #expect(!r.agent.events(since: mark).contains { $0.user == "carol" && $0.command == "301" && $0.index < end.index }, "still away after coming back")
     }
+
+    @Test("channel modes are room roles: @ is moderator, +o and -o change it, +v changes nothing; never affiliations")
+    func modesToRoles() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "modes1", ircUsers: ["carol", "dave"], xmppUsers: [("oxa", "xanna")])
+        defer { r.close() }
+        // carol created the channel on ngircd, so she is @carol: a moderator in the room.
+        let carol = r.agent.events(since: 0).last { $0.user == "oxa" && $0.kind == "presence" && $0.from == r.occupant("carol") }
+        #expect(carol?.role == "moderator", "\(String(describing: carol))")
+        let daveAtJoin = r.agent.events(since: 0).last { $0.user == "oxa" && $0.kind == "presence" && $0.from == r.occupant("dave") }
+        #expect(daveAtJoin?.role == "participant")
+
+        var mark = r.agent.mark
+        r.irc("carol", "MODE \(r.channel) +o dave")
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xanna sees dave become a moderator") { $0.user == "oxa" && $0.kind == "presence" && $0.from == r.occupant("dave") && $0.role == "moderator" && $0.type != "unavailable" },
+                On.irc(to: "carol", "MODE", from: "carol"),
+                On.irc(to: "dave", "MODE", from: "carol"),
+            ], since: mark)
+        mark = r.agent.mark
+        r.irc("carol", "MODE \(r.channel) -o+v dave dave")
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xanna sees dave back to participant") { $0.user == "oxa" && $0.kind == "presence" && $0.from == r.occupant("dave") && $0.role == "participant" && $0.type != "unavailable" },
+                On.irc(to: "carol", "MODE", from: "carol"),
+                On.irc(to: "dave", "MODE", from: "carol"),
+            ], since: mark)
+        #expect(!r.agent.events(since: 0).contains { $0.kind == "presence" && ($0.xml ?? "").contains("affiliation=\"owner\"") || ($0.xml ?? "").contains("affiliation=\"admin\"") })
+    }
 }

@@ -112,3 +112,20 @@ struct IRCFloodControlTests {
         #expect(IRCLinePriority.of(IRCMessage(command: "PRIVMSG", "#x", "y")) == .normal)
     }
 }
+
+@Suite("IRC mode changes")
+struct IRCModeChangeTests {
+    @Test("prefix modes and list/key modes take arguments, limits only when set, flags never")
+    func parse() {
+        var isupport = ISupport()
+        isupport.apply(["PREFIX=(qaohv)~&@%+", "CHANMODES=beI,k,l,imnpst"])
+        let changes = IRCModeChange.parse("+ooo-v+bl-l+k-k+nt", arguments: ["a", "b", "c", "d", "*!*@spam", "10", "key", "key"], isupport: isupport)
+        #expect(changes == [
+            .init(adding: true, mode: "o", argument: "a"), .init(adding: true, mode: "o", argument: "b"), .init(adding: true, mode: "o", argument: "c"),
+            .init(adding: false, mode: "v", argument: "d"), .init(adding: true, mode: "b", argument: "*!*@spam"), .init(adding: true, mode: "l", argument: "10"),
+            .init(adding: false, mode: "l", argument: nil), .init(adding: true, mode: "k", argument: "key"), .init(adding: false, mode: "k", argument: "key"),
+            .init(adding: true, mode: "n", argument: nil), .init(adding: true, mode: "t", argument: nil),
+        ])
+        #expect(IRCModeChange.parse("+oo", arguments: ["only"], isupport: isupport).count == 1, "a mode missing its argument is dropped")
+    }
+}
