@@ -35,7 +35,7 @@ struct TOMLDocument {
         for part in parts.dropLast() {
             var name = part
             var index = 0
-            if let open = part.firstIndex(of: "["), let close = part.firstIndex(of: "]"),
+            if let open = part.firstIndex(of: "["), let close = part.firstIndex(of: "]"), open < close,
                 let n = Int(part[part.index(after: open)..<close])
             {
                 name = String(part[..<open])

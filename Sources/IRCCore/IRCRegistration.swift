@@ -106,10 +106,7 @@ public struct IRCRegistration: Sendable {
         let list = (message.parameters.last ?? "").split(separator: " ").map(String.init)
         switch subcommand {
         case "LS":
-            for item in list {
-                let parts = item.split(separator: "=", maxSplits: 1)
-                offered[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-            }
+            for (name, value) in list.compactMap(Self.capability) { offered[name] = value }
             guard !more, state == .listing else { return [] }
             return request(Set(offered.keys).intersection(wanted), thenEnd: true)
         case "ACK":
@@ -119,11 +116,9 @@ public struct IRCRegistration: Sendable {
         case "NAK":
             return answered()
         case "NEW":
-            for item in list {
-                let parts = item.split(separator: "=", maxSplits: 1)
-                offered[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-            }
-            return request(Set(list.map { String($0.split(separator: "=")[0]) }).intersection(wanted).subtracting(enabled), thenEnd: false)
+            let added = list.compactMap(Self.capability)
+            for (name, value) in added { offered[name] = value }
+            return request(Set(added.map(\.name)).intersection(wanted).subtracting(enabled), thenEnd: false)
         case "DEL":
             for item in list { offered.removeValue(forKey: item) }
             let before = enabled
@@ -132,6 +127,14 @@ public struct IRCRegistration: Sendable {
         default:
             return []
         }
+    }
+
+    /// `name=value` or `name`; nil for an empty name (`=`, `=x`), which a server must not send
+    /// and which must not crash us when one does.
+    static func capability(_ item: String) -> (name: String, value: String)? {
+        let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let name = parts.first, !name.isEmpty else { return nil }
+        return (String(name), parts.count > 1 ? String(parts[1]) : "")
     }
 
     private mutating func request(_ capabilities: Set<String>, thenEnd: Bool) -> [Action] {

@@ -175,6 +175,10 @@ final class ParserState {
     var context: xmlParserCtxtPtr?
     /// Elements being built; index 0 is the stream root (kept without children).
     private var stack: [XMLElement] = []
+    /// Character data for the innermost element, appended to it as one text node when a child
+    /// starts or the element ends: libxml2 calls `characters` once per entity reference, and
+    /// joining each piece onto the element's last text node would copy quadratically.
+    private var pendingText = ""
     private let maximumDepth: Int
 
     init(maximumDepth: Int) { self.maximumDepth = maximumDepth }
@@ -188,7 +192,14 @@ final class ParserState {
         error = nil
         completedElement = false
         stack.removeAll()
+        pendingText = ""
         context = nil
+    }
+
+    private func flushText() {
+        guard !pendingText.isEmpty else { return }
+        if stack.count > 1 { stack[stack.count - 1].children.append(.text(pendingText)) }
+        pendingText = ""
     }
 
     private func fail(_ error: XMLStreamError) {
@@ -234,11 +245,14 @@ final class ParserState {
         if stack.isEmpty {
             events.append(.streamOpened(element))
         }
+        flushText()
         stack.append(element)
     }
 
     func endElement() {
-        guard error == nil, let element = stack.popLast() else { return }
+        guard error == nil else { return }
+        flushText()
+        guard let element = stack.popLast() else { return }
         switch stack.count {
         case 0:
             events.append(.streamClosed)
@@ -253,13 +267,7 @@ final class ParserState {
     func characters(_ chars: UnsafePointer<xmlChar>?, _ length: Int) {
         // Text between stanzas is whitespace keepalive: not part of any element.
         guard error == nil, stack.count > 1, let chars else { return }
-        let text = String(decoding: UnsafeBufferPointer(start: chars, count: length), as: UTF8.self)
-        let top = stack.count - 1
-        if case .text(let previous)? = stack[top].children.last {
-            stack[top].children[stack[top].children.count - 1] = .text(previous + text)
-        } else {
-            stack[top].children.append(.text(text))
-        }
+        pendingText += String(decoding: UnsafeBufferPointer(start: chars, count: length), as: UTF8.self)
     }
 
     private static func string(_ pointer: UnsafePointer<xmlChar>?) -> String {

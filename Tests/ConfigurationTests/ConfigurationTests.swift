@@ -141,6 +141,13 @@ struct ConfigurationTests {
         #expect(e.key == "master.secret_file" && e.line == 7 && e.description.contains("/nonexistent/secret"))
     }
 
+    @Test("an unknown quoted key with brackets is an error, not a crash (found in review)")
+    func bracketKey() throws {
+        let (_, error, files) = try Self.load(Self.good + "\n\n[weird]\n\"]x[.y\" = 1\n")
+        defer { files.remove() }
+        #expect(error != nil)
+    }
+
     @Test("a missing config file is named")
     func missingFile() {
         #expect(throws: ConfigurationError.self) { try ShadowbridgeConfiguration.load(path: "/nonexistent/shadowbridge.toml") }

@@ -41,6 +41,16 @@ struct IRCRegistrationTests {
         #expect(Self.sent(none.receive(Self.line(":srv CAP * LS :inspircd.org/poison"))) == ["CAP END"])
     }
 
+    @Test("malformed capability lists do not crash: empty names are skipped (found in review)")
+    func malformedCapabilities() {
+        var r = IRCRegistration(nick: "b", username: "u", realname: "r")
+        _ = r.start()
+        #expect(Self.sent(r.receive(Self.line(":srv CAP * LS := =x batch"))) == ["CAP REQ batch"])
+        _ = r.receive(Self.line(":srv CAP * ACK :batch"))
+        _ = r.receive(Self.line(":srv 001 b :hi"))
+        #expect(r.receive(Self.line(":srv CAP b NEW :=")).isEmpty)
+    }
+
     @Test("a server without CAP registers anyway")
     func noCAP() {
         var r = IRCRegistration(nick: "b", username: "u", realname: "r")

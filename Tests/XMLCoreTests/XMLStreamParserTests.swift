@@ -170,6 +170,21 @@ struct XMLStreamParserTests {
         }
     }
 
+    @Test("a body of 40,000 entity references is one text node (linear, not quadratic; found in review)")
+    func manyEntities() throws {
+        let parser = XMLStreamParser()
+        let body = String(repeating: "&amp;", count: 40_000)
+        let events = try parser.feed(Array((Self.header + "<message><body>a\(body)<b/>z\(body)</body></message>").utf8))
+        guard case .element(let message) = events.last else {
+            Issue.record("no message")
+            return
+        }
+        let children = message.elements.first?.children ?? []
+        #expect(children.count == 3)
+        #expect(children.first == .text("a" + String(repeating: "&", count: 40_000)))
+        #expect(children.last == .text("z" + String(repeating: "&", count: 40_000)))
+    }
+
     @Test("reset starts a new stream")
     func reset() throws {
         let parser = XMLStreamParser()
