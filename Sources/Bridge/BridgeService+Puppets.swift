@@ -18,7 +18,10 @@ extension BridgeService {
             networks[name] = network
             return
         }
+        puppetGeneration += 1
+        let generation = puppetGeneration
         var puppet = Puppet(key: key, roomNick: occupant.nick)
+        puppet.generation = generation
         puppet.wanted[folded] = channel
         network.puppets[key] = puppet
         networks[name] = network
@@ -33,20 +36,20 @@ extension BridgeService {
         tasks.append(Task { [self] in
             do {
                 let connection = try await IRCConnection.connect(irc, group: group, logger: logger)
-                guard self.puppetConnected(connection, key: key, network: name) else { return }
+                guard self.puppetConnected(connection, key: key, generation: generation, network: name) else { return }
                 for await event in connection.events {
-                    self.puppetEvent(event, key: key, network: name)
+                    self.puppetEvent(event, key: key, generation: generation, network: name)
                 }
             } catch {
                 logger.warning("puppet cannot connect", metadata: ["error": "\(error)"])
             }
-            self.puppetGone(key: key, network: name)
+            self.puppetGone(key: key, generation: generation, network: name)
         })
     }
 
     /// False when the occupant left while the puppet was connecting.
-    private func puppetConnected(_ connection: IRCConnection, key: String, network name: String) -> Bool {
-        guard networks[name]?.puppets[key] != nil else {
+    private func puppetConnected(_ connection: IRCConnection, key: String, generation: Int, network name: String) -> Bool {
+        guard networks[name]?.puppets[key]?.generation == generation else {
             connection.quit("Left the room")
             return false
         }
@@ -54,9 +57,9 @@ extension BridgeService {
         return true
     }
 
-    private func puppetEvent(_ event: IRCConnectionEvent, key: String, network name: String) {
+    private func puppetEvent(_ event: IRCConnectionEvent, key: String, generation: Int, network name: String) {
         withNetwork(name) { network in
-            guard var puppet = network.puppets[key] else { return }
+            guard var puppet = network.puppets[key], puppet.generation == generation else { return }
             puppetEvent(event, puppet: &puppet, network: &network, name: name)
             network.puppets[key] = puppet
         }
@@ -77,6 +80,14 @@ extension BridgeService {
                 network.fold(sender) != network.fold(network.nick ?? "")
             {
                 privateMessageToPuppet(from: sender, text: message.parameters[1], puppet: puppet, network: name)
+                return
+            }
+            if message.command == "KICK", message.parameters.count >= 2, network.fold(message.parameters[1]) == ownNick {
+                cannotBeIn(network.fold(message.parameters[0]), why: "kicked by \(message.sourceNick ?? "?")", puppet: &puppet, network: name)
+                return
+            }
+            if ["471", "473", "474", "475", "477", "405"].contains(message.command), message.parameters.count >= 2 {
+                cannotBeIn(network.fold(message.parameters[1]), why: message.parameters.last ?? message.command, puppet: &puppet, network: name)
                 return
             }
             guard let source = message.sourceNick.map(network.fold), source == ownNick else { return }
@@ -107,8 +118,8 @@ extension BridgeService {
 
     /// The puppet's connection ended. If the occupant is still in a room (the network refused
     /// the connection, or dropped it), they go on through the bridge's own connection.
-    private func puppetGone(key: String, network name: String) {
-        guard var network = networks[name], var puppet = network.puppets[key] else { return }
+    private func puppetGone(key: String, generation: Int, network name: String) {
+        guard var network = networks[name], var puppet = network.puppets[key], puppet.generation == generation else { return }
         if let nick = puppet.nick { network.puppetNicks.removeValue(forKey: network.fold(nick)) }
         guard !puppet.wanted.isEmpty, !stopping else {
             network.puppets.removeValue(forKey: key)
@@ -132,6 +143,18 @@ extension BridgeService {
         for line in queued { relaySay(nick: puppet.roomNick, network: name, channel: puppet.wanted[line.channel] ?? line.channel, body: line.text) }
     }
 
+    /// The puppet cannot be in a channel (kicked, banned, +i, +k, +r, too many channels): the
+    /// occupant is relayed there through the bridge's connection, queued lines included.
+    private func cannotBeIn(_ channel: String, why: String, puppet: inout Puppet, network name: String) {
+        guard puppet.wanted[channel] != nil else { return }
+        puppet.joined.remove(channel)
+        puppet.relayedChannels.insert(channel)
+        logger.info("a puppet cannot be in a channel; relaying there", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(why)"])
+        let lines = puppet.queued.filter { $0.channel == channel }
+        puppet.queued.removeAll { $0.channel == channel }
+        for line in lines { relaySay(nick: puppet.roomNick, network: name, channel: puppet.wanted[channel] ?? channel, body: line.text) }
+    }
+
     /// `<nick> text` (or `* nick action`) from the bridge's own connection.
     func relaySay(nick: String, network name: String, channel: String, body: String) {
         guard let network = networks[name], let connection = network.connection, let bridgeNick = network.nick else {
@@ -148,7 +171,7 @@ extension BridgeService {
             return
         }
         let folded = network.fold(channel)
-        if puppet.relayed {
+        if puppet.relayed || puppet.relayedChannels.contains(folded) {
             relaySay(nick: puppet.roomNick, network: name, channel: channel, body: body)
             return
         }
@@ -237,6 +260,7 @@ extension BridgeService {
         guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else { return }
         let folded = network.fold(channel)
         puppet.wanted.removeValue(forKey: folded)
+        puppet.relayedChannels.remove(folded)
         puppet.queued.removeAll { $0.channel == folded }
         if puppet.relayed {
             if puppet.wanted.isEmpty { network.puppets.removeValue(forKey: puppet.key) } else { network.puppets[puppet.key] = puppet }

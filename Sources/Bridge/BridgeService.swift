@@ -21,6 +21,8 @@ public actor BridgeService {
     var networks: [String: NetworkState] = [:]
     private var shadows: [JID: ShadowState] = [:]
     var tasks: [Task<Void, Never>] = []
+    /// Numbers puppet connections, so a late event from a replaced one is ignored.
+    var puppetGeneration = 0
     /// Set by `shutdown()`: connections closing now are not reconnected.
     var stopping = false
     /// While a handler holds a copy of a network's state, room actions wait here and run after
@@ -78,7 +80,9 @@ public actor BridgeService {
     /// Runs the component session and every network until the task is cancelled.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.session.run { stanza in await self.handleStanza(stanza) } }
+            group.addTask {
+                await self.session.run(onConnected: { await self.componentConnected() }, onStanza: { stanza in await self.handleStanza(stanza) })
+            }
             for name in networks.keys.sorted() {
                 group.addTask { await self.runNetwork(name) }
             }
@@ -316,6 +320,17 @@ public actor BridgeService {
     }
 
     // MARK: - The master's stanzas
+
+    /// Whatever was sent before this stream may be lost: every shadow with IRC users federates
+    /// again, and the burst it gets back is diffed against what IRC already shows.
+    private func componentConnected() {
+        for jid in shadows.keys.sorted() {
+            guard var room = shadows[jid]?.room, !room.localNicks.isEmpty else { continue }
+            let actions = room.refederate()
+            shadows[jid]?.room = room
+            perform(actions, shadow: jid)
+        }
+    }
 
     func handleStanza(_ stanza: XMLElement) {
         guard let to = stanza["to"].flatMap(JID.init) else { return }

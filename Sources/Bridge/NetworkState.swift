@@ -48,6 +48,8 @@ struct NetworkState {
 /// One remote occupant's IRC connection (PROTOCOL.md §5: "puppet connects and JOINs").
 struct Puppet {
     let key: String
+    /// Which connection attempt this is: events from an older one are stale.
+    var generation = 0
     var roomNick: String
     var connection: IRCConnection?
     var nick: String?
@@ -59,6 +61,9 @@ struct Puppet {
     /// The network refused this puppet's connection: the occupant speaks through the bridge's
     /// own connection as `<nick> text` (issue 6, relay fallback), so nothing is lost.
     var relayed = false
+    /// Channels (folded) the puppet cannot be in (kicked, banned, invite-only...): there the
+    /// occupant is relayed through the bridge's connection instead.
+    var relayedChannels: Set<String> = []
     /// The AWAY message to show, set again whenever the puppet (re)registers.
     var away: String?
     static let maximumQueuedLines = 500

@@ -277,6 +277,10 @@ extension Network {
             else {
                 throw document.error("channel[\(index)].irc", "\(irc) is not an IRC channel name")
             }
+            if let bad = irc.first(where: { "\"&'/:<>@".contains($0) }) {
+                // These need XEP-0106 escaping in the shadow room's address, not done yet.
+                throw document.error("channel[\(index)].irc", "\(irc): channel names with '\(bad)' are not supported yet (XEP-0106 escaping)")
+            }
             let roomString = try channelReader.requiredString("room")
             guard let room = JID(roomString), room.local != nil, room.resource == nil else {
                 throw document.error("channel[\(index)].room", "\(roomString) is not a room address (name@domain)")
@@ -285,6 +289,9 @@ extension Network {
                 throw document.error("channel[\(index)].room", "\(roomString) is not on the master's domain \(masterDomain)")
             }
             try channelReader.rejectUnknownKeys()
+            if let other = channels.first(where: { $0.room == room }) {
+                throw document.error("channel[\(index)].room", "\(room) is already mapped from \(other.irc) on this network: one IRC user would be two occupants")
+            }
             channels.append(Channel(irc: irc, room: room, file: path))
         }
         try root.rejectUnknownKeys()

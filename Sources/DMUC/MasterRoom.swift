@@ -93,6 +93,9 @@ public struct MasterRoom: Sendable {
         let removal = fromShadowDomain ? stanza.child("removed", namespace: NS.link).map(Removal.init) : nil
         // The role a shadow asserts for its own IRC user, from channel modes (PROTOCOL.md §4:
         // roles only, never affiliations). Clients cannot assert a role.
+        // <link/> from a node already federated: it lost its view of the room (a restart, a
+        // reconnect) and asks for a full burst (flow D's "full").
+        let resync = fromShadowDomain && stanza.child("link", namespace: NS.link) != nil
         let assertedRole = fromShadowDomain
             ? stanza.child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["role"].flatMap { ["moderator", "participant", "visitor"].contains($0) ? $0 : nil }
             : nil
@@ -103,6 +106,9 @@ public struct MasterRoom: Sendable {
         case "presence":
             if let real {
                 shadowPresence(stanza, from: from, to: to, real: real, removal: removal, role: assertedRole, out: &out)
+                if resync, stanza["type"] == nil, shadows.contains(from.bare), !out.notes.contains(.federated(shadow: from.bare)) {
+                    sendFederationBurst(to: from.bare, out: &out)
+                }
             } else if fromShadowDomain {
                 out.stanzas.append(stanza.errorReply(type: "modify", condition: "bad-request", text: "fmuc from missing"))
             } else {
@@ -179,6 +185,14 @@ public struct MasterRoom: Sendable {
         if let current, current == Self.fold(nick) {
             if let role { occupants[current]?.role = role }
             update(key: current, stanza: stanza, out: &out)
+            return
+        }
+        if current == nil, case .shadow = node, let holder = occupants[Self.fold(nick)], holder.node == node, holder.realJID != realJID {
+            // The node names its own user anew (its ids changed in a restart): same nick, same
+            // node, so the same IRC user. Take over the occupant; clients see no change.
+            occupants[Self.fold(nick)]?.realJID = realJID
+            if let role { occupants[Self.fold(nick)]?.role = role }
+            update(key: Self.fold(nick), stanza: stanza, out: &out)
             return
         }
         guard occupants[Self.fold(nick)] == nil else {

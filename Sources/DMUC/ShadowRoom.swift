@@ -44,6 +44,7 @@ public struct ShadowRoom: Sendable {
         case duplicateDropped(seq: UInt64)
         case seqGap(expected: UInt64, got: UInt64)
         case echoMatched
+        case epochChanged
     }
 
     /// Someone in the room who is not one of this node's IRC users.
@@ -94,7 +95,15 @@ public struct ShadowRoom: Sendable {
     public init(masterRoom: JID, jid: JID) {
         self.masterRoom = masterRoom.bare
         self.jid = jid.bare
+        // `#chan%network`: real JIDs of this network's users end in `%network`.
+        let local = jid.local ?? ""
+        self.realSuffix = local.lastIndex(of: "%").map { String(local[$0...]) } ?? ""
     }
+
+    /// `%network`, the end of the local part of every real JID this node asserts.
+    private let realSuffix: String
+    /// The master's epoch, from the last burst's `<sync/>`.
+    private var epoch: String?
 
     public var isFederated: Bool { federation == .federated }
     public var remoteOccupants: [RemoteOccupant] { remotes.values.sorted { $0.nick < $1.nick } }
@@ -102,8 +111,9 @@ public struct ShadowRoom: Sendable {
 
     static func fold(_ nick: String) -> String { MasterRoom.fold(nick) }
 
-    /// True for a real JID this node asserted (one of its own IRC users).
-    public func isOurs(_ real: JID) -> Bool { real.domain == jid.domain }
+    /// True for a real JID this node's network asserts (one of its own IRC users). Another
+    /// network bridged by the same process into the same room is not ours.
+    public func isOurs(_ real: JID) -> Bool { real.domain == jid.domain && (real.local ?? "").hasSuffix(realSuffix) }
 
     // MARK: - IRC side
 
@@ -158,7 +168,8 @@ public struct ShadowRoom: Sendable {
         if let index = localOrder.firstIndex(of: oldKey) { localOrder[index] = newKey }
         for index in held.indices where Self.fold(held[index].nick) == oldKey { held[index].nick = newNick }
         if case .federating(let nick) = federation, Self.fold(nick) == oldKey { federation = .federating(nick: newNick) }
-        guard local.submitted, !local.refused, federation == .federated else { return [] }
+        // Sent whenever her join is out, even before the burst: the master takes them in order.
+        guard local.submitted, !local.refused else { return [] }
         return [.send(.stanza(.presence, from: jid.with(resource: newNick), to: masterRoom.with(resource: newNick), children: [Self.roleElement(local.role), LinkElements.fmuc(from: local.realJID)]))]
     }
 
@@ -186,6 +197,17 @@ public struct ShadowRoom: Sendable {
         ]))]
     }
 
+    /// Starts over with the master (its state was lost, or our link to it was): every IRC user
+    /// is submitted again, and the new burst is diffed against the remote occupants we show.
+    public mutating func refederate() -> [Action] {
+        federation = .idle
+        epoch = nil
+        lastSeq = 0
+        pendingEchoes.removeAll()
+        for key in localOrder where locals[key]?.refused == false { locals[key]?.submitted = false }
+        return federate()
+    }
+
     /// Tries again after `federationFailed`.
     public mutating func retryFederation() -> [Action] {
         guard federation == .idle else { return [] }
@@ -199,6 +221,10 @@ public struct ShadowRoom: Sendable {
         if stanza["type"] == "error" { return error(stanza, from: from) }
         if let n = LinkElements.seqNumber(stanza) {
             guard federation == .federated else { return [] }
+            if let epoch, let theirs = stanza.child("seq", namespace: NS.link)?["epoch"], theirs != epoch {
+                // The master lost the room's state (a restart): what we think is joined is not.
+                return [.note(.epochChanged)] + refederate()
+            }
             if n <= lastSeq { return [.note(.duplicateDropped(seq: n))] }
             var actions: [Action] = []
             if n != lastSeq + 1 { actions.append(.note(.seqGap(expected: lastSeq + 1, got: n))) }
@@ -210,14 +236,21 @@ public struct ShadowRoom: Sendable {
             return privateMessage(stanza, from: from)
         }
         if stanza.name == "presence" && LinkElements.isLeft(stanza) {
-            federation = .idle
-            for key in localOrder { locals[key]?.submitted = false }
             // Remote occupants stay on IRC until a new burst confirms or removes them.
+            unconfirmed = Set(remotes.keys)
+            // A join sent after the last leave (a quick /cycle) is already on its way: the master
+            // federates us again with it, so wait for that burst rather than going idle.
+            if let key = localOrder.first(where: { locals[$0]?.submitted == true && locals[$0]?.refused == false }) {
+                federation = .federating(nick: locals[key]!.nick)
+            } else {
+                federation = .idle
+            }
             return []
         }
         if stanza.name == "message", stanza.child("subject", namespace: stanza.namespace) != nil,
             let sync = stanza.child("sync", namespace: NS.link)
         {
+            epoch = sync["epoch"]
             return burstEnded(seq: sync["seq"].flatMap { UInt64($0) } ?? 0)
         }
         if stanza.name == "presence", case .federating = federation { return apply(stanza, from: from) }
@@ -324,6 +357,7 @@ public struct ShadowRoom: Sendable {
     private mutating func burstEnded(seq: UInt64) -> [Action] {
         guard case .federating = federation else { return [] }
         federation = .federated
+        unconfirmed.formIntersection(remotes.keys)
         lastSeq = seq
         var actions: [Action] = [.note(.federated(seq: seq))]
         // Remote occupants the burst did not name have left while we were away.
@@ -350,10 +384,19 @@ public struct ShadowRoom: Sendable {
         guard stanza.name == "presence" else { return [] }
         let nick = stanza["to"].flatMap(JID.init)?.resource ?? from.resource
         if userFacing.contains(condition), let nick, var local = locals[Self.fold(nick)] {
+            var federatingThisUser = false
+            if case .federating(let federatingNick) = federation, Self.fold(federatingNick) == Self.fold(nick) { federatingThisUser = true }
+            // Her join was refused outright (never in the room), or a later change was refused.
+            let wasInRoom = local.submitted && !federatingThisUser
             local.refused = true
             local.submitted = false
             locals[Self.fold(nick)] = local
             var actions: [Action] = [.localRefused(nick: local.nick, condition: condition, text: stanza.child("error", namespace: stanza.namespace)?.child("text", namespace: NS.stanzas)?.text)]
+            if wasInRoom {
+                // She may be in the room under an earlier nick (a refused nick change): take her
+                // out, so no ghost keeps the nick. The master finds her by real JID.
+                actions.append(.send(.stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), type: "unavailable", children: [LinkElements.fmuc(from: local.realJID)])))
+            }
             if case .federating(let federatingNick) = federation, Self.fold(federatingNick) == Self.fold(nick) {
                 federation = .idle
                 actions += federate()

@@ -34,20 +34,19 @@ public struct IRCFloodControl: Sendable {
     }
 }
 
-/// How urgent an outgoing line is: higher goes first. PONG and QUIT must never wait behind
-/// a paste (a late PONG gets the connection dropped).
+/// How urgent an outgoing line is: higher goes first. PING and PONG must never wait behind a
+/// paste (a late PONG gets the connection dropped). Everything else shares one FIFO: a PART,
+/// NICK or TOPIC must not overtake the lines said before it.
 public enum IRCLinePriority: Int, Sendable, Comparable {
     case normal = 0
-    case control = 1
     case urgent = 2
 
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 
     public static func of(_ message: IRCMessage) -> IRCLinePriority {
         switch message.command {
-        case "PONG", "QUIT": .urgent
-        case "PRIVMSG", "NOTICE", "TAGMSG": .normal
-        default: .control
+        case "PONG", "PING": .urgent
+        default: .normal
         }
     }
 }

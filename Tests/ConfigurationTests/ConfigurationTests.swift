@@ -113,6 +113,9 @@ struct ConfigurationTests {
             (Self.network.replacingOccurrences(of: "irc = \"#ops\"", with: "irc = \"ops\""), "channel[0].irc", 7, "is not an IRC channel name"),
             (Self.network.replacingOccurrences(of: "irc://127.0.0.1:6667", with: "http://x"), "network.servers", 3, "is not an irc://host:port"),
             (Self.network + "\ncolour = \"blue\"", "channel[0].colour", 9, "unknown key"),
+            (Self.network.replacingOccurrences(of: "irc = \"#ops\"", with: "irc = \"&ops\""), "channel[0].irc", 7, "not supported yet"),
+            (Self.network.replacingOccurrences(of: "irc = \"#ops\"", with: "irc = \"#a/b\""), "channel[0].irc", 7, "not supported yet"),
+            (Self.network + "\n[[channel]]\nirc = \"#ops2\"\nroom = \"ops@rooms.example.org\"\n", "channel[1].room", 11, "already mapped from #ops"),
         ]
         for (mapping, key, line, message) in cases {
             let (_, error, files) = try Self.load(Self.good, mappings: ["example.toml": mapping])

@@ -288,4 +288,18 @@ struct MasterRoomTests {
         #expect(master.occupantList.first { $0.nick == "Bob" }?.role == "participant")
         #expect(master.occupantList.allSatisfy { $0.affiliation == "none" }, "roles only, never affiliations")
     }
+
+    @Test("a <link/> from a federated node gets a full burst; a node's user with a new real JID takes over her nick (found in review)")
+    mutating func resync() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        // The bridge restarted: carol comes back with a new id, asking for a burst.
+        let renewed = JID("u7%net@irc.test/irc")!
+        let out = master.receive(Self.shadowJoin(nick: "carol", real: renewed), fromShadowDomain: true).stanzas
+        #expect(!out.contains { $0.errorCondition == "conflict" })
+        #expect(master.occupantList.first { $0.nick == "carol" }?.realJID == renewed)
+        let toShadow = out.filter { $0["to"] == Self.shadow.description }
+        #expect(toShadow.last?.child("sync", namespace: NS.link) != nil, "a full burst closes with <sync/>")
+        #expect(toShadow.contains { $0["from"] == "ops@rooms.test/Alice" && $0.child("seq", namespace: NS.link) == nil })
+    }
 }

@@ -219,4 +219,60 @@ struct ShadowRoomTests {
         #expect(change.count == 1 && change[0].child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["role"] == "participant")
         #expect(LinkElements.fmucFrom(change[0]) == Self.carol)
     }
+
+    static func left() -> XMLElement {
+        var left = XMLElement.stanza(.presence, from: room, to: shadowJID, type: "unavailable")
+        left.append(LinkElements.left())
+        return left
+    }
+
+    @Test("a quick /cycle by the only IRC user: <left/> with her join in flight waits for the new burst (found in review)")
+    mutating func quickCycle() {
+        federate()
+        _ = shadow.ircLeft(nick: "carol", reason: "cycling")
+        let rejoin = Self.sent(shadow.ircJoined(nick: "carol", realJID: Self.carol))
+        #expect(rejoin.count == 1)
+        #expect(shadow.receive(Self.left()).isEmpty)
+        // The master federates the node again with her join: a burst, then the subject.
+        #expect(shadow.receive(Self.presence(nick: "Alice", real: Self.alice)).isEmpty)
+        #expect(shadow.receive(Self.presence(nick: "carol", real: Self.carol)).isEmpty)
+        _ = shadow.receive(Self.subject(seq: 9))
+        #expect(shadow.isFederated)
+        #expect(shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "welcome back", seq: 10)) == [.remoteMessage(.init(nick: "Alice", realJID: Self.alice), body: "welcome back")])
+    }
+
+    @Test("another network's IRC user in the same room is remote, not ours (found in review)")
+    mutating func otherNetwork() {
+        federate()
+        let oftc = JID("u9%oftc@irc.test/irc")!
+        #expect(shadow.receive(Self.presence(nick: "zed", real: oftc, seq: 4)) == [.remoteJoined(.init(nick: "zed", realJID: oftc))])
+        #expect(shadow.receive(Self.message(nick: "zed", real: oftc, body: "from oftc", seq: 5)) == [.remoteMessage(.init(nick: "zed", realJID: oftc), body: "from oftc")])
+    }
+
+    @Test("a refused nick change takes the user out of the room (no ghost); a nick change during federation is sent (found in review)")
+    mutating func refusedNickChange() {
+        federate()
+        let change = Self.sent(shadow.ircNickChanged(from: "carol", to: "Alice"))[0]
+        var error = change.errorReply(type: "cancel", condition: "conflict", text: "taken")
+        error["from"] = "ops@rooms.test/Alice"
+        let actions = shadow.receive(error)
+        let out = Self.sent(actions)
+        #expect(out.count == 1 && out[0]["type"] == "unavailable" && LinkElements.fmucFrom(out[0]) == Self.carol)
+
+        var fresh = ShadowRoom(masterRoom: Self.room, jid: Self.shadowJID)
+        _ = fresh.ircJoined(nick: "dave", realJID: Self.dave)
+        #expect(Self.sent(fresh.ircNickChanged(from: "dave", to: "david")).first?["to"] == "ops@rooms.test/david")
+    }
+
+    @Test("a new master epoch means the room state was lost: federate again (found in review)")
+    mutating func epochChange() {
+        federate()
+        var m = Self.message(nick: "Alice", real: Self.alice, body: "after restart", seq: 1)
+        m.removeElements { $0.name == "seq" }
+        m.append(LinkElements.seq(1, epoch: "e2"))
+        let actions = shadow.receive(m)
+        #expect(actions.first == .note(.epochChanged))
+        #expect(Self.sent(actions).first?.child("link", namespace: NS.link) != nil)
+        #expect(!shadow.isFederated)
+    }
 }

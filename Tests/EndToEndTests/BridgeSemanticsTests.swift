@@ -230,4 +230,23 @@ struct BridgeSemanticsTests {
             ], since: mark)
         #expect(!r.agent.events(since: 0).contains { $0.kind == "presence" && ($0.xml ?? "").contains("affiliation=\"owner\"") || ($0.xml ?? "").contains("affiliation=\"admin\"") })
     }
+
+    @Test("the only IRC user cycles (PART and JOIN at once): the room sees her leave and return, and still hears her")
+    func quickCycle() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "cycle1", ircUsers: ["carol"], xmppUsers: [("yxa", "xanna")])
+        defer { r.close() }
+        let mark = r.agent.mark
+        r.irc("carol", "PART \(r.channel) :brb\r\nJOIN \(r.channel)")
+        try r.agent.waitFor("carol leaves", since: mark) { $0.user == "yxa" && $0.kind == "presence" && $0.from == r.occupant("carol") && $0.type == "unavailable" }
+        try r.agent.waitFor("carol returns", since: mark) { $0.user == "yxa" && $0.kind == "presence" && $0.from == r.occupant("carol") && $0.type != "unavailable" }
+        Thread.sleep(forTimeInterval: 1)
+        let after = r.agent.mark
+        r.irc("carol", "PRIVMSG \(r.channel) :back again")
+        try r.agent.expectExactlyOnce([On.xmppMessage(to: "yxa", from: r.occupant("carol"), body: "back again")], since: after)
+        let quietAfter = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "yxa", "room": r.room, "body": "welcome back"])
+        try r.agent.expectExactlyOnce(
+            [On.xmppMessage(to: "yxa", from: r.occupant("xanna"), body: "welcome back"), On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: "welcome back")],
+            since: quietAfter)
+    }
 }

@@ -114,12 +114,13 @@ struct IRCFloodControlTests {
         #expect(taken == [true, true, true, false], "the bucket refills to the burst, not beyond")
     }
 
-    @Test("PONG and QUIT outrank conversation")
+    @Test("PING and PONG outrank conversation; PART and NICK keep their place after the lines before them (found in review)")
     func priorities() {
         #expect(IRCLinePriority.of(IRCMessage(command: "PONG", "x")) == .urgent)
-        #expect(IRCLinePriority.of(IRCMessage(command: "QUIT", "x")) == .urgent)
-        #expect(IRCLinePriority.of(IRCMessage(command: "JOIN", "#x")) == .control)
-        #expect(IRCLinePriority.of(IRCMessage(command: "PRIVMSG", "#x", "y")) == .normal)
+        #expect(IRCLinePriority.of(IRCMessage(command: "PING", "x")) == .urgent)
+        for command in ["PART", "NICK", "TOPIC", "JOIN", "PRIVMSG", "QUIT"] {
+            #expect(IRCLinePriority.of(IRCMessage(command: command, "#x")) == .normal)
+        }
     }
 }
 

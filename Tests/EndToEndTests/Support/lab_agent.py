@@ -67,8 +67,12 @@ class IRCUser:
     def __init__(self, name):
         self.name = name
         self.writer = None
+        self.nick = None
+        self.registered = False
+        self.nick_retries = 0
 
     async def connect(self, host, port, nick):
+        self.nick = nick
         reader, self.writer = await asyncio.open_connection(host, port)
         self.send_raw(f"NICK {nick}".encode())
         self.send_raw(f"USER {nick} 0 * :{nick} (lab)".encode())
@@ -88,6 +92,15 @@ class IRCUser:
             prefix, command, params = parse_irc(text)
             if command == "PING":
                 self.send_raw(("PONG :" + (params[-1] if params else "")).encode())
+                continue
+            if command == "001":
+                self.registered = True
+            if command == "433" and not self.registered and self.nick_retries < 40:
+                # The same user from the previous scenario may not be gone yet: like a person,
+                # try the same nick again in a moment (the tests know users by their nicks).
+                self.nick_retries += 1
+                emit(self.name, "nick_retry", nick=self.nick)
+                asyncio.get_running_loop().call_later(0.25, lambda: self.send_raw(f"NICK {self.nick}".encode()))
                 continue
             emit(self.name, "irc", prefix=prefix, nick=prefix.split("!")[0] if prefix else None,
                  command=command, params=params, raw=text, raw_hex=raw.hex())
