@@ -33,7 +33,7 @@ extension BridgeService {
             floodBurst: network.configuration.floodBurst, floodLinesPerSecond: network.configuration.floodLinesPerSecond)
         let logger = self.logger.with("network", name).with("puppet", occupant.nick)
         let group = self.group
-        tasks.append(Task { [self] in
+        Task { [self] in
             do {
                 let connection = try await IRCConnection.connect(irc, group: group, logger: logger)
                 guard self.puppetConnected(connection, key: key, generation: generation, network: name) else { return }
@@ -44,7 +44,7 @@ extension BridgeService {
                 logger.warning("puppet cannot connect", metadata: ["error": "\(error)"])
             }
             self.puppetGone(key: key, generation: generation, network: name)
-        })
+        }
     }
 
     /// False when the occupant left while the puppet was connecting.
@@ -281,7 +281,8 @@ extension BridgeService {
     /// One PRIVMSG per line, each split so the relayed line with a full prefix fits 512 bytes.
     func privmsgs(channel: String, text: String, nick: String, lineLength: Int = 512) -> [IRCMessage] {
         var action = false
-        var text = Substring(text)
+        // A \u{1} inside XMPP text would make the line CTCP on IRC: only /me is CTCP.
+        var text = Substring(text.filter { $0 != "\u{1}" })
         if text.hasPrefix("/me ") {
             action = true
             text = text.dropFirst(4)

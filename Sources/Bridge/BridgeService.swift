@@ -20,7 +20,6 @@ public actor BridgeService {
     let logger: Logger
     var networks: [String: NetworkState] = [:]
     private var shadows: [JID: ShadowState] = [:]
-    var tasks: [Task<Void, Never>] = []
     /// Numbers puppet connections, so a late event from a replaced one is ignored.
     var puppetGeneration = 0
     /// Set by `shutdown()`: connections closing now are not reconnected.
@@ -49,6 +48,8 @@ public actor BridgeService {
         var room: ShadowRoom
         let network: String
         let channel: String
+        /// Federation attempts that failed in a row, for the retry backoff.
+        var federationFailures = 0
     }
 
     public init(configuration: ShadowbridgeConfiguration.Bridge, xmpp: ShadowbridgeConfiguration.XMPPServer, group: any EventLoopGroup, logger: Logger) {
@@ -271,15 +272,17 @@ public actor BridgeService {
         }
     }
 
-    /// CTCP ACTION becomes `/me`; other CTCP is not conversation and is not relayed.
+    /// CTCP ACTION becomes `/me`; other CTCP is not conversation and is not relayed. mIRC
+    /// formatting becomes XEP-0393 styling where it maps and is dropped where it does not
+    /// (colours), never leaving its digits in the text.
     static func bodyFromIRC(_ text: String) -> String? {
         if text.hasPrefix("\u{1}") {
             var inner = text.dropFirst()
             if inner.hasSuffix("\u{1}") { inner = inner.dropLast() }
-            if inner.hasPrefix("ACTION ") { return XMLEscaping.xmlSafe("/me " + inner.dropFirst(7)) }
+            if inner.hasPrefix("ACTION ") { return XMLEscaping.xmlSafe("/me " + IRCFormatting(parsing: String(inner.dropFirst(7))).styledText) }
             return nil
         }
-        let safe = XMLEscaping.xmlSafe(text)
+        let safe = XMLEscaping.xmlSafe(IRCFormatting(parsing: text).styledText)
         return safe.isEmpty ? nil : safe
     }
 
@@ -398,12 +401,16 @@ public actor BridgeService {
                 networks[state.network]?.connection?.send(
                     IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (\(text ?? condition)); your messages are not relayed."))
             case .federationFailed(let condition):
-                logger.warning("federation with the master failed; retrying", metadata: metadata.merging(["condition": "\(condition)"]) { $1 })
-                tasks.append(Task { [self] in
-                    try? await Task.sleep(for: .seconds(2))
+                let attempt = (shadows[jid]?.federationFailures ?? 0) + 1
+                shadows[jid]?.federationFailures = attempt
+                let delay = Backoff.delay(attempt: attempt)
+                logger.warning("federation with the master failed; retrying", metadata: metadata.merging(["condition": "\(condition)", "attempt": "\(attempt)", "after": "\(delay)"]) { $1 })
+                Task { [self] in
+                    try? await Task.sleep(for: delay)
                     self.retryFederation(jid)
-                })
+                }
             case .note(let note):
+                if case .federated = note { shadows[jid]?.federationFailures = 0 }
                 logger.debug("shadow", metadata: metadata.merging(["note": "\(note)"]) { $1 })
             }
         }

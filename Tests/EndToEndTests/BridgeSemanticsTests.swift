@@ -111,7 +111,7 @@ struct BridgeSemanticsTests {
             ], since: mark)
     }
 
-    @Test("cp1252 from mIRC is decoded: café, €, “quotes” arrive as UTF-8")
+    @Test("cp1252 and mIRC formatting from mIRC: café, €, “quotes” as UTF-8; bold and italic as XEP-0393, colours dropped")
     func cp1252() throws {
         let r = try BridgedRoom(servers: try LabServers.require(), name: "cp1", ircUsers: ["carol"], xmppUsers: [("cxa", "xanna")])
         defer { r.close() }
@@ -120,6 +120,11 @@ struct BridgeSemanticsTests {
         let bytes: [UInt8] = Array("PRIVMSG \(r.channel) :caf".utf8) + [0xE9, 0x20, 0x80, 0x35, 0x20, 0x93] + Array("quotes".utf8) + [0x94]
         r.agent.send(["cmd": "irc_send", "user": "carol", "hex": bytes.map { String(format: "%02x", $0) }.joined()])
         try r.agent.expectExactlyOnce([On.xmppMessage(to: "cxa", from: r.occupant("carol"), body: "café €5 “quotes”")], since: mark)
+
+        // mIRC colours and bold: styling where XMPP has it, no stray colour digits.
+        let styled = r.agent.mark
+        r.irc("carol", "PRIVMSG \(r.channel) :\u{2}important\u{2}: the \u{3}04,01build\u{3} is \u{1D}red\u{1D}")
+        try r.agent.expectExactlyOnce([On.xmppMessage(to: "cxa", from: r.occupant("carol"), body: "*important*: the build is _red_")], since: styled)
     }
 
     @Test("private messages both ways, and CTCP VERSION to a puppet answered by the bridge, never relayed")
