@@ -156,22 +156,15 @@ struct BridgeSemanticsTests {
         let directory = try Lab.makeTemporaryDirectory(prefix: "early1")
         defer { Lab.removeUnlessKept(directory) }
         let room = "early1@\(LabServers.masterDomain)"
-        try servers.prosody.register(user: "exa", password: "pw-exa")
         let agent = try LabAgent(directory: directory)
         defer { agent.stop() }
         let bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [("#early1", "early1")])
         defer { _ = bridge.stop() }
         try bridge.waitForLog("IRC bridge connection registered")
         try bridge.waitForLog("component connected", "domain=\(LabServers.masterDomain)")
-        agent.send(["cmd": "xmpp_connect", "user": "exa", "jid": "exa@\(servers.prosody.domain)", "password": "pw-exa", "port": servers.prosody.c2sPort])
-        try agent.waitFor("exa online") { $0.user == "exa" && $0.kind == "online" }
-        agent.send(["cmd": "xmpp_join", "user": "exa", "room": room, "nick": "xanna"])
-        let joined = try agent.waitFor("exa's join answered") { $0.user == "exa" && $0.kind == "presence" && $0.from == "\(room)/xanna" }
-        #expect(joined.codes.contains(110) && joined.type != "error", "\(joined)")
-
-        agent.send(["cmd": "irc_connect", "user": "carol", "port": servers.ngircd.port, "nick": "carol"])
-        try agent.waitFor("carol registered") { $0.user == "carol" && $0.command == "001" }
-        agent.send(["cmd": "irc_send", "user": "carol", "line": "JOIN #early1"])
+        // Joined means a self-presence with 110, not item-not-found.
+        try agent.xmppUserJoins("exa", prosody: servers.prosody, room: room, nick: "xanna")
+        try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: "#early1")
         try agent.waitFor("exa sees carol") { $0.user == "exa" && $0.kind == "presence" && $0.from == "\(room)/carol" }
         try agent.waitFor("carol sees the puppet", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xanna" }
         Thread.sleep(forTimeInterval: 0.5)

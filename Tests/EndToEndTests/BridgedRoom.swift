@@ -22,21 +22,10 @@ final class BridgedRoom: Sendable {
         self.ircUsers = ircUsers
         self.xmppUsers = xmppUsers
         agent = try LabAgent(directory: directory)
-        for nick in ircUsers {
-            agent.send(["cmd": "irc_connect", "user": nick, "port": servers.ngircd.port, "nick": nick])
-            try agent.waitFor("\(nick) registered") { $0.user == nick && $0.command == "001" }
-            agent.send(["cmd": "irc_send", "user": nick, "line": "JOIN \(channel)"])
-            try agent.waitFor("\(nick) joined") { $0.user == nick && $0.command == "JOIN" && $0.nick == nick }
-        }
+        for nick in ircUsers { try agent.ircUserJoins(nick, port: servers.ngircd.port, channel: channel) }
         bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [(channel, name)])
         try bridge.waitForLog("link federated", "shadow=\(channel)%lab@")
-        for (user, nick) in xmppUsers {
-            try servers.prosody.register(user: user, password: "pw-\(user)")
-            agent.send(["cmd": "xmpp_connect", "user": user, "jid": "\(user)@\(servers.prosody.domain)", "password": "pw-\(user)", "port": servers.prosody.c2sPort])
-            try agent.waitFor("\(user) online") { $0.user == user && $0.kind == "online" }
-            agent.send(["cmd": "xmpp_join", "user": user, "room": room, "nick": nick])
-            try agent.waitFor("\(user) joined") { $0.user == user && $0.kind == "presence" && $0.codes.contains(110) }
-        }
+        for (user, nick) in xmppUsers { try agent.xmppUserJoins(user, prosody: servers.prosody, room: room, nick: nick) }
         if let watcher = ircUsers.first {
             for (_, nick) in xmppUsers {
                 try agent.waitFor("the puppet \(nick) joins", timeout: 20) { $0.user == watcher && $0.command == "JOIN" && $0.nick == nick }

@@ -131,7 +131,6 @@ struct FirstRunTests {
         let servers = try LabServers.require()
         let directory = try Lab.makeTemporaryDirectory(prefix: "overlong")
         defer { Lab.removeUnlessKept(directory) }
-        try servers.prosody.register(user: "olive", password: "pw-olive")
         let agent = try LabAgent(directory: directory)
         defer { agent.stop() }
         agent.send(["cmd": "scripted_irc_server", "user": "is", "names": ["carol"]])
@@ -143,9 +142,7 @@ struct FirstRunTests {
         defer { _ = bridge.stop() }
         try bridge.waitForLog("link federated", "shadow=#long%scripted@")
         let room = "long1@\(LabServers.masterDomain)"
-        agent.send(["cmd": "xmpp_connect", "user": "olive", "jid": "olive@\(servers.prosody.domain)", "password": "pw-olive", "port": servers.prosody.c2sPort])
-        try agent.waitFor("olive online") { $0.user == "olive" && $0.kind == "online" }
-        agent.send(["cmd": "xmpp_join", "user": "olive", "room": room, "nick": "olive"])
+        try agent.xmppUserJoins("olive", prosody: servers.prosody, room: room, nick: "olive")
         try agent.waitFor("olive sees carol") { $0.user == "olive" && $0.kind == "presence" && $0.from == "\(room)/carol" }
         try agent.waitFor("the puppet joins", timeout: 20) { $0.kind == "scripted_irc_received" && $0.command == "JOIN" && $0.nick == "olive" }
         Thread.sleep(forTimeInterval: 0.5)

@@ -10,15 +10,11 @@ struct IRCConnectionTests {
         let servers = try LabServers.require()
         let directory = try Lab.makeTemporaryDirectory(prefix: "paste")
         defer { Lab.removeUnlessKept(directory) }
-        try servers.prosody.register(user: "paula", password: "pw-paula")
         let channel = "#paste1"
         let room = "paste1@\(LabServers.masterDomain)"
         let agent = try LabAgent(directory: directory)
         defer { agent.stop() }
-        agent.send(["cmd": "irc_connect", "user": "rita", "port": servers.ngircd.port, "nick": "rita"])
-        try agent.waitFor("rita registered") { $0.user == "rita" && $0.command == "001" }
-        agent.send(["cmd": "irc_send", "user": "rita", "line": "JOIN \(channel)"])
-        try agent.waitFor("rita joined") { $0.user == "rita" && $0.command == "JOIN" && $0.nick == "rita" }
+        try agent.ircUserJoins("rita", port: servers.ngircd.port, channel: channel)
 
         let bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [(channel, "paste1")])
         defer { _ = bridge.stop() }
@@ -26,9 +22,7 @@ struct IRCConnectionTests {
         // ngircd offers multi-prefix through CAP LS 302; the bridge takes it.
         try bridge.waitForLog("IRC capabilities", "multi-prefix")
 
-        agent.send(["cmd": "xmpp_connect", "user": "paula", "jid": "paula@\(servers.prosody.domain)", "password": "pw-paula", "port": servers.prosody.c2sPort])
-        try agent.waitFor("paula online") { $0.user == "paula" && $0.kind == "online" }
-        agent.send(["cmd": "xmpp_join", "user": "paula", "room": room, "nick": "paula"])
+        try agent.xmppUserJoins("paula", prosody: servers.prosody, room: room, nick: "paula")
         try agent.waitFor("the puppet joins", timeout: 20) { $0.user == "rita" && $0.command == "JOIN" && $0.nick == "paula" }
         Thread.sleep(forTimeInterval: 1)
 
@@ -59,10 +53,7 @@ struct IRCConnectionTests {
         let room = "limit1@\(LabServers.masterDomain)"
         let agent = try LabAgent(directory: directory)
         defer { agent.stop() }
-        agent.send(["cmd": "irc_connect", "user": "carol", "port": stock.port, "nick": "carol"])
-        try agent.waitFor("carol registered") { $0.user == "carol" && $0.command == "001" }
-        agent.send(["cmd": "irc_send", "user": "carol", "line": "JOIN #limit1"])
-        try agent.waitFor("carol joined") { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "carol" }
+        try agent.ircUserJoins("carol", port: stock.port, channel: "#limit1")
         let bridge = try ShadowbridgeProcess(
             directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
             mappings: ["stock.toml": ShadowbridgeProcess.mapping(network: "stock", ircPort: stock.port, channels: [("#limit1", "limit1")])])
@@ -72,11 +63,7 @@ struct IRCConnectionTests {
         // carol + the bridge + three puppets = 5 connections; the fourth XMPP user is one too many.
         let users = ["lim1", "lim2", "lim3", "lim4"]
         for (index, user) in users.enumerated() {
-            try servers.prosody.register(user: user, password: "pw-\(user)")
-            agent.send(["cmd": "xmpp_connect", "user": user, "jid": "\(user)@\(servers.prosody.domain)", "password": "pw-\(user)", "port": servers.prosody.c2sPort])
-            try agent.waitFor("\(user) online") { $0.user == user && $0.kind == "online" }
-            agent.send(["cmd": "xmpp_join", "user": user, "room": room, "nick": user])
-            try agent.waitFor("\(user) joined") { $0.user == user && $0.kind == "presence" && $0.codes.contains(110) }
+            try agent.xmppUserJoins(user, prosody: servers.prosody, room: room, nick: user)
             if index < 3 {
                 try agent.waitFor("the puppet \(user) joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == user }
             }
@@ -84,26 +71,17 @@ struct IRCConnectionTests {
         try bridge.waitForLog("refused a puppet connection", "network=stock")
         Thread.sleep(forTimeInterval: 1)
 
-        var mark = agent.mark
-        agent.send(["cmd": "xmpp_say", "user": "lim4", "room": room, "body": "can you hear me?"])
-        try agent.expectExactlyOnce(
-            [
-                On.xmppMessage(to: "lim1", from: "\(room)/lim4", body: "can you hear me?"),
-                On.xmppMessage(to: "lim2", from: "\(room)/lim4", body: "can you hear me?"),
-                On.xmppMessage(to: "lim3", from: "\(room)/lim4", body: "can you hear me?"),
-                On.xmppMessage(to: "lim4", from: "\(room)/lim4", body: "can you hear me?"),
-                On.ircPrivmsg(to: "carol", from: "sbridge", channel: "#limit1", text: "<lim4> can you hear me?"),
-            ], since: mark)
-        mark = agent.mark
-        agent.send(["cmd": "xmpp_say", "user": "lim1", "room": room, "body": "and me, with a puppet"])
-        try agent.expectExactlyOnce(
-            [
-                On.xmppMessage(to: "lim1", from: "\(room)/lim1", body: "and me, with a puppet"),
-                On.xmppMessage(to: "lim2", from: "\(room)/lim1", body: "and me, with a puppet"),
-                On.xmppMessage(to: "lim3", from: "\(room)/lim1", body: "and me, with a puppet"),
-                On.xmppMessage(to: "lim4", from: "\(room)/lim1", body: "and me, with a puppet"),
-                On.ircPrivmsg(to: "carol", from: "lim1", channel: "#limit1", text: "and me, with a puppet"),
-            ], since: mark)
+        // Every XMPP user gets the line once; carol gets it once, from the bridge or the puppet.
+        for (speaker, body, ircSender, ircText) in [
+            ("lim4", "can you hear me?", "sbridge", "<lim4> can you hear me?"), ("lim1", "and me, with a puppet", "lim1", "and me, with a puppet"),
+        ] {
+            let mark = agent.mark
+            agent.send(["cmd": "xmpp_say", "user": speaker, "room": room, "body": body])
+            try agent.expectExactlyOnce(
+                users.map { On.xmppMessage(to: $0, from: "\(room)/\(speaker)", body: body) }
+                    + [On.ircPrivmsg(to: "carol", from: ircSender, channel: "#limit1", text: ircText)],
+                since: mark)
+        }
         #expect(bridge.logLines(containing: "refused a puppet connection").count == 1, "the admin is told once")
     }
 }

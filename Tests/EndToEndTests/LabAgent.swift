@@ -135,6 +135,24 @@ final class LabAgent: Sendable {
         throw LabError("timed out after \(timeout) s waiting for \(what)\(failures.isEmpty ? "" : "; agent errors: \(failures)")")
     }
 
+    /// A raw IRC user (mIRC-like) registers as `nick` and joins `channel`.
+    func ircUserJoins(_ nick: String, port: Int, channel: String) throws {
+        send(["cmd": "irc_connect", "user": nick, "port": port, "nick": nick])
+        try waitFor("\(nick) registered") { $0.user == nick && $0.command == "001" }
+        send(["cmd": "irc_send", "user": nick, "line": "JOIN \(channel)"])
+        try waitFor("\(nick) joined \(channel)") { $0.user == nick && $0.command == "JOIN" && $0.nick == nick }
+    }
+
+    /// A slixmpp user logs in (account `user`, password `pw-user`, registered here) and joins
+    /// `room` as `nick`, up to its self-presence.
+    func xmppUserJoins(_ user: String, prosody: ProsodyServer, room: String, nick: String) throws {
+        try prosody.register(user: user, password: "pw-\(user)")
+        send(["cmd": "xmpp_connect", "user": user, "jid": "\(user)@\(prosody.domain)", "password": "pw-\(user)", "port": prosody.c2sPort])
+        try waitFor("\(user) online") { $0.user == user && $0.kind == "online" }
+        send(["cmd": "xmpp_join", "user": user, "room": room, "nick": nick])
+        try waitFor("\(user) joined \(room)") { $0.user == user && $0.kind == "presence" && $0.from == "\(room)/\(nick)" && $0.codes.contains(110) }
+    }
+
     func stop() {
         send(["cmd": "quit"])
         if !process.waitForExit(timeout: 3) { process.stop(grace: 1) }
