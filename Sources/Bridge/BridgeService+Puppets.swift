@@ -23,6 +23,22 @@ extension BridgeService {
         var puppet = Puppet(key: key, roomNick: occupant.nick)
         puppet.generation = generation
         puppet.wanted[folded] = channel
+        if network.puppets.values.filter({ !$0.relayed }).count >= network.configuration.maxPuppets {
+            // max_puppets reached: this occupant is relayed through the bridge's connection.
+            puppet.relayed = true
+            network.puppets[key] = puppet
+            if !network.relayAnnounced {
+                network.relayAnnounced = true
+                logger.warning("max_puppets reached; further occupants are relayed through the bridge's connection", metadata: ["network": "\(name)", "max_puppets": "\(network.configuration.maxPuppets)"])
+            }
+            networks[name] = network
+            return
+        }
+        // Admission: at most puppet_connections_per_second new connections to this network.
+        let now = ContinuousClock.now
+        let start = max(now, network.nextPuppetAdmission)
+        network.nextPuppetAdmission = start + .milliseconds(Int(1000 / network.configuration.puppetConnectionsPerSecond))
+        let wait = start - now
         network.puppets[key] = puppet
         networks[name] = network
         guard let server = network.configuration.servers.first else { return }
@@ -35,6 +51,8 @@ extension BridgeService {
         let group = self.group
         Task { [self] in
             do {
+                if wait > .zero { try await Task.sleep(for: wait) }
+                guard self.networks[name]?.puppets[key]?.generation == generation else { return }
                 let connection = try await IRCConnection.connect(irc, group: group, logger: logger)
                 guard self.puppetConnected(connection, key: key, generation: generation, network: name) else { return }
                 for await event in connection.events {

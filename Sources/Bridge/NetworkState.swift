@@ -30,6 +30,8 @@ struct NetworkState {
     /// The admin has been told that this network refused puppets and some occupants are
     /// relayed through the bridge's own connection.
     var relayAnnounced = false
+    /// When the next puppet may connect (admission rate), on the continuous clock.
+    var nextPuppetAdmission = ContinuousClock.now
 
     init(configuration: Network, fallback: IRCTextEncoding) {
         self.configuration = configuration

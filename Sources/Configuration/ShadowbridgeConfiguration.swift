@@ -72,6 +72,9 @@ public struct Network: Sendable {
     /// Flood control for every connection to this network: lines at once, then per second.
     public var floodBurst: Int
     public var floodLinesPerSecond: Double
+    /// New puppet connections per second at most, so a join storm does not look like a
+    /// connection flood to the network.
+    public var puppetConnectionsPerSecond: Double
     public var channels: [Channel]
 }
 
@@ -262,6 +265,9 @@ extension Network {
         let template = try reader.string("puppet_nick") ?? "{nick}"
         guard template.contains("{nick}") else { throw document.error("network.puppet_nick", "must contain {nick}") }
         let maxPuppets = try reader.int("max_puppets") ?? 500
+        guard maxPuppets >= 0 else { throw document.error("network.max_puppets", "must be 0 or more") }
+        let admission = try reader.double("puppet_connections_per_second") ?? 5
+        guard admission > 0 else { throw document.error("network.puppet_connections_per_second", "must be more than 0") }
         let floodBurst = try reader.int("flood_burst") ?? 5
         guard floodBurst >= 1 else { throw document.error("network.flood_burst", "must be at least 1") }
         let floodRate = try reader.double("flood_lines_per_second") ?? 2
@@ -297,7 +303,8 @@ extension Network {
         try root.rejectUnknownKeys()
         return Network(
             name: name, file: path, servers: servers, nick: nick, password: password, encodingFallback: fallback, xmppUsers: users,
-            puppetNick: template, maxPuppets: maxPuppets, floodBurst: floodBurst, floodLinesPerSecond: floodRate, channels: channels)
+            puppetNick: template, maxPuppets: maxPuppets, floodBurst: floodBurst, floodLinesPerSecond: floodRate,
+            puppetConnectionsPerSecond: admission, channels: channels)
     }
 }
 

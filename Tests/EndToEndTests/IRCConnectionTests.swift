@@ -84,4 +84,36 @@ struct IRCConnectionTests {
         }
         #expect(bridge.logLines(containing: "refused a puppet connection").count == 1, "the admin is told once")
     }
+
+    @Test("max_puppets: beyond it, occupants are relayed through the bridge's connection, nothing lost")
+    func maxPuppets() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "maxp")
+        defer { Lab.removeUnlessKept(directory) }
+        let room = "maxp1@\(LabServers.masterDomain)"
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: "#maxp1")
+        let mapping = ShadowbridgeProcess.mapping(network: "lab", ircPort: servers.ngircd.port, channels: [("#maxp1", "maxp1")])
+            .replacingOccurrences(of: "nick = \"sbridge\"", with: "nick = \"sbridge\"\nmax_puppets = 1")
+        let bridge = try ShadowbridgeProcess(
+            directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
+            mappings: ["lab.toml": mapping])
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("link federated", "shadow=#maxp1%lab@")
+        try agent.xmppUserJoins("mp1", prosody: servers.prosody, room: room, nick: "mp1")
+        try agent.waitFor("the one puppet joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "mp1" }
+        try agent.xmppUserJoins("mp2", prosody: servers.prosody, room: room, nick: "mp2")
+        try bridge.waitForLog("max_puppets reached")
+        Thread.sleep(forTimeInterval: 1)
+        let mark = agent.mark
+        agent.send(["cmd": "xmpp_say", "user": "mp2", "room": room, "body": "over the limit"])
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "mp1", from: "\(room)/mp2", body: "over the limit"),
+                On.xmppMessage(to: "mp2", from: "\(room)/mp2", body: "over the limit"),
+                On.ircPrivmsg(to: "carol", from: "sbridge", channel: "#maxp1", text: "<mp2> over the limit"),
+            ], since: mark)
+        #expect(!agent.events(since: 0).contains { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "mp2" }, "no second puppet")
+    }
 }
