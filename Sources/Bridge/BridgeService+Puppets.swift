@@ -72,6 +72,7 @@ extension BridgeService {
             return false
         }
         networks[name]?.puppets[key]?.connection = connection
+        updatePuppetGauges()
         return true
     }
 
@@ -159,6 +160,7 @@ extension BridgeService {
         network.puppets[key] = puppet
         networks[name] = network
         for line in queued { relaySay(nick: puppet.roomNick, network: name, channel: puppet.wanted[line.channel] ?? line.channel, body: line.text) }
+        updatePuppetGauges()
     }
 
     /// The puppet cannot be in a channel (kicked, banned, +i, +k, +r, too many channels): the
@@ -186,6 +188,7 @@ extension BridgeService {
     func puppetSay(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, body: String) {
         guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else {
             logger.warning("a line from an occupant without a puppet was not relayed", metadata: ["network": "\(name)", "channel": "\(channel)"])
+            metrics.notRelayed.increment()
             return
         }
         let folded = network.fold(channel)
@@ -287,6 +290,9 @@ extension BridgeService {
             puppet.connection?.quit(reason ?? "Left the room")
             network.puppets.removeValue(forKey: puppet.key)
             if let nick = puppet.nick { network.puppetNicks.removeValue(forKey: network.fold(nick)) }
+            networks[name] = network
+            updatePuppetGauges()
+            return
         } else {
             if puppet.joined.remove(folded) != nil {
                 puppet.connection?.send(IRCMessage(command: "PART", channel, reason ?? "Left the room"))

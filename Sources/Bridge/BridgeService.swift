@@ -22,6 +22,8 @@ public actor BridgeService {
     private var shadows: [JID: ShadowState] = [:]
     /// Numbers puppet connections, so a late event from a replaced one is ignored.
     var puppetGeneration = 0
+    let metrics = BridgeMetrics()
+    private var componentConnections = 0
     /// Set by `shutdown()`: connections closing now are not reconnected.
     var stopping = false
     /// While a handler holds a copy of a network's state, room actions wait here and run after
@@ -128,6 +130,7 @@ public actor BridgeService {
                     handleNetworkEvent(name, event)
                 }
                 if stopping { return }
+                metrics.ircReconnects.increment()
                 networkLost(name)
                 logger.warning("IRC connection lost; reconnecting", metadata: ["network": "\(name)", "server": "\(server)"])
             } catch {
@@ -327,8 +330,11 @@ public actor BridgeService {
     /// Whatever was sent before this stream may be lost: every shadow with IRC users federates
     /// again, and the burst it gets back is diffed against what IRC already shows.
     private func componentConnected() {
+        componentConnections += 1
+        if componentConnections > 1 { metrics.xmppReconnects.increment() }
         for jid in shadows.keys.sorted() {
             guard var room = shadows[jid]?.room, !room.localNicks.isEmpty else { continue }
+            if room.isFederated { metrics.resyncs.increment() }
             let actions = room.refederate()
             shadows[jid]?.room = room
             perform(actions, shadow: jid)
@@ -361,6 +367,13 @@ public actor BridgeService {
         }
     }
 
+    /// Puppet connections and relayed occupants, over every network.
+    func updatePuppetGauges() {
+        let puppets = networks.values.flatMap(\.puppets.values)
+        metrics.puppetConnections.record(puppets.filter { $0.connection != nil }.count)
+        metrics.relayedOccupants.record(puppets.filter { $0.relayed }.count)
+    }
+
     func withShadow(network: String, channel: String, _ body: (inout ShadowRoom) -> [ShadowRoom.Action]) {
         guard let jid = shadows.first(where: { $0.value.network == network && self.networks[network]?.fold($0.value.channel) == channel })?.key
         else { return }
@@ -382,21 +395,28 @@ public actor BridgeService {
             switch action {
             case .send(let stanza):
                 outgoing.append(stanza)
+                if stanza.name == "message" { metrics.messagesIRCToXMPP.increment() } else { metrics.presenceIRCToXMPP.increment() }
             case .remoteJoined(let occupant):
+                metrics.presenceXMPPToIRC.increment()
                 puppetEnsure(occupant, network: state.network, channel: state.channel)
             case .remoteLeft(let occupant, let reason):
+                metrics.presenceXMPPToIRC.increment()
                 puppetLeave(occupant, network: state.network, channel: state.channel, reason: reason)
             case .remoteMessage(let occupant, let body):
+                metrics.messagesXMPPToIRC.increment()
                 puppetSay(occupant, network: state.network, channel: state.channel, body: body)
             case .remoteNickChanged(let occupant, let newNick):
+                metrics.presenceXMPPToIRC.increment()
                 puppetRename(occupant, to: newNick, network: state.network)
             case .remoteSubject(let occupant, let subject):
                 puppetTopic(occupant, network: state.network, channel: state.channel, subject: subject)
             case .remoteAway(let occupant, let message):
                 puppetAway(occupant, network: state.network, message: message)
             case .privateMessage(let occupant, let nick, let body):
+                metrics.messagesXMPPToIRC.increment()
                 puppetPrivateMessage(occupant, to: nick, network: state.network, body: body)
             case .localRefused(let nick, let condition, let text):
+                metrics.refusedByRoom.increment()
                 logger.info("the room refused an IRC user", metadata: metadata.merging(["nick": "\(nick)", "condition": "\(condition)"]) { $1 })
                 networks[state.network]?.connection?.send(
                     IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (\(text ?? condition)); your messages are not relayed."))
@@ -410,7 +430,13 @@ public actor BridgeService {
                     self.retryFederation(jid)
                 }
             case .note(let note):
-                if case .federated = note { shadows[jid]?.federationFailures = 0 }
+                switch note {
+                case .federated: shadows[jid]?.federationFailures = 0
+                case .seqGap: metrics.seqGaps.increment()
+                case .duplicateDropped: metrics.duplicatesDropped.increment()
+                case .epochChanged: metrics.resyncs.increment()
+                case .echoMatched: break
+                }
                 logger.debug("shadow", metadata: metadata.merging(["note": "\(note)"]) { $1 })
             }
         }

@@ -35,6 +35,8 @@ public struct ShadowbridgeConfiguration: Sendable {
     public var master: Master?
     public var bridge: Bridge?
     public var logLevel: String
+    /// Where the Prometheus endpoint listens (`[metrics] listen`), if anywhere.
+    public var metricsListen: (host: String, port: Int)?
     /// Warnings to print at start (inline secrets, for example).
     public var warnings: [String]
 }
@@ -147,10 +149,14 @@ extension ShadowbridgeConfiguration {
             }
             try reader.rejectUnknownKeys()
         }
+        var metricsListen: (host: String, port: Int)?
         if let table = try root.table("metrics") {
             var reader = TableReader(document: document, table: table, path: "metrics")
-            if try reader.string("listen") != nil {
-                warnings.append("\(path): metrics.listen is not used yet: there is no metrics endpoint")
+            if let listen = try reader.string("listen") {
+                guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (1...65535).contains(port), colon > listen.startIndex else {
+                    throw document.error("metrics.listen", "\(listen) is not host:port")
+                }
+                metricsListen = (String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
             }
             try reader.rejectUnknownKeys()
         }
@@ -158,7 +164,7 @@ extension ShadowbridgeConfiguration {
         if master == nil && bridge == nil {
             throw ConfigurationError(file: path, message: "neither [master] nor [bridge] is configured: nothing to run")
         }
-        return ShadowbridgeConfiguration(xmpp: xmpp, master: master, bridge: bridge, logLevel: logLevel, warnings: warnings)
+        return ShadowbridgeConfiguration(xmpp: xmpp, master: master, bridge: bridge, logLevel: logLevel, metricsListen: metricsListen, warnings: warnings)
     }
 
     /// Reads every `*.toml` in `directory`, sorted by name.

@@ -1,6 +1,7 @@
 import Configuration
 import DMUC
 import Logging
+import Metrics
 import NIOCore
 import XMPPCore
 import XMPPNIO
@@ -14,6 +15,11 @@ public actor MasterService {
     private var rooms: [JID: MasterRoom] = [:]
     /// Changes on every start until room state is persisted (PROTOCOL.md §3 H).
     private let epoch = RandomID.make(bytes: 6)
+    private let fanout = Counter(label: "shadowbridge_master_stanzas_out_total")
+    private let linkOut = Counter(label: "shadowbridge_master_link_stanzas_total")
+    private let federations = Counter(label: "shadowbridge_master_federations_total")
+    private let refused = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "refused_by_master")])
+    private let roomCount = Gauge(label: "shadowbridge_master_rooms")
 
     public init(configuration: ShadowbridgeConfiguration.Master, xmpp: ShadowbridgeConfiguration.XMPPServer, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -64,6 +70,8 @@ public actor MasterService {
         }
         let output = rooms[roomJID]!.receive(stanza, fromShadowDomain: fromShadow)
         session.send(output.stanzas)
+        fanout.increment(by: output.stanzas.count)
+        roomCount.record(rooms.count)
         for note in output.notes { log(note, room: roomJID) }
     }
 
@@ -93,12 +101,15 @@ public actor MasterService {
     private func log(_ note: MasterRoom.Note, room: JID) {
         switch note {
         case .federated(let shadow):
+            federations.increment()
             logger.info("link federated", metadata: ["room": "\(room)", "shadow": "\(shadow)"])
         case .nodeLeft(let shadow):
             logger.info("link node left", metadata: ["room": "\(room)", "shadow": "\(shadow)"])
         case .linkStanza(let shadow, let kind, let seq):
+            linkOut.increment()
             logger.debug("link out", metadata: ["room": "\(room)", "shadow": "\(shadow)", "kind": "\(kind.rawValue)", "seq": "\(seq)"])
         case .refused(let from, let condition):
+            refused.increment()
             logger.info("refused", metadata: ["room": "\(room)", "from": "\(from)", "condition": "\(condition)"])
         }
     }

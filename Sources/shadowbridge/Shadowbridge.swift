@@ -4,7 +4,10 @@ import Configuration
 import Foundation
 import Logging
 import MasterService
+import Metrics
+import NIOCore
 import NIOPosix
+import Prometheus
 
 @main
 struct Shadowbridge: AsyncParsableCommand {
@@ -45,6 +48,20 @@ struct Run: AsyncParsableCommand {
 /// bridge takes its IRC users out of the rooms and QUITs, the components close their streams.
 func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: () -> Void = {}) async throws {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    // Metrics first: every counter binds to the factory in place when it is made.
+    let registry = PrometheusCollectorRegistry()
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    var metricsChannel: (any Channel)?
+    if let listen = settings.metricsListen {
+        do {
+            metricsChannel = try await MetricsServer.start(host: listen.host, port: listen.port, registry: registry, group: group)
+            logger.info("metrics", metadata: ["url": "http://\(listen.host):\(listen.port)/metrics"])
+        } catch {
+            FileHandle.standardError.write(Data("shadowbridge: cannot listen for metrics on \(listen.host):\(listen.port): \(error)\n".utf8))
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+    }
     var masterSettings = settings.master
     if var configured = masterSettings, let bridge = settings.bridge {
         // Rooms this process's own mappings name exist from the start, so XMPP users can
@@ -68,6 +85,7 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
     await master?.shutdown()
     roles.cancel()
     _ = await roles.value
+    try? await metricsChannel?.close()
     try? await group.shutdownGracefully()
     logger.info("stopped")
 }

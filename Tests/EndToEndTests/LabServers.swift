@@ -64,10 +64,12 @@ final class ShadowbridgeProcess: Sendable {
     let process: ManagedProcess
 
     /// `channels` maps IRC channels on the lab's ngircd to room local parts on the master.
-    convenience init(servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)]) throws {
+    convenience init(
+        servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)], metricsPort: Int? = nil
+    ) throws {
         try self.init(
             directory: directory,
-            config: Self.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
+            config: Self.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), metricsPort: metricsPort),
             mappings: ["\(network).toml": Self.mapping(network: network, ircPort: servers.ngircd.port, nick: nick, channels: channels)])
     }
 
@@ -87,7 +89,7 @@ final class ShadowbridgeProcess: Sendable {
     }
 
     /// Both roles on the lab's component port, debug logging (the tests count link lines).
-    static func config(xmppPort: Int, mappings: URL, master: Bool = true, bridge: Bool = true) -> String {
+    static func config(xmppPort: Int, mappings: URL, master: Bool = true, bridge: Bool = true, metricsPort: Int? = nil) -> String {
         var text = """
             [xmpp]
             host = "127.0.0.1"
@@ -97,6 +99,14 @@ final class ShadowbridgeProcess: Sendable {
             level = "debug"
 
             """
+        if let metricsPort {
+            text += """
+
+                [metrics]
+                listen = "127.0.0.1:\(metricsPort)"
+
+                """
+        }
         if master {
             text += """
 
