@@ -37,9 +37,9 @@ public struct IRCFloodControl: Sendable {
 /// How urgent an outgoing line is: higher goes first. PING and PONG must never wait behind a
 /// paste (a late PONG gets the connection dropped). Everything else shares one FIFO: a PART,
 /// NICK or TOPIC must not overtake the lines said before it.
-public enum IRCLinePriority: Int, Sendable, Comparable {
+public enum IRCLinePriority: Int, Sendable, Comparable, CaseIterable {
     case normal = 0
-    case urgent = 2
+    case urgent = 1
 
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 

@@ -126,7 +126,8 @@ final class IRCClientHandler: ChannelDuplexHandler {
 
     private var flood: IRCFloodControl
     /// Outgoing lines by priority (index = IRCLinePriority.rawValue).
-    private var queues: [[IRCMessage]] = [[], [], []]
+    private var queues = IRCClientHandler.emptyQueues
+    private static let emptyQueues = [[IRCMessage]](repeating: [], count: IRCLinePriority.allCases.count)
     private var drainScheduled = false
     private var quitAfterDrain: String?
 
@@ -211,7 +212,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
             enqueue(message)
         case .quit(let reason, let immediately):
             if immediately {
-                queues = [[], [], []]
+                queues = Self.emptyQueues
                 writeNow([IRCMessage(command: "QUIT", reason)], context: context)
                 context.close(promise: nil)
             } else {
