@@ -5,6 +5,15 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public var column: Int?
     public var key: String?
     public var message: String
+    /// Further mistakes found in the same pass (other mapping files), so `check` lists them all.
+    public var more: [ConfigurationError] = []
+
+    /// This mistake and every further one.
+    public var all: [ConfigurationError] {
+        var first = self
+        first.more = []
+        return [first] + more.flatMap(\.all)
+    }
 
     public init(file: String, line: Int? = nil, column: Int? = nil, key: String? = nil, message: String) {
         self.file = file
@@ -15,6 +24,10 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
+        all.map(\.single).joined(separator: "\n")
+    }
+
+    private var single: String {
         var place = file
         if let line {
             place += ":\(line)"

@@ -29,6 +29,17 @@ public struct ShadowbridgeConfiguration: Sendable {
         public var secret: String
         public var mappingsDirectory: String
         public var networks: [Network]
+        /// Where the mappings were named, and the master domain they were checked against,
+        /// so `reloadNetworks()` reads them again the same way.
+        var configFile: String
+        var mappingsLine: Int?
+        var masterDomain: String?
+
+        /// Reads the mapping files again (SIGHUP, the reload command). Throws, changing
+        /// nothing, when any file is broken.
+        public func reloadNetworks() throws(ConfigurationError) -> [Network] {
+            try ShadowbridgeConfiguration.loadMappings(directory: mappingsDirectory, configFile: configFile, line: mappingsLine, masterDomain: masterDomain)
+        }
     }
 
     public var xmpp: XMPPServer
@@ -37,6 +48,8 @@ public struct ShadowbridgeConfiguration: Sendable {
     public var logLevel: String
     /// Where the Prometheus endpoint listens (`[metrics] listen`), if anywhere.
     public var metricsListen: (host: String, port: Int)?
+    /// Bare JIDs allowed to run the ad-hoc commands (`[admin] jids`).
+    public var admins: [JID]
     /// Warnings to print at start (inline secrets, for example).
     public var warnings: [String]
 }
@@ -60,10 +73,12 @@ public struct Network: Sendable {
         public var room: JID
         /// Where it was written, for errors found later.
         public var file: String
+        public var line: Int?
     }
 
     public var name: String
     public var file: String
+    var nameLine: Int?
     public var servers: [Server]
     public var nick: String
     public var password: String?
@@ -78,6 +93,8 @@ public struct Network: Sendable {
     /// connection flood to the network.
     public var puppetConnectionsPerSecond: Double
     public var channels: [Channel]
+    /// The server password was written in the mapping file rather than in password_file.
+    var passwordInline = false
 }
 
 extension ShadowbridgeConfiguration {
@@ -136,8 +153,14 @@ extension ShadowbridgeConfiguration {
                 warnings.append("\(path): bridge.database is not used yet: bridge state is kept in memory")
             }
             try reader.rejectUnknownKeys()
-            let networks = try loadMappings(directory: mappings, configFile: path, line: document.line(of: "bridge.mappings"), masterDomain: master?.domain)
-            bridge = Bridge(domain: domain, secret: secret, mappingsDirectory: mappings, networks: networks)
+            let line = document.line(of: "bridge.mappings")
+            let networks = try loadMappings(directory: mappings, configFile: path, line: line, masterDomain: master?.domain)
+            for network in networks where network.passwordInline {
+                warnings.append("\(network.file): network.password is written inline; use password_file outside tests and demos")
+            }
+            bridge = Bridge(
+                domain: domain, secret: secret, mappingsDirectory: mappings, networks: networks,
+                configFile: path, mappingsLine: line, masterDomain: master?.domain)
         }
 
         var logLevel = "info"
@@ -160,11 +183,22 @@ extension ShadowbridgeConfiguration {
             }
             try reader.rejectUnknownKeys()
         }
+        var admins: [JID] = []
+        if let table = try root.table("admin") {
+            var reader = TableReader(document: document, table: table, path: "admin")
+            for raw in try reader.strings("jids") ?? [] {
+                guard let jid = JID(raw), jid.local != nil, jid.resource == nil else {
+                    throw document.error("admin.jids", "\(raw) is not a bare JID (user@domain)")
+                }
+                admins.append(jid)
+            }
+            try reader.rejectUnknownKeys()
+        }
         try root.rejectUnknownKeys()
         if master == nil && bridge == nil {
             throw ConfigurationError(file: path, message: "neither [master] nor [bridge] is configured: nothing to run")
         }
-        return ShadowbridgeConfiguration(xmpp: xmpp, master: master, bridge: bridge, logLevel: logLevel, metricsListen: metricsListen, warnings: warnings)
+        return ShadowbridgeConfiguration(xmpp: xmpp, master: master, bridge: bridge, logLevel: logLevel, metricsListen: metricsListen, admins: admins, warnings: warnings)
     }
 
     /// Reads every `*.toml` in `directory`, sorted by name.
@@ -176,20 +210,27 @@ extension ShadowbridgeConfiguration {
             throw ConfigurationError(file: configFile, line: line, key: "bridge.mappings", message: "cannot read the directory \(directory)")
         }
         var networks: [Network] = []
-        var seenRooms: [String: String] = [:]
+        var errors: [ConfigurationError] = []
         for file in files {
-            let network = try Network.load(path: directory + "/" + file, masterDomain: masterDomain)
-            if let other = networks.first(where: { $0.name == network.name }) {
-                throw ConfigurationError(file: network.file, key: "network.name", message: "\(network.name) is already the name of the network in \(other.file)")
+            // Every file is read, so one pass reports every broken file.
+            let network: Network
+            do {
+                network = try Network.load(path: directory + "/" + file, masterDomain: masterDomain)
+            } catch {
+                errors.append(contentsOf: error.all)
+                continue
             }
-            for channel in network.channels {
-                let key = "\(network.name) \(channel.irc.lowercased())"
-                if let other = seenRooms[key] {
-                    throw ConfigurationError(file: network.file, key: "channel.irc", message: "\(channel.irc) is mapped twice (also to \(other))")
-                }
-                seenRooms[key] = channel.room.description
+            if let other = networks.first(where: { $0.name == network.name }) {
+                errors.append(ConfigurationError(
+                    file: network.file, line: network.nameLine, key: "network.name",
+                    message: "\(network.name) is already the name of the network in \(other.file)"))
+                continue
             }
             networks.append(network)
+        }
+        if var first = errors.first {
+            first.more = Array(errors.dropFirst())
+            throw first
         }
         return networks
     }
@@ -256,7 +297,16 @@ extension Network {
             servers.append(server)
         }
         let nick = try reader.requiredString("nick")
-        let password = try reader.string("password")
+        let passwordInline = try reader.string("password")
+        let passwordFile = try reader.string("password_file")
+        var password = passwordInline
+        if passwordInline != nil && passwordFile != nil {
+            throw document.error("network.password", "give password or password_file, not both")
+        }
+        if let passwordFile {
+            password = try ShadowbridgeConfiguration.readText(passwordFile, file: path, key: "network.password_file", line: document.line(of: "network.password_file"))
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
         let fallback = try reader.string("encoding_fallback") ?? "cp1252"
         guard ["cp1252", "latin-1"].contains(fallback) else {
             throw document.error("network.encoding_fallback", "must be cp1252 or latin-1")
@@ -304,13 +354,16 @@ extension Network {
             if let other = channels.first(where: { $0.room == room }) {
                 throw document.error("channel[\(index)].room", "\(room) is already mapped from \(other.irc) on this network: one IRC user would be two occupants")
             }
-            channels.append(Channel(irc: irc, room: room, file: path))
+            if let other = channels.first(where: { $0.irc.lowercased() == irc.lowercased() }) {
+                throw document.error("channel[\(index)].irc", "\(irc) is already mapped to \(other.room) in this file")
+            }
+            channels.append(Channel(irc: irc, room: room, file: path, line: document.line(of: "channel[\(index)].irc")))
         }
         try root.rejectUnknownKeys()
         return Network(
-            name: name, file: path, servers: servers, nick: nick, password: password, encodingFallback: fallback, xmppUsers: users,
+            name: name, file: path, nameLine: document.line(of: "network.name"), servers: servers, nick: nick, password: password, encodingFallback: fallback, xmppUsers: users,
             puppetNick: template, maxPuppets: maxPuppets, floodBurst: floodBurst, floodLinesPerSecond: floodRate,
-            puppetConnectionsPerSecond: admission, channels: channels)
+            puppetConnectionsPerSecond: admission, channels: channels, passwordInline: passwordInline != nil)
     }
 }
 
@@ -339,5 +392,16 @@ extension Network.Server {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
         guard !host.isEmpty, !host.contains("/") else { return nil }
         self.init(host: String(host), port: port, tls: tls)
+    }
+}
+
+extension Network {
+    /// Whether `other` connects to IRC the same way (servers, identity, pacing, puppets): when
+    /// it does, a reload changes only the channel mappings and keeps every connection.
+    public func sameConnection(as other: Network) -> Bool {
+        servers == other.servers && nick == other.nick && password == other.password
+            && encodingFallback == other.encodingFallback && xmppUsers == other.xmppUsers && puppetNick == other.puppetNick
+            && maxPuppets == other.maxPuppets && floodBurst == other.floodBurst && floodLinesPerSecond == other.floodLinesPerSecond
+            && puppetConnectionsPerSecond == other.puppetConnectionsPerSecond
     }
 }

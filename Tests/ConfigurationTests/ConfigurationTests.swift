@@ -133,7 +133,97 @@ struct ConfigurationTests {
         let twice = Self.network + "\n[[channel]]\nirc = \"#OPS\"\nroom = \"other@rooms.example.org\"\n"
         let (_, error, files) = try Self.load(Self.good, mappings: ["example.toml": twice])
         defer { files.remove() }
-        #expect(try #require(error).description.contains("mapped twice"))
+        let e = try #require(error)
+        #expect(e.key == "channel[1].irc" && e.line == 10 && e.description.contains("#OPS is already mapped to ops@rooms.example.org"), "\(e)")
+    }
+
+    @Test("every broken mapping file is reported in one pass, each with file, line and key")
+    func everyBrokenFile() throws {
+        let badRoom = Self.network.replacingOccurrences(of: "ops@rooms.example.org", with: "not a room")
+        let badNick = Self.network.replacingOccurrences(of: "name = \"example\"", with: "name = \"second\"")
+            .replacingOccurrences(of: "nick = \"bridge\"", with: "nick = 7")
+        let (_, error, files) = try Self.load(Self.good, mappings: ["a.toml": badRoom, "b.toml": badNick, "c.toml": Self.network])
+        defer { files.remove() }
+        let all = try #require(error).all
+        #expect(all.count == 2, "\(all)")
+        #expect(all.first?.file == files.bridges + "/a.toml" && all.first?.key == "channel[0].room" && all.first?.line == 8, "\(all)")
+        #expect(all.last?.file == files.bridges + "/b.toml" && all.last?.key == "network.nick" && all.last?.line == 4, "\(all)")
+    }
+
+    @Test("two files naming the same network: the second is refused at its network.name line")
+    func duplicateNetwork() throws {
+        let other = Self.network.replacingOccurrences(of: "#ops", with: "#dev")
+        let (_, error, files) = try Self.load(Self.good, mappings: ["a.toml": Self.network, "b.toml": other])
+        defer { files.remove() }
+        let e = try #require(error)
+        #expect(e.file == files.bridges + "/b.toml" && e.key == "network.name" && e.line == 2 && e.description.contains("a.toml"), "\(e)")
+    }
+
+    @Test("password_file is read and trimmed; inline password warns; both at once is an error")
+    func passwordFile() throws {
+        let secret = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString.prefix(8))").path
+        try "hunter2\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: secret) }
+        let withFile = Self.network.replacingOccurrences(of: "nick = \"bridge\"", with: "nick = \"bridge\"\npassword_file = \"\(secret)\"")
+        let (loaded, _, files) = try Self.load(Self.good, mappings: ["example.toml": withFile])
+        defer { files.remove() }
+        #expect(loaded?.bridge?.networks.first?.password == "hunter2")
+        #expect(loaded?.warnings.contains { $0.contains("network.password") } == false)
+
+        let inline = Self.network.replacingOccurrences(of: "nick = \"bridge\"", with: "nick = \"bridge\"\npassword = \"x\"")
+        let (loadedInline, _, files2) = try Self.load(Self.good, mappings: ["example.toml": inline])
+        defer { files2.remove() }
+        #expect(loadedInline?.warnings.contains { $0.contains("network.password is written inline") } == true)
+
+        let both = withFile.replacingOccurrences(of: "password_file", with: "password = \"x\"\npassword_file")
+        let (_, error, files3) = try Self.load(Self.good, mappings: ["example.toml": both])
+        defer { files3.remove() }
+        #expect(try #require(error).key == "network.password")
+
+        let missing = Self.network.replacingOccurrences(of: "nick = \"bridge\"", with: "nick = \"bridge\"\npassword_file = \"/nonexistent/pw\"")
+        let (_, error4, files4) = try Self.load(Self.good, mappings: ["example.toml": missing])
+        defer { files4.remove() }
+        let e = try #require(error4)
+        #expect(e.key == "network.password_file" && e.line == 5 && e.description.contains("/nonexistent/pw"), "\(e)")
+    }
+
+    @Test("[admin] jids: bare JIDs only")
+    func admins() throws {
+        let (loaded, _, files) = try Self.load(Self.good + "\n[admin]\njids = [\"Boss@Example.org\"]\n")
+        defer { files.remove() }
+        #expect(loaded?.admins.map(\.description) == ["boss@example.org"])
+        let (_, error, files2) = try Self.load(Self.good + "\n[admin]\njids = [\"boss@example.org/phone\"]\n")
+        defer { files2.remove() }
+        let e = try #require(error)
+        #expect(e.key == "admin.jids" && e.line == 15, "\(e)")
+    }
+
+    @Test("a reload reads the mapping files again the same way")
+    func reload() throws {
+        let (loaded, _, files) = try Self.load(Self.good)
+        defer { files.remove() }
+        let bridge = try #require(loaded?.bridge)
+        try (Self.network + "\n[[channel]]\nirc = \"#dev\"\nroom = \"dev@rooms.example.org\"\n")
+            .write(toFile: files.bridges + "/example.toml", atomically: true, encoding: .utf8)
+        #expect(try bridge.reloadNetworks().first?.channels.map(\.irc) == ["#ops", "#dev"])
+        try "[network]\nname = 1\n".write(toFile: files.bridges + "/example.toml", atomically: true, encoding: .utf8)
+        #expect(throws: ConfigurationError.self) { try bridge.reloadNetworks() }
+    }
+
+    @Test("channels alone changing keep the connection; a server, nick or pacing change does not")
+    func sameConnection() throws {
+        let (loaded, _, files) = try Self.load(Self.good)
+        defer { files.remove() }
+        let network = try #require(loaded?.bridge?.networks.first)
+        var channelsOnly = network
+        channelsOnly.channels = []
+        #expect(network.sameConnection(as: channelsOnly))
+        var nick = network
+        nick.nick = "other"
+        #expect(!network.sameConnection(as: nick))
+        var pacing = network
+        pacing.floodLinesPerSecond = 9
+        #expect(!network.sameConnection(as: pacing))
     }
 
     @Test("a missing secret file is named")
