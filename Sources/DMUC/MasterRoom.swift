@@ -183,16 +183,18 @@ public struct MasterRoom: Sendable {
             return
         }
         if let current, current == Self.fold(nick) {
+            let before = occupants[current]?.role
             if let role { occupants[current]?.role = role }
-            update(key: current, stanza: stanza, out: &out)
+            update(key: current, stanza: stanza, roleBefore: before, out: &out)
             return
         }
         if current == nil, case .shadow = node, let holder = occupants[Self.fold(nick)], holder.node == node, holder.realJID != realJID {
             // The node names its own user anew (its ids changed in a restart): same nick, same
             // node, so the same IRC user. Take over the occupant; clients see no change.
+            let before = occupants[Self.fold(nick)]?.role
             occupants[Self.fold(nick)]?.realJID = realJID
             if let role { occupants[Self.fold(nick)]?.role = role }
-            update(key: Self.fold(nick), stanza: stanza, out: &out)
+            update(key: Self.fold(nick), stanza: stanza, roleBefore: before, out: &out)
             return
         }
         guard occupants[Self.fold(nick)] == nil else {
@@ -232,9 +234,15 @@ public struct MasterRoom: Sendable {
         }
     }
 
-    private mutating func update(key: String, stanza: XMLElement, out: inout Output) {
+    private mutating func update(key: String, stanza: XMLElement, roleBefore: String? = nil, out: inout Output) {
         guard var occupant = occupants[key] else { return }
-        occupant.presencePayload = Self.payload(of: stanza)
+        let payload = Self.payload(of: stanza)
+        if case .shadow = occupant.node, payload == occupant.presencePayload, roleBefore == nil || roleBefore == occupant.role {
+            // A shadow submitting its user again as it was (a resync, a re-federation after a
+            // reconnect): nothing changed, so nobody is told anything.
+            return
+        }
+        occupant.presencePayload = payload
         occupants[key] = occupant
         broadcastPresence(of: occupant, unavailable: false, extra: [], out: &out)
     }
@@ -432,16 +440,33 @@ public struct MasterRoom: Sendable {
             out.stanzas.append(joined ? stanza.iqResult() : stanza.errorReply(type: "cancel", condition: "not-acceptable"))
             return
         }
-        if to.resource == nil, stanza["type"] == "get", payload?.name == "query", payload?.namespace == NS.discoInfo {
-            var query = XMLElement("query", namespace: NS.discoInfo)
-            query.append(XMLElement("identity", namespace: NS.discoInfo, attributes: ["category": "conference", "type": "text", "name": jid.local ?? ""]))
-            for feature in [NS.muc, "muc_public", "muc_open", "muc_unmoderated", "muc_semianonymous", "muc_temporary"] {
-                query.append(XMLElement("feature", namespace: NS.discoInfo, attributes: ["var": feature]))
-            }
-            out.stanzas.append(stanza.iqResult(query))
+        if to.resource == nil, stanza["type"] == "get", payload?.name == "query", payload?.namespace == NS.discoInfo, payload?["node"] == nil {
+            out.stanzas.append(stanza.iqResult(discoInfo))
             return
         }
         out.stanzas.append(stanza.errorReply(type: "cancel", condition: "service-unavailable"))
+    }
+
+    /// The room's disco#info (XEP-0045 §6.4): identity, the features that describe it, and a
+    /// `muc#roominfo` form whose `x-shadowbridge-bridged` lists the shadow rooms (IRC channels)
+    /// federated into it, so clients can mark the room bridged (PROTOCOL.md §3, room list).
+    public var discoInfo: XMLElement {
+        var query = XMLElement("query", namespace: NS.discoInfo)
+        query.append(XMLElement("identity", namespace: NS.discoInfo, attributes: ["category": "conference", "type": "text", "name": jid.local ?? ""]))
+        let features = [
+            NS.muc, "muc_public", "muc_open", "muc_unmoderated", "muc_semianonymous", "muc_temporary", "muc_unsecured",
+            "muc#stable_id", "http://jabber.org/protocol/muc#self-ping-optimization", NS.sid,
+        ]
+        for feature in features {
+            query.append(XMLElement("feature", namespace: NS.discoInfo, attributes: ["var": feature]))
+        }
+        let form = DataForm(type: "result", formType: NS.roomInfo, fields: [
+            .init("muc#roominfo_subject", label: "Subject", values: [subject]),
+            .init("muc#roominfo_occupants", label: "Number of occupants", values: [String(occupants.count)]),
+            .init("x-shadowbridge-bridged", type: "list-multi", label: "Bridged IRC channels", values: shadows.map(\.description).sorted()),
+        ])
+        query.append(form.element)
+        return query
     }
 
     // MARK: - Helpers

@@ -15,6 +15,8 @@ public enum NS {
     public static let delay = "urn:xmpp:delay"
     public static let occupantID = "urn:xmpp:occupant-id:0"
     public static let dataForms = "jabber:x:data"
+    public static let commands = "http://jabber.org/protocol/commands"
+    public static let roomInfo = "http://jabber.org/protocol/muc#roominfo"
     /// XEP-0289 Federated MUC.
     public static let fmuc = "http://isode.com/protocol/fmuc"
     /// Shadowbridge's extension of FMUC for primary-replica rooms (PROTOCOL.md §1).

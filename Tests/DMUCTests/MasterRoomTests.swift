@@ -302,4 +302,18 @@ struct MasterRoomTests {
         #expect(toShadow.last?.child("sync", namespace: NS.link) != nil, "a full burst closes with <sync/>")
         #expect(toShadow.contains { $0["from"] == "ops@rooms.test/Alice" && $0.child("seq", namespace: NS.link) == nil })
     }
+
+    @Test("a resync that changes nothing is invisible: clients get no presence, the shadow gets its burst")
+    mutating func quietResync() {
+        _ = master.receive(Self.join(Self.alice, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true)
+        let out = master.receive(Self.shadowJoin(nick: "carol", real: Self.carolReal), fromShadowDomain: true).stanzas
+        #expect(!out.contains { $0["to"] == Self.alice.description }, "\(out)")
+        #expect(out.last?.child("sync", namespace: NS.link) != nil)
+        // A real change (away) still reaches everyone.
+        var away = Self.shadowJoin(nick: "carol", real: Self.carolReal, link: false)
+        away.append(.text("show", namespace: NS.component, "away"))
+        let changed = master.receive(away, fromShadowDomain: true).stanzas
+        #expect(changed.contains { $0["to"] == Self.alice.description })
+    }
 }
