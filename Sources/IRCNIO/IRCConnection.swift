@@ -1,5 +1,7 @@
 import IRCCore
 import Logging
+import Metrics
+import Synchronization
 import NIOCore
 import NIOPosix
 
@@ -64,17 +66,23 @@ enum IRCOutbound: Sendable {
 public final class IRCConnection: Sendable {
     public let events: AsyncStream<IRCConnectionEvent>
     private let channel: any Channel
+    private let depth: QueueDepth
 
-    private init(channel: any Channel, events: AsyncStream<IRCConnectionEvent>) {
+    private init(channel: any Channel, events: AsyncStream<IRCConnectionEvent>, depth: QueueDepth) {
         self.channel = channel
         self.events = events
+        self.depth = depth
     }
+
+    /// Lines waiting for the flood control, now.
+    public var queuedLines: Int { depth.lines.load(ordering: .relaxed) }
 
     /// Connects and starts registration; registration completes with `.registered`.
     public static func connect(
         _ configuration: IRCConnectionConfiguration, group: any EventLoopGroup, logger: Logger
     ) async throws -> IRCConnection {
         let (events, continuation) = AsyncStream<IRCConnectionEvent>.makeStream()
+        let depth = QueueDepth()
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -85,7 +93,7 @@ public final class IRCConnection: Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: configuration.maximumLineBytes)))
                         try channel.pipeline.syncOperations.addHandler(
-                            IRCClientHandler(configuration: configuration, continuation: continuation, logger: logger))
+                            IRCClientHandler(configuration: configuration, continuation: continuation, depth: depth, logger: logger))
                     }
                 }
                 .connect(host: configuration.host, port: configuration.port).get()
@@ -93,7 +101,7 @@ public final class IRCConnection: Sendable {
             continuation.finish()
             throw error
         }
-        return IRCConnection(channel: channel, events: events)
+        return IRCConnection(channel: channel, events: events, depth: depth)
     }
 
     /// Queues messages in order; the flood control decides when they go.
@@ -112,6 +120,17 @@ public final class IRCConnection: Sendable {
     public func close() { channel.close(promise: nil) }
 }
 
+/// How many lines one connection has waiting, readable from any thread.
+final class QueueDepth: Sendable {
+    let lines = Atomic<Int>(0)
+}
+
+/// Flood-queue metrics over every IRC connection of the process (issue 7).
+enum FloodMetrics {
+    static let queued = Meter(label: "shadowbridge_irc_flood_queue_lines")
+    static let wait = Metrics.Timer(label: "shadowbridge_irc_flood_queue_wait")
+}
+
 /// Registration, pacing and liveness on the event loop; every message goes on to the owner.
 final class IRCClientHandler: ChannelDuplexHandler {
     typealias InboundIn = IRCLine
@@ -121,13 +140,14 @@ final class IRCClientHandler: ChannelDuplexHandler {
     private let configuration: IRCConnectionConfiguration
     private let continuation: AsyncStream<IRCConnectionEvent>.Continuation
     private let logger: Logger
+    private let depth: QueueDepth
     private var registration: IRCRegistration
     private var closeReason = "connection closed"
 
     private var flood: IRCFloodControl
-    /// Outgoing lines by priority (index = IRCLinePriority.rawValue).
+    /// Outgoing lines by priority (index = IRCLinePriority.rawValue), with when each was queued.
     private var queues = IRCClientHandler.emptyQueues
-    private static let emptyQueues = [[IRCMessage]](repeating: [], count: IRCLinePriority.allCases.count)
+    private static let emptyQueues = [[(message: IRCMessage, queued: NIODeadline)]](repeating: [], count: IRCLinePriority.allCases.count)
     private var drainScheduled = false
     private var quitAfterDrain: String?
 
@@ -135,9 +155,10 @@ final class IRCClientHandler: ChannelDuplexHandler {
     private var pingOutstanding = false
     private var livenessTimer: Scheduled<Void>?
 
-    init(configuration: IRCConnectionConfiguration, continuation: AsyncStream<IRCConnectionEvent>.Continuation, logger: Logger) {
+    init(configuration: IRCConnectionConfiguration, continuation: AsyncStream<IRCConnectionEvent>.Continuation, depth: QueueDepth, logger: Logger) {
         self.configuration = configuration
         self.continuation = continuation
+        self.depth = depth
         self.logger = logger
         self.registration = IRCRegistration(
             nick: configuration.nick, username: configuration.username, realname: configuration.realname, password: configuration.password)
@@ -212,7 +233,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
             enqueue(message)
         case .quit(let reason, let immediately):
             if immediately {
-                queues = Self.emptyQueues
+                dropQueues()
                 writeNow([IRCMessage(command: "QUIT", reason)], context: context)
                 context.close(promise: nil)
             } else {
@@ -227,7 +248,16 @@ final class IRCClientHandler: ChannelDuplexHandler {
     }
 
     private func enqueue(_ message: IRCMessage) {
-        queues[IRCLinePriority.of(message).rawValue].append(message)
+        queues[IRCLinePriority.of(message).rawValue].append((message, .now()))
+        depth.lines.add(1, ordering: .relaxed)
+        FloodMetrics.queued.increment()
+    }
+
+    private func dropQueues() {
+        let count = queues.reduce(0) { $0 + $1.count }
+        queues = Self.emptyQueues
+        depth.lines.subtract(count, ordering: .relaxed)
+        FloodMetrics.queued.decrement(by: Double(count))
     }
 
     private var now: Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
@@ -246,7 +276,11 @@ final class IRCClientHandler: ChannelDuplexHandler {
                 }
                 break
             }
-            buffer.writeBytes(queues[priority].removeFirst().line())
+            let next = queues[priority].removeFirst()
+            depth.lines.subtract(1, ordering: .relaxed)
+            FloodMetrics.queued.decrement()
+            FloodMetrics.wait.recordNanoseconds(Int64((NIODeadline.now() - next.queued).nanoseconds))
+            buffer.writeBytes(next.message.line())
         }
         if buffer.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
         if let reason = quitAfterDrain, queues.allSatisfy(\.isEmpty) {
@@ -285,6 +319,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         livenessTimer?.cancel()
+        dropQueues()
         continuation.yield(.closed(reason: closeReason))
         continuation.finish()
         context.fireChannelInactive()
