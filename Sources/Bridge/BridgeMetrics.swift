@@ -15,5 +15,9 @@ struct BridgeMetrics: Sendable {
     let duplicatesDropped = Counter(label: "shadowbridge_link_duplicates_dropped_total")
     let resyncs = Counter(label: "shadowbridge_link_resyncs_total")
     let refusedByRoom = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "irc_user_refused")])
+    let ircConnectFailures = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "irc_connect_failed")])
+    let federationFailures = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "federation_failed")])
+    let reloads = Counter(label: "shadowbridge_reloads_total", dimensions: [("result", "applied")])
+    let reloadFailures = Counter(label: "shadowbridge_reloads_total", dimensions: [("result", "refused")])
     let notRelayed = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "line_not_relayed")])
 }

@@ -14,12 +14,21 @@ import XMPPNIO
 /// other networks' IRC users) appear on IRC through one puppet connection each, and speak
 /// only what the master's fanout says they said.
 public actor BridgeService {
-    private let configuration: ShadowbridgeConfiguration.Bridge
-    private let session: ComponentSession
+    let domain: String
+    let session: ComponentSession
     let group: any EventLoopGroup
     let logger: Logger
+    /// Bare JIDs that may run the ad-hoc commands.
+    let admins: Set<JID>
     var networks: [String: NetworkState] = [:]
-    private var shadows: [JID: ShadowState] = [:]
+    var shadows: [JID: ShadowState] = [:]
+    /// The task running each network's bridge connection.
+    var networkTasks: [String: Task<Void, Never>] = [:]
+    /// Numbers network starts (see `NetworkState.generation`).
+    var networkGeneration = 0
+    /// Reads the mapping files again and applies them (set by the process, which also tells
+    /// the master about new rooms); used by the reload command.
+    var reloader: (@Sendable () async -> (ok: Bool, text: String))?
     /// Numbers puppet connections, so a late event from a replaced one is ignored.
     var puppetGeneration = 0
     let metrics = BridgeMetrics()
@@ -46,7 +55,7 @@ public actor BridgeService {
         }
     }
 
-    struct ShadowState {
+    struct ShadowState: Sendable {
         var room: ShadowRoom
         let network: String
         let channel: String
@@ -54,8 +63,12 @@ public actor BridgeService {
         var federationFailures = 0
     }
 
-    public init(configuration: ShadowbridgeConfiguration.Bridge, xmpp: ShadowbridgeConfiguration.XMPPServer, group: any EventLoopGroup, logger: Logger) {
-        self.configuration = configuration
+    public init(
+        configuration: ShadowbridgeConfiguration.Bridge, xmpp: ShadowbridgeConfiguration.XMPPServer, admins: [JID] = [],
+        group: any EventLoopGroup, logger: Logger
+    ) {
+        self.domain = configuration.domain
+        self.admins = Set(admins.map(\.bare))
         self.group = group
         var logger = logger
         logger[metadataKey: "role"] = "bridge"
@@ -63,16 +76,21 @@ public actor BridgeService {
         self.session = ComponentSession(
             configuration: ComponentConfiguration(
                 host: xmpp.host, port: xmpp.port, domain: configuration.domain, secret: configuration.secret,
-                identity: ("gateway", "irc", "Shadowbridge IRC gateway")),
+                identity: ("gateway", "irc", "Shadowbridge IRC gateway"), features: [NS.discoItems, NS.commands]),
             group: group, logger: logger)
         for network in configuration.networks {
-            let fallback = IRCTextEncoding(rawValue: network.encodingFallback) ?? .cp1252
-            networks[network.name] = NetworkState(configuration: network, fallback: fallback)
+            networkGeneration += 1
+            networks[network.name] = NetworkState(configuration: network, generation: networkGeneration)
             for channel in network.channels {
-                let jid = Self.shadowJID(channel: channel.irc, network: network.name, domain: configuration.domain)
-                shadows[jid] = ShadowState(room: ShadowRoom(masterRoom: channel.room, jid: jid), network: network.name, channel: channel.irc)
+                let (jid, state) = Self.shadow(for: channel, network: network.name, domain: configuration.domain)
+                shadows[jid] = state
             }
         }
+    }
+
+    static func shadow(for channel: Network.Channel, network: String, domain: String) -> (JID, ShadowState) {
+        let jid = shadowJID(channel: channel.irc, network: network, domain: domain)
+        return (jid, ShadowState(room: ShadowRoom(masterRoom: channel.room, jid: jid), network: network, channel: channel.irc))
     }
 
     /// `#ops%example@irc.example.org` (PROTOCOL.md §2).
@@ -82,14 +100,28 @@ public actor BridgeService {
 
     /// Runs the component session and every network until the task is cancelled.
     public func run() async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await self.session.run(onConnected: { await self.componentConnected() }, onStanza: { stanza in await self.handleStanza(stanza) })
-            }
-            for name in networks.keys.sorted() {
-                group.addTask { await self.runNetwork(name) }
-            }
+        for name in networks.keys.sorted() { startNetworkTask(name) }
+        await withTaskCancellationHandler {
+            await session.run(onConnected: { await self.componentConnected() }, onStanza: { stanza in await self.handleStanza(stanza) })
+        } onCancel: {
+            Task { await self.cancelNetworkTasks() }
         }
+        cancelNetworkTasks()
+    }
+
+    func startNetworkTask(_ name: String) {
+        guard let generation = networks[name]?.generation else { return }
+        networkTasks[name] = Task { await self.runNetwork(name, generation: generation) }
+    }
+
+    private func cancelNetworkTasks() {
+        for task in networkTasks.values { task.cancel() }
+        networkTasks.removeAll()
+    }
+
+    /// Sets what the reload command runs.
+    public func setReloader(_ reloader: @escaping @Sendable () async -> (ok: Bool, text: String)) {
+        self.reloader = reloader
     }
 
     /// Leaves the rooms and IRC politely (DESIGN.md §5).
@@ -112,11 +144,12 @@ public actor BridgeService {
 
     // MARK: - The bridge connection of a network
 
-    private func runNetwork(_ name: String) async {
+    private func runNetwork(_ name: String, generation: Int) async {
         guard let network = networks[name]?.configuration else { return }
         var failures = 0
         var serverIndex = 0
-        while !Task.isCancelled && !stopping {
+        func current() -> Bool { networks[name]?.generation == generation && !Task.isCancelled && !stopping }
+        while current() {
             let server = network.servers[serverIndex % network.servers.count]
             let irc = IRCConnectionConfiguration(
                 host: server.host, port: server.port, nick: network.nick, username: "shadowbridge",
@@ -124,20 +157,32 @@ public actor BridgeService {
                 fallbackEncoding: networks[name]!.fallback, floodBurst: network.floodBurst, floodLinesPerSecond: network.floodLinesPerSecond)
             do {
                 let connection = try await IRCConnection.connect(irc, group: group, logger: logger.with("network", name))
+                guard current() else {
+                    // Removed by a reload while connecting.
+                    connection.quit("This network is no longer bridged", immediately: true)
+                    return
+                }
                 networks[name]?.connection = connection
                 failures = 0
+                var lastReason = "connection closed"
                 for await event in connection.events {
+                    guard current() else { break }
+                    if case .closed(let reason) = event { lastReason = reason }
                     handleNetworkEvent(name, event)
                 }
-                if stopping { return }
+                guard current() else { return }
                 metrics.ircReconnects.increment()
+                networks[name]?.lastError = "connection to \(server) lost: \(lastReason)"
                 networkLost(name)
                 logger.warning("IRC connection lost; reconnecting", metadata: ["network": "\(name)", "server": "\(server)"])
             } catch {
                 failures += 1
                 serverIndex += 1
+                metrics.ircConnectFailures.increment()
+                networks[name]?.lastError = "cannot connect to \(server): \(error)"
                 logger.warning("cannot connect to the IRC server", metadata: ["network": "\(name)", "server": "\(server)", "error": "\(error)", "attempt": "\(failures)"])
             }
+            guard current() else { return }
             try? await Task.sleep(for: Backoff.delay(attempt: max(failures, 1)))
         }
     }
@@ -295,7 +340,7 @@ public actor BridgeService {
         network.members[channel, default: []].insert(key)
         let id = network.userIDs[key] ?? "u" + RandomID.make(bytes: 5)
         network.userIDs[key] = id
-        let real = JID(local: "\(id)%\(network.configuration.name)", domain: configuration.domain, resource: "irc")
+        let real = JID(local: "\(id)%\(network.configuration.name)", domain: domain, resource: "irc")
         let role = NetworkState.role(for: network.memberModes[channel]?[key] ?? [])
         withShadow(network: network.configuration.name, channel: channel) { $0.ircJoined(nick: nick, realJID: real, role: role) }
     }
@@ -343,6 +388,7 @@ public actor BridgeService {
 
     func handleStanza(_ stanza: XMLElement) {
         guard let to = stanza["to"].flatMap(JID.init) else { return }
+        if stanza.name == "iq", answerAdmin(stanza, to: to) { return }
         guard let state = shadows[to.bare] else {
             if to.local != nil, stanza["type"] != "error", stanza.name != "presence" || stanza["type"] != "unavailable" {
                 session.send(stanza.errorReply(type: "cancel", condition: "item-not-found", text: "no such bridged channel"))
@@ -387,7 +433,7 @@ public actor BridgeService {
         }
     }
 
-    private func perform(_ actions: [ShadowRoom.Action], shadow jid: JID) {
+    func perform(_ actions: [ShadowRoom.Action], shadow jid: JID) {
         guard let state = shadows[jid] else { return }
         let metadata: Logger.Metadata = ["network": "\(state.network)", "channel": "\(state.channel)"]
         var outgoing: [XMLElement] = []
@@ -421,6 +467,7 @@ public actor BridgeService {
                 networks[state.network]?.connection?.send(
                     IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (\(text ?? condition)); your messages are not relayed."))
             case .federationFailed(let condition):
+                metrics.federationFailures.increment()
                 let attempt = (shadows[jid]?.federationFailures ?? 0) + 1
                 shadows[jid]?.federationFailures = attempt
                 let delay = Backoff.delay(attempt: attempt)
@@ -443,7 +490,7 @@ public actor BridgeService {
         session.send(outgoing)
     }
 
-    private func retryFederation(_ jid: JID) {
+    func retryFederation(_ jid: JID) {
         guard var room = shadows[jid]?.room else { return }
         let actions = room.retryFederation()
         shadows[jid]?.room = room

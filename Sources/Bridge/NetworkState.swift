@@ -4,8 +4,13 @@ import IRCNIO
 
 /// What the bridge knows about one IRC network.
 struct NetworkState {
-    let configuration: Network
+    var configuration: Network
     let fallback: IRCTextEncoding
+    /// Which start of this network this is: a reload that restarts it makes a new one, and the
+    /// old connection's late events are ignored.
+    let generation: Int
+    /// The last connection failure, for the status command.
+    var lastError: String?
     var connection: IRCConnection?
     /// The bridge connection's nick, once registered.
     var nick: String?
@@ -33,9 +38,10 @@ struct NetworkState {
     /// When the next puppet may connect (admission rate), on the continuous clock.
     var nextPuppetAdmission = ContinuousClock.now
 
-    init(configuration: Network, fallback: IRCTextEncoding) {
+    init(configuration: Network, generation: Int) {
         self.configuration = configuration
-        self.fallback = fallback
+        self.fallback = IRCTextEncoding(rawValue: configuration.encodingFallback) ?? .cp1252
+        self.generation = generation
     }
 
     func fold(_ s: String) -> String { isupport.caseMapping.fold(s) }

@@ -12,6 +12,8 @@ public actor MasterService {
     private let configuration: ShadowbridgeConfiguration.Master
     private let session: ComponentSession
     private let logger: Logger
+    /// Bare JIDs that may run the ad-hoc commands.
+    private let admins: Set<JID>
     private var rooms: [JID: MasterRoom] = [:]
     /// Changes on every start until room state is persisted (PROTOCOL.md §3 H).
     private let epoch = RandomID.make(bytes: 6)
@@ -21,15 +23,19 @@ public actor MasterService {
     private let refused = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "refused_by_master")])
     private let roomCount = Gauge(label: "shadowbridge_master_rooms")
 
-    public init(configuration: ShadowbridgeConfiguration.Master, xmpp: ShadowbridgeConfiguration.XMPPServer, group: any EventLoopGroup, logger: Logger) {
+    public init(
+        configuration: ShadowbridgeConfiguration.Master, xmpp: ShadowbridgeConfiguration.XMPPServer, admins: [JID] = [],
+        group: any EventLoopGroup, logger: Logger
+    ) {
         self.configuration = configuration
+        self.admins = Set(admins.map(\.bare))
         var logger = logger
         logger[metadataKey: "role"] = "master"
         self.logger = logger
         self.session = ComponentSession(
             configuration: ComponentConfiguration(
                 host: xmpp.host, port: xmpp.port, domain: configuration.domain, secret: configuration.secret,
-                identity: ("conference", "text", "Shadowbridge rooms"), features: [NS.muc, NS.discoItems]),
+                identity: ("conference", "text", "Shadowbridge rooms"), features: [NS.muc, NS.discoItems, NS.commands]),
             group: group, logger: logger)
         for name in configuration.rooms {
             let jid = JID(local: name, domain: configuration.domain)
@@ -40,6 +46,16 @@ public actor MasterService {
     /// Runs the component session until the task is cancelled.
     public func run() async {
         await session.run { [self] stanza in await self.handle(stanza) }
+    }
+
+    /// Rooms a reload of the bridge's mappings names: they exist from now on, so XMPP users can
+    /// join before the first IRC user federates. Rooms on other domains are not ours.
+    public func ensureRooms(_ jids: [JID]) {
+        for jid in jids where jid.domain == configuration.domain && jid.local != nil && rooms[jid.bare] == nil {
+            rooms[jid.bare] = MasterRoom(jid: jid.bare, rid: RandomID.make(bytes: 16), epoch: epoch)
+            logger.info("room created", metadata: ["room": "\(jid.bare)", "why": "mapped"])
+        }
+        roomCount.record(rooms.count)
     }
 
     /// Tells every client its room is going away (332), then closes the stream.
@@ -85,17 +101,53 @@ public actor MasterService {
         }
     }
 
-    /// disco#items on the service lists the rooms (XEP-0045 §6.3).
+    /// disco#items on the service lists the rooms (XEP-0045 §6.3); the commands node lists the
+    /// ad-hoc commands to admins (XEP-0050).
     private func answerService(_ stanza: XMLElement, to: JID) -> XMLElement? {
-        guard stanza.name == "iq", stanza["type"] == "get" || stanza["type"] == "set" else { return nil }
-        if stanza["type"] == "get", let query = stanza.child("query", namespace: NS.discoItems), query["node"] == nil {
+        guard stanza.name == "iq", stanza["type"] == "get" || stanza["type"] == "set", let from = stanza["from"].flatMap(JID.init) else { return nil }
+        let isAdmin = admins.contains(from.bare)
+        if stanza["type"] == "get", let query = stanza.child("query", namespace: NS.discoItems) {
+            if query["node"] == NS.commands {
+                return AdHoc.items(stanza, commands: isAdmin ? Self.commands : [], domain: configuration.domain)
+            }
+            guard query["node"] == nil else { return stanza.errorReply(type: "cancel", condition: "item-not-found") }
             var result = XMLElement("query", namespace: NS.discoItems)
             for jid in rooms.keys.sorted() {
-                result.append(XMLElement("item", namespace: NS.discoItems, attributes: ["jid": jid.description, "name": jid.local ?? ""]))
+                let bridged = rooms[jid]!.shadows.isEmpty ? "" : " (bridged)"
+                result.append(XMLElement("item", namespace: NS.discoItems, attributes: ["jid": jid.description, "name": (jid.local ?? "") + bridged]))
             }
             return stanza.iqResult(result)
         }
+        if let request = AdHoc.request(stanza) {
+            switch AdHoc.route(stanza, request: request, commands: isAdmin ? Self.commands : [], allowed: isAdmin) {
+            case .reply(let reply):
+                if reply["type"] == "error" { logger.notice("ad-hoc command refused", metadata: ["from": "\(from)", "command": "\(request.node)"]) }
+                return reply
+            case .run(let command, _):
+                logger.notice("ad-hoc command", metadata: ["from": "\(from)", "command": "\(command.node)"])
+                return AdHoc.completed(stanza, request: request, outcome: AdHoc.Outcome(note: command.node == "status" ? statusText() : mappingsText()))
+            }
+        }
         return stanza.errorReply(type: "cancel", condition: "service-unavailable")
+    }
+
+    private static let commands = [
+        AdHoc.Command(node: "status", name: "Status: rooms, occupants, federated shadows"),
+        AdHoc.Command(node: "mappings", name: "List the rooms and the IRC channels bridged into them"),
+    ]
+
+    private func statusText() -> String {
+        let occupants = rooms.values.reduce(0) { $0 + $1.occupantList.count }
+        let shadows = rooms.values.reduce(0) { $0 + $1.shadows.count }
+        return "master \(configuration.domain): \(rooms.count) rooms, \(occupants) occupants, \(shadows) federated shadow rooms; epoch \(epoch)"
+    }
+
+    private func mappingsText() -> String {
+        let lines = rooms.keys.sorted().map { jid in
+            let shadows = rooms[jid]!.shadows.map(\.description).sorted()
+            return "\(jid): \(shadows.isEmpty ? "local" : "bridged from " + shadows.joined(separator: ", "))"
+        }
+        return lines.isEmpty ? "no rooms" : lines.joined(separator: "\n")
     }
 
     private func log(_ note: MasterRoom.Note, room: JID) {

@@ -22,7 +22,9 @@ func loadConfiguration(_ path: String) throws -> ShadowbridgeConfiguration {
     do {
         return try ShadowbridgeConfiguration.load(path: path)
     } catch {
-        FileHandle.standardError.write(Data("shadowbridge: configuration error: \(error)\n".utf8))
+        for mistake in error.all {
+            FileHandle.standardError.write(Data("shadowbridge: configuration error: \(mistake)\n".utf8))
+        }
         throw ExitCode(2)
     }
 }
@@ -70,17 +72,40 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
         configured.rooms = Array(Set(configured.rooms + mapped)).sorted()
         masterSettings = configured
     }
-    let master = masterSettings.map { MasterService(configuration: $0, xmpp: settings.xmpp, group: group, logger: logger) }
-    let bridge = settings.bridge.map { BridgeService(configuration: $0, xmpp: settings.xmpp, group: group, logger: logger) }
+    let master = masterSettings.map { MasterService(configuration: $0, xmpp: settings.xmpp, admins: settings.admins, group: group, logger: logger) }
+    let bridge = settings.bridge.map { BridgeService(configuration: $0, xmpp: settings.xmpp, admins: settings.admins, group: group, logger: logger) }
+    if let bridge, let bridgeSettings = settings.bridge {
+        await bridge.setReloader { await reloadMappings(bridgeSettings, bridge: bridge, master: master, logger: logger) }
+    }
     let roles = Task {
         await withTaskGroup(of: Void.self) { tasks in
             if let master { tasks.addTask { await master.run() } }
             if let bridge { tasks.addTask { await bridge.run() } }
         }
     }
+    let signals = Signals([SIGINT, SIGTERM, SIGHUP])
     onStarted()
-    let signal = await Signals.next([SIGINT, SIGTERM])
-    logger.info("stopping", metadata: ["signal": "\(signal)"])
+    var received: Int32 = 0
+    for await signal in signals.stream {
+        guard signal == SIGHUP else {
+            received = signal
+            break
+        }
+        if let bridge, let bridgeSettings = settings.bridge {
+            logger.info("SIGHUP: reloading the mappings", metadata: ["directory": "\(bridgeSettings.mappingsDirectory)"])
+            Task { _ = await reloadMappings(bridgeSettings, bridge: bridge, master: master, logger: logger) }
+        } else {
+            logger.info("SIGHUP: this process runs no bridge; nothing to reload")
+        }
+    }
+    logger.info("stopping", metadata: ["signal": "\(received)"])
+    // Whatever happens below, the process is gone within 10 s of the signal (DESIGN.md §5).
+    let deadline = Thread {
+        Thread.sleep(forTimeInterval: 10)
+        FileHandle.standardError.write(Data("shadowbridge: did not stop within 10 s; exiting\n".utf8))
+        exit(1)
+    }
+    deadline.start()
     await bridge?.shutdown()
     await master?.shutdown()
     roles.cancel()
@@ -88,6 +113,35 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
     try? await metricsChannel?.close()
     try? await group.shutdownGracefully()
     logger.info("stopped")
+}
+
+/// Reads `bridges/` again and applies it; a broken file changes nothing and is reported.
+func reloadMappings(
+    _ settings: ShadowbridgeConfiguration.Bridge, bridge: BridgeService, master: MasterService?, logger: Logger
+) async -> (ok: Bool, text: String) {
+    let networks: [Network]
+    do {
+        networks = try settings.reloadNetworks()
+    } catch {
+        await bridge.reloadRefused()
+        for mistake in error.all {
+            logger.error("mappings not reloaded; the running ones stay as they were", metadata: ["error": "\(mistake)"])
+        }
+        return (false, "not reloaded; the running mappings stay as they were:\n" + error.all.map(\.description).joined(separator: "\n"))
+    }
+    await master?.ensureRooms(networks.flatMap(\.channels).map(\.room))
+    let report = await bridge.apply(networks)
+    logger.info("mappings reloaded", metadata: ["changes": "\(report)"])
+    return (true, "reloaded: \(report)")
+}
+
+/// Columns padded to their widest cell.
+func printTable(header: [String], rows: [[String]]) {
+    let all = [header] + rows
+    let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+    for row in all {
+        print(row.indices.map { $0 == row.count - 1 ? row[$0] : row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+    }
 }
 
 struct Check: AsyncParsableCommand {
@@ -99,34 +153,40 @@ struct Check: AsyncParsableCommand {
     func run() async throws {
         let settings = try loadConfiguration(config)
         for warning in settings.warnings { print("warning: \(warning)") }
-        if let master = settings.master { print("master: \(master.domain) (shadows allowed from \(master.allowedShadows.joined(separator: ", ")))") }
-        if let bridge = settings.bridge {
-            print("bridge: \(bridge.domain)")
-            for network in bridge.networks {
-                for channel in network.channels {
-                    print("  \(network.name) \(channel.irc) <-> \(channel.room)")
-                }
-            }
+        if let master = settings.master {
+            print("master: \(master.domain) (shadows allowed from \(master.allowedShadows.isEmpty ? "nowhere" : master.allowedShadows.joined(separator: ", ")); rooms created \(master.createRooms.rawValue))")
         }
+        if let bridge = settings.bridge {
+            print("bridge: \(bridge.domain), mappings in \(bridge.mappingsDirectory)/")
+            let rows = bridge.networks.flatMap { network in
+                network.channels.map { [network.name, $0.irc, $0.room.description, "\(($0.file as NSString).lastPathComponent):\($0.line ?? 0)"] }
+            }
+            printTable(header: ["NETWORK", "IRC CHANNEL", "XMPP ROOM", "FILE"], rows: rows)
+            print("\(rows.count) mapping\(rows.count == 1 ? "" : "s") on \(bridge.networks.count) network\(bridge.networks.count == 1 ? "" : "s")")
+        }
+        if !settings.admins.isEmpty { print("admins: \(settings.admins.map(\.description).joined(separator: ", "))") }
         print("configuration OK")
     }
 }
 
-/// Waits for one of the given signals.
-enum Signals {
-    static func next(_ signals: [Int32]) async -> Int32 {
+/// The given signals as a stream, taken from their default actions for as long as it lives.
+final class Signals {
+    let stream: AsyncStream<Int32>
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ signals: [Int32]) {
         let (stream, continuation) = AsyncStream<Int32>.makeStream()
-        var sources: [any DispatchSourceSignal] = []
-        for number in signals {
+        self.stream = stream
+        sources = signals.map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { continuation.yield(number) }
             source.resume()
-            sources.append(source)
+            return source
         }
-        var iterator = stream.makeAsyncIterator()
-        let received = await iterator.next() ?? 0
+    }
+
+    deinit {
         for source in sources { source.cancel() }
-        return received
     }
 }

@@ -99,7 +99,10 @@ struct FirstRunTests {
             name: "check", executable: try ShadowbridgeProcess.binary(),
             arguments: ["check", "--config", directory.appendingPathComponent("shadowbridge.toml").path], logFile: directory.appendingPathComponent("ok.log"))
         #expect(check.waitForExit(timeout: 10) && check.exitStatus == 0, "\(check.log())")
-        #expect(check.log().contains("net #ops <-> ops@\(LabServers.masterDomain)"))
+        let rows = check.log().split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(rows.contains { $0 == ["NETWORK", "IRC", "CHANNEL", "XMPP", "ROOM", "FILE"] }, "\(check.log())")
+        #expect(rows.contains { $0 == ["net", "#ops", "ops@\(LabServers.masterDomain)", "net.toml:7"] }, "\(check.log())")
+        #expect(check.log().contains("1 mapping on 1 network"))
     }
 
     @Test("malformed XML from the server (scripted XMPP peer): a stream error, a reconnect with backoff, and service afterwards")

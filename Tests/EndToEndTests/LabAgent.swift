@@ -24,6 +24,7 @@ struct AgentEvent: Sendable, CustomStringConvertible {
     var count: Int?
     var data: String?
     var xml: String?
+    var tag: String?
 
     init(index: Int, json: [String: Any]) {
         self.index = index
@@ -45,6 +46,7 @@ struct AgentEvent: Sendable, CustomStringConvertible {
         count = json["count"] as? Int
         data = json["data"] as? String
         xml = json["xml"] as? String
+        tag = json["tag"] as? String
     }
 
     var description: String {
@@ -146,11 +148,31 @@ final class LabAgent: Sendable {
     /// A slixmpp user logs in (account `user`, password `pw-user`, registered here) and joins
     /// `room` as `nick`, up to its self-presence.
     func xmppUserJoins(_ user: String, prosody: ProsodyServer, room: String, nick: String) throws {
+        try xmppUserOnline(user, prosody: prosody)
+        try xmppJoin(user, room: room, nick: nick)
+    }
+
+    /// A slixmpp user logs in (account `user`, password `pw-user`, registered here).
+    func xmppUserOnline(_ user: String, prosody: ProsodyServer) throws {
         try prosody.register(user: user, password: "pw-\(user)")
         send(["cmd": "xmpp_connect", "user": user, "jid": "\(user)@\(prosody.domain)", "password": "pw-\(user)", "port": prosody.c2sPort])
         try waitFor("\(user) online") { $0.user == user && $0.kind == "online" }
+    }
+
+    /// An online XMPP user joins `room` as `nick`, up to its self-presence.
+    func xmppJoin(_ user: String, room: String, nick: String) throws {
+        let mark = self.mark
         send(["cmd": "xmpp_join", "user": user, "room": room, "nick": nick])
-        try waitFor("\(user) joined \(room)") { $0.user == user && $0.kind == "presence" && $0.from == "\(room)/\(nick)" && $0.codes.contains(110) }
+        try waitFor("\(user) joined \(room)", since: mark) { $0.user == user && $0.kind == "presence" && $0.from == "\(room)/\(nick)" && $0.codes.contains(110) }
+    }
+
+    /// Sends an iq from an XMPP user and waits for its answer (result, error or timeout).
+    @discardableResult
+    func iq(_ user: String, to: String, type: String = "get", _ payload: String, timeout: Double = 15) throws -> AgentEvent {
+        let tag = UUID().uuidString
+        let mark = self.mark
+        send(["cmd": "xmpp_iq", "user": user, "to": to, "type": type, "payload": payload, "tag": tag])
+        return try waitFor("the answer to \(user)'s iq to \(to)", since: mark, timeout: timeout) { $0.user == user && $0.kind == "iq" && $0.tag == tag }
     }
 
     func stop() {

@@ -65,11 +65,12 @@ final class ShadowbridgeProcess: Sendable {
 
     /// `channels` maps IRC channels on the lab's ngircd to room local parts on the master.
     convenience init(
-        servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)], metricsPort: Int? = nil
+        servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)], metricsPort: Int? = nil,
+        extraConfig: String = ""
     ) throws {
         try self.init(
             directory: directory,
-            config: Self.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), metricsPort: metricsPort),
+            config: Self.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), metricsPort: metricsPort) + extraConfig,
             mappings: ["\(network).toml": Self.mapping(network: network, ircPort: servers.ngircd.port, nick: nick, channels: channels)])
     }
 
@@ -178,6 +179,9 @@ final class ShadowbridgeProcess: Sendable {
         }
         throw LabError("timed out waiting for the log line \(parts): \(log.suffix(3000))")
     }
+
+    /// The mapping files, for a reload.
+    var mappingsDirectory: URL { directory.appendingPathComponent("bridges") }
 
     /// SIGTERM and a clean exit.
     func stop() -> Int32? {

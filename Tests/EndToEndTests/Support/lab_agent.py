@@ -13,6 +13,7 @@ import sys
 import time
 
 import slixmpp
+import slixmpp.exceptions
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
@@ -211,6 +212,16 @@ class ScriptedXMPPServer:
         writer.close()
 
 
+async def send_iq(user, iq, tag):
+    try:
+        result = await iq.send(timeout=10)
+        emit(user.name, "iq", type="result", xml=str(result), tag=tag)
+    except slixmpp.exceptions.IqError as error:
+        emit(user.name, "iq", type="error", error=error.condition, xml=str(error.iq), tag=tag)
+    except slixmpp.exceptions.IqTimeout:
+        emit(user.name, "iq", type="timeout", tag=tag)
+
+
 async def main():
     users = {}
     loop = asyncio.get_running_loop()
@@ -249,6 +260,12 @@ async def main():
             elif op == "xmpp_leave":
                 users[name].send_presence(pto=f'{cmd["room"]}/{cmd["nick"]}', ptype="unavailable",
                                           pstatus=cmd.get("status"))
+            elif op == "xmpp_iq":
+                # An iq with a raw payload; the answer is reported as kind "iq" with the tag.
+                user = users[name]
+                iq = user.make_iq(ito=cmd["to"], itype=cmd.get("type", "get"))
+                iq.append(slixmpp.xmlstream.ET.fromstring(cmd["payload"]))
+                asyncio.ensure_future(send_iq(user, iq, cmd.get("tag")))
             elif op == "xmpp_raw":
                 users[name].send_raw(cmd["xml"])
             elif op == "irc_connect":
