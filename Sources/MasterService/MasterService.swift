@@ -94,7 +94,9 @@ public actor MasterService {
     private func createRoom(_ jid: JID, for stanza: XMLElement, fromShadow: Bool) -> MasterRoom? {
         guard stanza.name == "presence", stanza["type"] == nil else { return nil }
         switch configuration.createRooms {
-        case .onFederation where fromShadow, .anyone:
+        case .onFederation where fromShadow, .admins where fromShadow, .anyone:
+            return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
+        case .admins where stanza["from"].flatMap(JID.init).map { admins.contains($0.bare) } == true:
             return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
         default:
             return nil

@@ -245,4 +245,51 @@ struct ConfigurationTests {
     func missingFile() {
         #expect(throws: ConfigurationError.self) { try ShadowbridgeConfiguration.load(path: "/nonexistent/shadowbridge.toml") }
     }
+
+    /// The repository's root, from this file's place in it.
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// `table.key` for every key a sample file sets or shows commented out.
+    static func keys(in text: String) -> Set<String> {
+        var table = ""
+        var keys: Set<String> = []
+        for raw in text.split(separator: "\n") {
+            var line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("# [") || line.hasPrefix("[") {
+                line = line.replacingOccurrences(of: "# ", with: "")
+                table = line.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+                continue
+            }
+            if line.hasPrefix("# ") { line = String(line.dropFirst(2)) }
+            guard let equals = line.range(of: " = "), line[..<equals.lowerBound].allSatisfy({ $0.isLetter || $0 == "_" }) else { continue }
+            keys.insert("\(table).\(line[..<equals.lowerBound])")
+        }
+        return keys
+    }
+
+    @Test("the shipped samples load, and README's configuration reference documents every key in them")
+    func samples() throws {
+        let config = try String(contentsOf: Self.root.appendingPathComponent("Config/shadowbridge.toml"), encoding: .utf8)
+        let mapping = try String(contentsOf: Self.root.appendingPathComponent("bridges/example.toml"), encoding: .utf8)
+        let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let documented = Self.keys(in: config).union(Self.keys(in: mapping))
+        #expect(documented.count >= 25, "\(documented.sorted())")
+        for key in documented.sorted() {
+            #expect(readme.contains("`\(key)`"), "README does not document \(key)")
+        }
+        // Secrets and the mappings directory as a deployment has them.
+        let files = try Files(config: "", mappings: ["example.toml": mapping])
+        defer { files.remove() }
+        for secret in ["master", "bridge"] {
+            try "s-\(secret)\n".write(toFile: files.directory.appendingPathComponent(secret).path, atomically: true, encoding: .utf8)
+        }
+        let adjusted = config
+            .replacingOccurrences(of: "\"secrets/", with: "\"\(files.directory.path)/")
+            .replacingOccurrences(of: "mappings = \"bridges\"", with: "mappings = \"\(files.bridges)\"")
+        try adjusted.write(toFile: files.config, atomically: true, encoding: .utf8)
+        let loaded = try ShadowbridgeConfiguration.load(path: files.config)
+        #expect(loaded.master?.secret == "s-master" && loaded.bridge?.secret == "s-bridge")
+        #expect(loaded.bridge?.networks.first?.channels.first?.room.description == "ops@rooms.example.org")
+        #expect(loaded.warnings.isEmpty, "\(loaded.warnings)")
+    }
 }

@@ -44,6 +44,10 @@ struct OperationsTests {
         #expect(Self.sample(after, "shadowbridge_master_link_stanzas_total") - Self.sample(before, "shadowbridge_master_link_stanzas_total") == 2)
         #expect(Self.sample(after, "shadowbridge_link_seq_gaps_total") == 0)
         #expect(Self.sample(after, "shadowbridge_link_duplicates_dropped_total") == 0)
+        // Flood control: lines went through the queues, none wait now, and their wait is a histogram.
+        #expect(after.contains("\nshadowbridge_irc_flood_queue_lines ") && Self.sample(after, "shadowbridge_irc_flood_queue_lines") == 0, "\(after)")
+        #expect(after.contains("# TYPE shadowbridge_irc_flood_queue_wait histogram"), "\(after)")
+        #expect(Self.sample(after, "shadowbridge_irc_flood_queue_wait_count") > 0, "\(after)")
     }
 
     static let commandsNode = "<query xmlns='http://jabber.org/protocol/disco#items' node='http://jabber.org/protocol/commands'/>"
