@@ -1,3 +1,4 @@
+import Foundation
 import XMPPCore
 
 /// The master's copy of one room: the authority on roster, nicks, subject and order.
@@ -5,7 +6,7 @@ import XMPPCore
 /// Implements XEP-0045 towards stock clients (§7.2 join, §7.4 groupchat, §7.14 exit) and the
 /// FMUC joined-node side in primary-replica mode towards shadows (PROTOCOL.md §3 flows A-C, E).
 /// A pure state machine: `receive` takes one stanza addressed to the room and returns the
-/// stanzas to send, in order. No I/O, no clocks.
+/// stanzas to send, in order. No I/O; the time comes in with each stanza.
 public struct MasterRoom: Sendable {
     public let jid: JID
     /// Stable room id, minted at creation (PROTOCOL.md §2).
@@ -15,14 +16,39 @@ public struct MasterRoom: Sendable {
     public private(set) var subject: String = ""
     public private(set) var subjectNick: String?
     /// The last room-wide sequence number handed to shadows.
-    public private(set) var seq: UInt64 = 0
+    public internal(set) var seq: UInt64 = 0
 
     /// Occupants by folded nick.
-    private var occupants: [String: Occupant] = [:]
+    var occupants: [String: Occupant] = [:]
     /// Join order, for presence bursts.
-    private var joinOrder: [String] = []
+    var joinOrder: [String] = []
     /// Federated shadow nodes (shadow room bare JIDs).
-    public private(set) var shadows: Set<JID> = []
+    public internal(set) var shadows: Set<JID> = []
+    /// The room's configuration (XEP-0045 §10.2, muc#owner).
+    public internal(set) var config: RoomConfig
+    /// Created by a client and not configured yet: only its owner may enter (XEP-0045 §10.1.2).
+    public internal(set) var locked = false
+    /// Affiliations by bare JID: owner, admin, member, outcast (none is absent).
+    public internal(set) var affiliations: [JID: String] = [:]
+    /// The last groupchat messages, for history on join (XEP-0045 §7.2.15).
+    var history: [HistoryEntry] = []
+    public static let historyCapacity = 50
+    /// The default number of history messages a joining client gets.
+    public static let defaultHistory = 20
+    /// The key of XEP-0421 occupant ids: a room secret, so ids differ between rooms.
+    let occupantIDKey: [UInt8]
+    /// The service admins (`[admin] jids`): owners of every room.
+    public var serviceAdmins: Set<JID> = []
+    /// The time of the stanza being handled.
+    var now = Date(timeIntervalSince1970: 0)
+    /// Destroyed by its owner: the service forgets it.
+    public internal(set) var isDestroyed = false
+
+    struct HistoryEntry: Sendable {
+        var message: XMLElement
+        var date: Date
+        var characters: Int
+    }
 
     /// Observations for logs and metrics; the room does no logging itself.
     public enum Note: Sendable, Hashable {
@@ -37,10 +63,18 @@ public struct MasterRoom: Sendable {
         public var notes: [Note] = []
     }
 
-    public init(jid: JID, rid: String, epoch: String) {
+    /// A room. `owner` (a client's bare JID) creates it locked, for that client to configure
+    /// (XEP-0045 §10.1); without one it is open at once with `config`.
+    public init(jid: JID, rid: String, epoch: String, config: RoomConfig = RoomConfig(), owner: JID? = nil, occupantIDKey: [UInt8]? = nil) {
         self.jid = jid.bare
         self.rid = rid
         self.epoch = epoch
+        self.config = config
+        self.occupantIDKey = occupantIDKey ?? RandomID.bytes(32)
+        if let owner {
+            affiliations[owner.bare] = "owner"
+            locked = true
+        }
     }
 
     public var occupantList: [Occupant] { joinOrder.compactMap { occupants[$0] } }
@@ -69,8 +103,9 @@ public struct MasterRoom: Sendable {
 
     /// Handles a stanza addressed to the room or to `room/nick`.
     /// `fromShadowDomain` is true when the sender's domain is an allowed shadow.
-    public mutating func receive(_ stanza: XMLElement, fromShadowDomain: Bool) -> Output {
+    public mutating func receive(_ stanza: XMLElement, fromShadowDomain: Bool, at now: Date = Date()) -> Output {
         var out = Output()
+        self.now = now
         guard let from = stanza["from"].flatMap(JID.init), let to = stanza["to"].flatMap(JID.init) else {
             return out
         }
@@ -100,7 +135,12 @@ public struct MasterRoom: Sendable {
             ? stanza.child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["role"].flatMap { ["moderator", "participant", "visitor"].contains($0) ? $0 : nil }
             : nil
         stanza.removeElements(where: LinkElements.isLinkElement)
-        if stanza["type"] == "error" { return out }
+        // Occupant ids are the room's to give (XEP-0421 §4): a claimed one is removed.
+        stanza.removeElements { $0.name == "occupant-id" && $0.namespace == NS.occupantID }
+        if stanza["type"] == "error" {
+            if !fromShadowDomain { bounce(stanza, from: from, out: &out) }
+            return out
+        }
 
         switch stanza.name {
         case "presence":
@@ -115,9 +155,9 @@ public struct MasterRoom: Sendable {
                 clientPresence(stanza, from: from, to: to, out: &out)
             }
         case "message":
-            message(stanza, from: from, to: to, real: real, fromShadowDomain: fromShadowDomain, out: &out)
+            message(stanza, from: from, to: to, real: real, fromShadowDomain: fromShadowDomain, now: now, out: &out)
         case "iq":
-            iq(stanza, from: from, to: to, out: &out)
+            iq(stanza, from: from, to: to, fromShadowDomain: fromShadowDomain, out: &out)
         default:
             break
         }
@@ -147,6 +187,17 @@ public struct MasterRoom: Sendable {
         occupantPresence(stanza, nick: to.resource, realJID: from, node: .local, removal: nil, role: nil, out: &out)
     }
 
+    /// XEP-0045 §7.2.x: an occupant whose client bounces the room's stanzas (gone, offline,
+    /// its server unreachable) is removed with 333 so the room stops talking to nobody.
+    private mutating func bounce(_ stanza: XMLElement, from: JID, out: inout Output) {
+        let gone = ["gone", "item-not-found", "recipient-unavailable", "redirect", "remote-server-not-found", "remote-server-timeout", "service-unavailable"]
+        guard let condition = stanza.errorCondition, gone.contains(condition), let key = occupantKey(realJID: from, node: .local) else { return }
+        var unavailable = XMLElement.stanza(.presence, from: from, to: jid.with(resource: occupants[key]!.nick), type: "unavailable")
+        unavailable.append(.text("status", namespace: NS.component, "Disconnected: \(condition)"))
+        leave(key: key, stanza: unavailable, codes: [333], out: &out)
+        out.notes.append(.refused(from: from, condition: "bounced: \(condition)"))
+    }
+
     private mutating func shadowPresence(_ stanza: XMLElement, from: JID, to: JID, real: JID, removal: Removal?, role: String?, out: inout Output) {
         guard from.resource != nil else {
             out.stanzas.append(stanza.errorReply(type: "modify", condition: "jid-malformed", text: "a nick is required"))
@@ -155,7 +206,8 @@ public struct MasterRoom: Sendable {
         occupantPresence(stanza, nick: to.resource, realJID: real, node: .shadow(from.bare), removal: removal, role: role, out: &out)
     }
 
-    /// An IRC user removed by someone else, as the shadow reports it (PROTOCOL.md §3 E).
+    /// An occupant removed by someone else: an IRC user as the shadow reports it (PROTOCOL.md
+    /// §3 E, kind "kick"), or by a moderator here (kind = the status code).
     struct Removal {
         var kind: String
         var by: String?
@@ -165,6 +217,12 @@ public struct MasterRoom: Sendable {
             kind = element["kind"] ?? "kick"
             by = element["by"]
             reason = element["reason"]
+        }
+
+        init(code: Int, by: String?, reason: String?) {
+            kind = String(code)
+            self.by = by
+            self.reason = reason
         }
     }
 
@@ -205,7 +263,19 @@ public struct MasterRoom: Sendable {
             changeNick(key: current, to: nick, stanza: stanza, out: &out)
             return
         }
-        join(Occupant(nick: nick, realJID: realJID, node: node, role: role ?? "participant"), stanza: stanza, out: &out)
+        let affiliation = node == .local ? self.affiliation(of: realJID) : affiliations[realJID.bare] ?? "none"
+        if let (type, condition, text) = joinRefusal(stanza, affiliation: affiliation) {
+            var reply = stanza.errorReply(type: type, condition: condition, text: text)
+            reply.removeElements { $0.namespace == NS.muc }
+            out.stanzas.append(reply)
+            out.notes.append(.refused(from: realJID, condition: condition))
+            return
+        }
+        let defaultRole = ["owner", "admin"].contains(affiliation) ? "moderator" : (config.moderated && affiliation == "none" ? "visitor" : "participant")
+        var occupant = Occupant(nick: nick, realJID: realJID, node: node, role: role ?? defaultRole, affiliation: affiliation)
+        if role != nil, ["owner", "admin"].contains(affiliation) { occupant.role = "moderator" }
+        let created = locked && affiliation == "owner" && occupants.isEmpty
+        join(occupant, stanza: stanza, created: created, out: &out)
         if case .shadow(let shadow) = node, !shadows.contains(shadow) {
             // Flow A: the first presence from a node federates it, whether or not it carries
             // <link/> (a plain FMUC peer federates the same way). The node learns of its own
@@ -216,7 +286,24 @@ public struct MasterRoom: Sendable {
         }
     }
 
-    private mutating func join(_ occupant: Occupant, stanza: XMLElement, out: inout Output) {
+    /// Why a join is refused, in the order XEP-0045 §7.2 checks: banned, members-only, locked,
+    /// password, full.
+    private func joinRefusal(_ stanza: XMLElement, affiliation: String) -> (type: String, condition: String, text: String)? {
+        let privileged = ["owner", "admin"].contains(affiliation)
+        if affiliation == "outcast" { return ("auth", "forbidden", "you are banned from this room") }
+        if config.membersOnly && affiliation == "none" { return ("auth", "registration-required", "this room is for members only") }
+        if locked && affiliation != "owner" { return ("cancel", "item-not-found", "this room is not configured yet") }
+        if let password = config.password, !privileged {
+            let given = stanza.child("x", namespace: NS.muc)?.child("password", namespace: NS.muc)?.text
+            if given != password { return ("auth", "not-authorized", "a password is required to enter this room") }
+        }
+        if let maximum = config.maxUsers, occupants.count >= maximum, !privileged {
+            return ("wait", "service-unavailable", "this room is full")
+        }
+        return nil
+    }
+
+    private mutating func join(_ occupant: Occupant, stanza: XMLElement, created: Bool = false, out: inout Output) {
         let key = Self.fold(occupant.nick)
         var occupant = occupant
         occupant.presencePayload = Self.payload(of: stanza)
@@ -228,10 +315,43 @@ public struct MasterRoom: Sendable {
         }
         occupants[key] = occupant
         joinOrder.append(key)
-        broadcastPresence(of: occupant, unavailable: false, extra: [], out: &out)
+        var selfCodes: [Int] = []
+        if config.whois == "anyone" { selfCodes.append(100) }
+        if config.logging { selfCodes.append(170) }
+        if created { selfCodes.append(201) }
+        broadcastPresence(of: occupant, unavailable: false, extra: [], selfExtra: selfCodes, out: &out)
         if occupant.node == .local {
+            out.stanzas += historyMessages(for: occupant.realJID, request: stanza.child("x", namespace: NS.muc)?.child("history", namespace: NS.muc))
             out.stanzas.append(subjectMessage(to: occupant.realJID))
         }
+    }
+
+    /// XEP-0045 §7.2.15: the last messages, oldest first, each with `<delay from=room>`,
+    /// within the limits the client asked for (maxchars 0 means none).
+    private func historyMessages(for to: JID, request: XMLElement?) -> [XMLElement] {
+        var maximum = Self.defaultHistory
+        if let n = request?["maxstanzas"].flatMap(Int.init) { maximum = max(0, n) }
+        var entries = history.suffix(maximum)
+        if let seconds = request?["seconds"].flatMap(Double.init) {
+            entries = entries.filter { now.timeIntervalSince($0.date) <= seconds }
+        }
+        if let since = request?["since"].flatMap(XMPPDateTime.parse) {
+            entries = entries.filter { $0.date > since }
+        }
+        var messages: [XMLElement] = []
+        var characters = 0
+        let maxChars = request?["maxchars"].flatMap(Int.init)
+        for entry in entries.reversed() {
+            if let maxChars {
+                characters += entry.characters
+                if characters > maxChars { break }
+            }
+            var copy = entry.message
+            copy["to"] = to.description
+            copy.append(XMLElement("delay", namespace: NS.delay, attributes: ["from": jid.description, "stamp": XMPPDateTime.format(entry.date)]))
+            messages.append(copy)
+        }
+        return messages.reversed()
     }
 
     private mutating func update(key: String, stanza: XMLElement, roleBefore: String? = nil, out: inout Output) {
@@ -247,15 +367,19 @@ public struct MasterRoom: Sendable {
         broadcastPresence(of: occupant, unavailable: false, extra: [], out: &out)
     }
 
-    private mutating func leave(key: String, stanza: XMLElement, removal: Removal? = nil, out: inout Output) {
+    mutating func leave(key: String, stanza: XMLElement, removal: Removal? = nil, codes: [Int] = [], out: inout Output) {
         guard var occupant = occupants.removeValue(forKey: key) else { return }
         joinOrder.removeAll { $0 == key }
         occupant.presencePayload = Self.payload(of: stanza).filter { $0.name == "status" }
         if let removal, removal.kind == "kick" {
             // XEP-0045 §8.2: 307, with the actor and the reason on the item.
-            broadcastPresence(of: occupant, unavailable: true, extra: [307], actor: removal.by, reason: removal.reason, out: &out)
+            broadcastPresence(of: occupant, unavailable: true, extra: [307] + codes, actor: removal.by, reason: removal.reason, out: &out)
+        } else if let removal {
+            // Removed by the room (kick 307, ban 301, affiliation change 321...): the code is the kind.
+            let code = Int(removal.kind) ?? 307
+            broadcastPresence(of: occupant, unavailable: true, extra: [code] + codes, actor: removal.by, reason: removal.reason, out: &out)
         } else {
-            broadcastPresence(of: occupant, unavailable: true, extra: [], out: &out)
+            broadcastPresence(of: occupant, unavailable: true, extra: codes, out: &out)
         }
         if case .shadow(let shadow) = occupant.node,
             !occupants.values.contains(where: { $0.node == occupant.node })
@@ -290,33 +414,39 @@ public struct MasterRoom: Sendable {
 
     /// Sends an occupant's presence to every local client (with 110 to the occupant itself)
     /// and once to every shadow node, numbered.
-    private mutating func broadcastPresence(
-        of occupant: Occupant, unavailable: Bool, extra: [Int], actor: String? = nil, reason: String? = nil, newNick: String? = nil,
-        out: inout Output
+    mutating func broadcastPresence(
+        of occupant: Occupant, unavailable: Bool, extra: [Int], selfExtra: [Int] = [], actor: String? = nil, reason: String? = nil,
+        newNick: String? = nil, out: inout Output
     ) {
-        func make(to: JID, selfPresence: Bool) -> XMLElement {
-            var p = presence(of: occupant, to: to, selfPresence: selfPresence, extra: extra, actor: actor, reason: reason, newNick: newNick)
+        func make(to: JID, selfPresence: Bool, seesJIDs: Bool) -> XMLElement {
+            var p = presence(
+                of: occupant, to: to, selfPresence: selfPresence, extra: extra + (selfPresence ? selfExtra : []), actor: actor, reason: reason,
+                newNick: newNick, withJID: seesJIDs)
             if unavailable { p["type"] = "unavailable" }
             return p
         }
         for other in occupantList where other.node == .local {
-            out.stanzas.append(make(to: other.realJID, selfPresence: other.realJID == occupant.realJID))
+            out.stanzas.append(make(to: other.realJID, selfPresence: other.realJID == occupant.realJID, seesJIDs: seesJIDs(other)))
         }
         if !occupants.values.contains(where: { $0.realJID == occupant.realJID && $0.node == occupant.node }) && occupant.node == .local {
             // The leaving (or renaming) client is not in the list now: it still gets its own.
-            out.stanzas.append(make(to: occupant.realJID, selfPresence: true))
+            out.stanzas.append(make(to: occupant.realJID, selfPresence: true, seesJIDs: true))
         }
-        fanOutToShadows(make(to: jid, selfPresence: false), real: occupant.realJID, out: &out)
+        fanOutToShadows(make(to: jid, selfPresence: false, seesJIDs: false), real: occupant.realJID, out: &out)
     }
 
-    private func presence(
+    /// Non-anonymous rooms show real JIDs to everyone, semi-anonymous ones to moderators only.
+    func seesJIDs(_ occupant: Occupant) -> Bool { config.whois == "anyone" || occupant.role == "moderator" }
+
+    func presence(
         of occupant: Occupant, to: JID, selfPresence: Bool, extra: [Int] = [], actor: String? = nil, reason: String? = nil,
-        newNick: String? = nil
+        newNick: String? = nil, withJID: Bool = false
     ) -> XMLElement {
         var p = XMLElement.stanza(.presence, from: jid.with(resource: occupant.nick), to: to)
         for element in occupant.presencePayload { p.append(element) }
         var x = XMLElement("x", namespace: NS.mucUser)
         var item = XMLElement("item", namespace: NS.mucUser, attributes: ["affiliation": occupant.affiliation, "role": occupant.role])
+        if withJID || selfPresence { item["jid"] = occupant.realJID.description }
         if let newNick { item["nick"] = newNick }
         if let actor { item.append(XMLElement("actor", namespace: NS.mucUser, attributes: ["nick": actor])) }
         if let reason, !reason.isEmpty { item.append(.text("reason", namespace: NS.mucUser, reason)) }
@@ -324,12 +454,19 @@ public struct MasterRoom: Sendable {
         for code in extra { x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": String(code)])) }
         if selfPresence { x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": "110"])) }
         p.append(x)
+        p.append(occupantIDElement(occupant.realJID))
         return p
+    }
+
+    /// XEP-0421: a stable, opaque id per real bare JID: HMAC-SHA256 with the room's secret.
+    func occupantIDElement(_ real: JID) -> XMLElement {
+        let mac = HMAC.sha256(key: occupantIDKey, data: Array(real.bare.description.utf8))
+        return XMLElement("occupant-id", namespace: NS.occupantID, attributes: ["id": Hex.encode(Array(mac.prefix(16)))])
     }
 
     /// One copy to each federated node, addressed to its bare JID, with the real JID and the
     /// next room sequence number (flow C, D).
-    private mutating func fanOutToShadows(_ stanza: XMLElement, real: JID, out: inout Output) {
+    mutating func fanOutToShadows(_ stanza: XMLElement, real: JID, out: inout Output) {
         // Every room-wide stanza is numbered, shadows or not, so a later node's `sync` tells
         // it where the room stands.
         seq += 1
@@ -358,7 +495,7 @@ public struct MasterRoom: Sendable {
         out.notes.append(.linkStanza(shadow: shadow, kind: .message, seq: seq))
     }
 
-    private func subjectMessage(to: JID) -> XMLElement {
+    func subjectMessage(to: JID) -> XMLElement {
         let from = subjectNick.map { jid.with(resource: $0) } ?? jid
         return XMLElement.stanza(
             .message, from: from, to: to, type: "groupchat", children: [.text("subject", namespace: NS.component, subject)])
@@ -376,7 +513,7 @@ public struct MasterRoom: Sendable {
         return occupantKey(realJID: from, node: .local).flatMap { occupants[$0] }
     }
 
-    private mutating func message(_ stanza: XMLElement, from: JID, to: JID, real: JID?, fromShadowDomain: Bool, out: inout Output) {
+    private mutating func message(_ stanza: XMLElement, from: JID, to: JID, real: JID?, fromShadowDomain: Bool, now: Date, out: inout Output) {
         guard let sender = sender(from: from, real: real, fromShadowDomain: fromShadowDomain) else {
             out.stanzas.append(stanza.errorReply(type: "modify", condition: "not-acceptable", text: "only occupants may speak in this room"))
             out.notes.append(.refused(from: from, condition: "not-acceptable"))
@@ -390,15 +527,34 @@ public struct MasterRoom: Sendable {
             out.stanzas.append(stanza.errorReply(type: "modify", condition: "bad-request", text: "groupchat goes to the room's bare JID"))
             return
         }
+        let isSubject = stanza.child("subject", namespace: stanza.namespace) != nil && stanza.child("body", namespace: stanza.namespace) == nil
+        if sender.role == "visitor" {
+            // XEP-0045 §7.4: visitors in a moderated room have no voice.
+            out.stanzas.append(stanza.errorReply(type: "auth", condition: "forbidden", text: "you have no voice in this room"))
+            out.notes.append(.refused(from: from, condition: "forbidden"))
+            return
+        }
+        if isSubject && !config.changeSubject && sender.role != "moderator" {
+            // XEP-0045 §8.1: only moderators change the subject unless the room allows everyone.
+            out.stanzas.append(stanza.errorReply(type: "auth", condition: "forbidden", text: "only moderators may change the subject here"))
+            out.notes.append(.refused(from: from, condition: "forbidden"))
+            return
+        }
         var reflected = stanza
         reflected["from"] = jid.with(resource: sender.nick).description
         // A client's stanza-id claiming to be the room's is removed (XEP-0359 §4).
         reflected.removeElements { $0.name == "stanza-id" && $0.namespace == NS.sid && $0["by"].flatMap(JID.init) == jid }
-        if let subjectElement = stanza.child("subject", namespace: stanza.namespace), stanza.child("body", namespace: stanza.namespace) == nil {
+        reflected.append(occupantIDElement(sender.realJID))
+        if isSubject, let subjectElement = stanza.child("subject", namespace: stanza.namespace) {
             subject = subjectElement.text
             subjectNick = sender.nick
         } else {
             reflected.append(XMLElement("stanza-id", namespace: NS.sid, attributes: ["id": RandomID.make(bytes: 12), "by": jid.description]))
+            if stanza.child("body", namespace: stanza.namespace) != nil {
+                let stored = reflected
+                history.append(HistoryEntry(message: stored, date: now, characters: stored.serialized(parentNamespace: NS.component).count))
+                if history.count > Self.historyCapacity { history.removeFirst(history.count - Self.historyCapacity) }
+            }
         }
         for occupant in occupantList where occupant.node == .local {
             var copy = reflected
@@ -415,7 +571,18 @@ public struct MasterRoom: Sendable {
             out.stanzas.append(stanza.errorReply(type: "cancel", condition: "item-not-found", text: "no such occupant"))
             return
         }
+        let allowed = switch config.allowPM {
+        case "none": false
+        case "moderators": sender.role == "moderator"
+        case "participants": sender.role != "visitor"
+        default: true
+        }
+        guard allowed else {
+            out.stanzas.append(stanza.errorReply(type: "cancel", condition: "not-allowed", text: "private messages are not allowed in this room"))
+            return
+        }
         var copy = stanza
+        copy.append(occupantIDElement(sender.realJID))
         copy["from"] = jid.with(resource: sender.nick).description
         copy.removeElements { $0.name == "x" && $0.namespace == NS.mucUser }
         copy.append(XMLElement("x", namespace: NS.mucUser))
@@ -431,9 +598,19 @@ public struct MasterRoom: Sendable {
 
     // MARK: - IQ
 
-    private func iq(_ stanza: XMLElement, from: JID, to: JID, out: inout Output) {
+    private mutating func iq(_ stanza: XMLElement, from: JID, to: JID, fromShadowDomain: Bool, out: inout Output) {
         guard stanza["type"] == "get" || stanza["type"] == "set" else { return }
         let payload = stanza.elements.first
+        if to.resource == nil, !fromShadowDomain, let payload, payload.name == "query" {
+            if payload.namespace == NS.mucAdmin {
+                adminQuery(stanza, payload: payload, from: from, out: &out)
+                return
+            }
+            if payload.namespace == NS.mucOwner {
+                ownerQuery(stanza, payload: payload, from: from, out: &out)
+                return
+            }
+        }
         if to.resource != nil, payload?.name == "ping", payload?.namespace == NS.ping {
             // XEP-0410: the room answers a self-ping from a joined occupant.
             let joined = occupantKey(realJID: from, node: .local) == Self.fold(to.resource!)
@@ -447,31 +624,9 @@ public struct MasterRoom: Sendable {
         out.stanzas.append(stanza.errorReply(type: "cancel", condition: "service-unavailable"))
     }
 
-    /// The room's disco#info (XEP-0045 §6.4): identity, the features that describe it, and a
-    /// `muc#roominfo` form whose `x-shadowbridge-bridged` lists the shadow rooms (IRC channels)
-    /// federated into it, so clients can mark the room bridged (PROTOCOL.md §3, room list).
-    public var discoInfo: XMLElement {
-        var query = XMLElement("query", namespace: NS.discoInfo)
-        query.append(XMLElement("identity", namespace: NS.discoInfo, attributes: ["category": "conference", "type": "text", "name": jid.local ?? ""]))
-        let features = [
-            NS.muc, "muc_public", "muc_open", "muc_unmoderated", "muc_semianonymous", "muc_temporary", "muc_unsecured",
-            "muc#stable_id", "http://jabber.org/protocol/muc#self-ping-optimization", NS.sid,
-        ]
-        for feature in features {
-            query.append(XMLElement("feature", namespace: NS.discoInfo, attributes: ["var": feature]))
-        }
-        let form = DataForm(type: "result", formType: NS.roomInfo, fields: [
-            .init("muc#roominfo_subject", label: "Subject", values: [subject]),
-            .init("muc#roominfo_occupants", label: "Number of occupants", values: [String(occupants.count)]),
-            .init("x-shadowbridge-bridged", type: "list-multi", label: "Bridged IRC channels", values: shadows.map(\.description).sorted()),
-        ])
-        query.append(form.element)
-        return query
-    }
-
     // MARK: - Helpers
 
-    private func occupantKey(realJID: JID, node: OccupantNode) -> String? {
+    func occupantKey(realJID: JID, node: OccupantNode) -> String? {
         occupants.first { $0.value.realJID == realJID && $0.value.node == node }?.key
     }
 

@@ -263,8 +263,10 @@ public struct ShadowRoom: Sendable {
         switch stanza.name {
         case "presence":
             if ours {
-                // Our own user's presence coming back: the master's ack.
-                return []
+                // Our own user's presence coming back: the master's ack, unless the room
+                // removed them (an XMPP moderator's kick or ban, a destroyed room): then the
+                // user is no longer relayed until they PART and JOIN (PROTOCOL.md §3 E).
+                return removedByRoom(stanza, nick: nick)
             }
             let key = Self.fold(nick)
             if stanza["type"] == "unavailable" {
@@ -315,6 +317,31 @@ public struct ShadowRoom: Sendable {
         default:
             return []
         }
+    }
+
+    private mutating func removedByRoom(_ stanza: XMLElement, nick: String) -> [Action] {
+        guard stanza["type"] == "unavailable", let x = stanza.child("x", namespace: NS.mucUser) else { return [] }
+        let key = Self.fold(nick)
+        guard let local = locals[key], local.submitted, !local.refused else { return [] }
+        let codes = Set(x.children("status", namespace: NS.mucUser).compactMap { $0["code"] })
+        let item = x.child("item", namespace: NS.mucUser)
+        let actor = item?.child("actor", namespace: NS.mucUser)?["nick"]
+        let reason = item?.child("reason", namespace: NS.mucUser)?.text
+        let what: String
+        if codes.contains("307") {
+            what = "kicked"
+        } else if codes.contains("301") {
+            what = "banned"
+        } else if codes.contains("321") || codes.contains("322") {
+            what = "removed (members only)"
+        } else if x.child("destroy", namespace: NS.mucUser) != nil {
+            what = "removed (the room was destroyed)"
+        } else {
+            return []
+        }
+        locals[key]?.refused = true
+        let text = "you were \(what) from the XMPP room" + (actor.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? "")
+        return [.localRefused(nick: local.nick, condition: what, text: text)]
     }
 
     /// An away action when the occupant's `<show>` changed what IRC should show (PROTOCOL §5).

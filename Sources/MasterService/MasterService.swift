@@ -1,4 +1,5 @@
 import Configuration
+import Foundation
 import DMUC
 import Logging
 import Metrics
@@ -39,7 +40,9 @@ public actor MasterService {
             group: group, logger: logger)
         for name in configuration.rooms {
             let jid = JID(local: name, domain: configuration.domain)
-            rooms[jid] = MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
+            var room = MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
+            room.serviceAdmins = Set(admins.map(\.bare))
+            rooms[jid] = room
         }
     }
 
@@ -53,6 +56,7 @@ public actor MasterService {
     public func ensureRooms(_ jids: [JID]) {
         for jid in jids where jid.domain == configuration.domain && jid.local != nil && rooms[jid.bare] == nil {
             rooms[jid.bare] = MasterRoom(jid: jid.bare, rid: RandomID.make(bytes: 16), epoch: epoch)
+            rooms[jid.bare]?.serviceAdmins = admins
             logger.info("room created", metadata: ["room": "\(jid.bare)", "why": "mapped"])
         }
         roomCount.record(rooms.count)
@@ -76,28 +80,46 @@ public actor MasterService {
         let fromShadow = configuration.allowedShadows.contains(from.domain)
         if rooms[roomJID] == nil {
             guard let created = createRoom(roomJID, for: stanza, fromShadow: fromShadow) else {
-                if stanza["type"] != "error" && !(stanza.name == "presence" && stanza["type"] == "unavailable") {
+                if stanza.name == "presence" && stanza["type"] == nil && to.resource != nil {
+                    // A join that would create the room: creation is restricted (XEP-0045 §10.1.1).
+                    var reply = stanza.errorReply(type: "cancel", condition: "not-allowed", text: "rooms here are created by the bridge mappings or the admins")
+                    reply.removeElements { $0.namespace == NS.muc }
+                    session.send(reply)
+                } else if stanza["type"] != "error" && !(stanza.name == "presence" && stanza["type"] == "unavailable") {
                     session.send(stanza.errorReply(type: "cancel", condition: "item-not-found", text: "no such room"))
                 }
                 return
             }
             rooms[roomJID] = created
+            rooms[roomJID]?.serviceAdmins = admins
             logger.info("room created", metadata: ["room": "\(roomJID)"])
         }
-        let output = rooms[roomJID]!.receive(stanza, fromShadowDomain: fromShadow)
+        let output = rooms[roomJID]!.receive(stanza, fromShadowDomain: fromShadow, at: Date())
         session.send(output.stanzas)
+        if let room = rooms[roomJID], room.isDestroyed || (room.isEmpty && (!room.config.persistent || room.locked)) {
+            // Destroyed by its owner, or a temporary room whose last occupant left (§10.9).
+            rooms[roomJID] = nil
+            logger.info("room removed", metadata: ["room": "\(roomJID)", "why": "\(room.isDestroyed ? "destroyed" : "temporary and empty")"])
+        }
         fanout.increment(by: output.stanzas.count)
         roomCount.record(rooms.count)
         for note in output.notes { log(note, room: roomJID) }
     }
 
     private func createRoom(_ jid: JID, for stanza: XMLElement, fromShadow: Bool) -> MasterRoom? {
-        guard stanza.name == "presence", stanza["type"] == nil else { return nil }
+        guard stanza.name == "presence", stanza["type"] == nil, let from = stanza["from"].flatMap(JID.init) else { return nil }
+        let fromAdmin = admins.contains(from.bare)
         switch configuration.createRooms {
-        case .onFederation where fromShadow, .admins where fromShadow, .anyone:
+        case .onFederation where fromShadow, .admins where fromShadow:
+            // A bridge mapping's room: open and persistent, no owner but the config.
             return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
-        case .admins where stanza["from"].flatMap(JID.init).map { admins.contains($0.bare) } == true:
+        case .anyone where fromShadow:
             return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
+        case .anyone:
+            return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch, config: .created, owner: from)
+        case .admins where fromAdmin:
+            // A client creates it: its owner, locked until configured (XEP-0045 §10.1).
+            return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch, config: .created, owner: from)
         default:
             return nil
         }

@@ -38,3 +38,25 @@ public enum RandomID {
         return Hex.encode(buffer)
     }
 }
+
+/// HMAC-SHA256 through libcrypto (XEP-0421 occupant ids).
+public enum HMAC {
+    public static func sha256(key: [UInt8], data: [UInt8]) -> [UInt8] {
+        var mac = [UInt8](repeating: 0, count: 32)
+        let ok = key.withUnsafeBufferPointer { k in
+            data.withUnsafeBufferPointer { d in shadowbridge_hmac_sha256(k.baseAddress, k.count, d.baseAddress, d.count, &mac) }
+        }
+        precondition(ok == 1, "libcrypto HMAC failed")
+        return mac
+    }
+}
+
+extension RandomID {
+    /// Raw random bytes (room secrets).
+    public static func bytes(_ count: Int) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        let ok = buffer.withUnsafeMutableBufferPointer { shadowbridge_random_bytes($0.baseAddress, $0.count) }
+        precondition(ok == 1, "libcrypto RAND_bytes failed")
+        return buffer
+    }
+}
