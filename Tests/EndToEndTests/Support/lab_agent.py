@@ -246,6 +246,9 @@ async def main():
             elif op == "xmpp_join":
                 p = users[name].make_presence(pto=f'{cmd["room"]}/{cmd["nick"]}')
                 x = slixmpp.xmlstream.ET.Element("{http://jabber.org/protocol/muc}x")
+                if cmd.get("password"):
+                    secret = slixmpp.xmlstream.ET.SubElement(x, "{http://jabber.org/protocol/muc}password")
+                    secret.text = cmd["password"]
                 p.append(x)
                 p.send()
             elif op == "xmpp_say":
