@@ -240,6 +240,12 @@ public struct MasterRoom: Sendable {
             out.stanzas.append(stanza.errorReply(type: "modify", condition: "jid-malformed", text: "a nick is required"))
             return
         }
+        if let current, current == Self.fold(nick), node == .local, stanza.child("x", namespace: NS.muc) != nil {
+            // A joined client joining again (it lost its state): it gets the whole join again,
+            // and the others see only a presence change, if any (XEP-0045 §7.2.1).
+            rejoin(key: current, stanza: stanza, out: &out)
+            return
+        }
         if let current, current == Self.fold(nick) {
             let before = occupants[current]?.role
             if let role { occupants[current]?.role = role }
@@ -352,6 +358,20 @@ public struct MasterRoom: Sendable {
             messages.append(copy)
         }
         return messages.reversed()
+    }
+
+    private mutating func rejoin(key: String, stanza: XMLElement, out: inout Output) {
+        guard let occupant = occupants[key] else { return }
+        for existing in occupantList where existing.realJID != occupant.realJID {
+            out.stanzas.append(presence(of: existing, to: occupant.realJID, selfPresence: false, withJID: seesJIDs(occupant)))
+        }
+        if Self.payload(of: stanza) != occupant.presencePayload {
+            update(key: key, stanza: stanza, out: &out)
+        } else {
+            out.stanzas.append(presence(of: occupant, to: occupant.realJID, selfPresence: true))
+        }
+        out.stanzas += historyMessages(for: occupant.realJID, request: stanza.child("x", namespace: NS.muc)?.child("history", namespace: NS.muc))
+        out.stanzas.append(subjectMessage(to: occupant.realJID))
     }
 
     private mutating func update(key: String, stanza: XMLElement, roleBefore: String? = nil, out: inout Output) {

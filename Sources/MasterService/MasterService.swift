@@ -136,7 +136,8 @@ public actor MasterService {
             }
             guard query["node"] == nil else { return stanza.errorReply(type: "cancel", condition: "item-not-found") }
             var result = XMLElement("query", namespace: NS.discoItems)
-            for jid in rooms.keys.sorted() {
+            // Hidden rooms and rooms still locked for their creator are not listed (XEP-0045 §6.3).
+            for jid in rooms.keys.sorted() where rooms[jid]!.config.isPublic && !rooms[jid]!.locked {
                 let bridged = rooms[jid]!.shadows.isEmpty ? "" : " (bridged)"
                 result.append(XMLElement("item", namespace: NS.discoItems, attributes: ["jid": jid.description, "name": (jid.local ?? "") + bridged]))
             }

@@ -228,4 +228,18 @@ struct MasterRoomModerationTests {
         #expect(out.contains { if case .localRefused(nick: "carol", _, let text) = $0 { text?.contains("kicked from the XMPP room by olga") == true } else { false } }, "\(out)")
         #expect(shadow.ircMessage(nick: "carol", body: "hello?", originID: "o1").allSatisfy { if case .send = $0 { false } else { true } })
     }
+
+    @Test("a joined client joining again gets the whole join again; the others see nothing")
+    func rejoin() {
+        var room = Self.configured()
+        _ = room.receive(Self.say(Self.owner, "before"), fromShadowDomain: false, at: Self.t0)
+        _ = room.receive(Self.join(Self.alice, nick: "alice"), fromShadowDomain: false, at: Self.t0)
+        let again = room.receive(Self.join(Self.alice, nick: "alice"), fromShadowDomain: false, at: Self.t0).stanzas
+        #expect(again.allSatisfy { $0["to"] == Self.alice.description }, "\(again)")
+        #expect(again.contains { $0["from"] == "ops@rooms.test/olga" && $0.name == "presence" })
+        #expect(again.contains { Self.codes($0).contains("110") })
+        #expect(again.contains { $0.child("body", namespace: NS.component)?.text == "before" })
+        #expect(again.last?.child("subject", namespace: NS.component) != nil)
+        #expect(room.occupantList.count == 2)
+    }
 }
