@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Prosody (Debian's package) in the foreground, on free loopback ports, in its own directory.
 public final class ProsodyServer: Sendable {
@@ -17,9 +18,10 @@ public final class ProsodyServer: Sendable {
     public let componentPort: Int
     /// Prosody's own MUC service, for comparisons (`conference.` + domain).
     public let mucDomain: String
-    let process: ManagedProcess
+    private let current: Mutex<ManagedProcess>
     let configFile: URL
 
+    var process: ManagedProcess { current.withLock { $0 } }
     public var pid: Int32 { process.pid }
 
     /// Starts Prosody with a virtual host `domain`, the given external components, and its
@@ -53,7 +55,7 @@ public final class ProsodyServer: Sendable {
         self.c2sPort = c2s
         self.componentPort = component
         self.mucDomain = "conference.\(domain)"
-        self.process = process
+        self.current = Mutex(process)
         self.configFile = config
     }
 
@@ -63,6 +65,27 @@ public final class ProsodyServer: Sendable {
     }
 
     public func stop() { process.stop() }
+
+    /// Stops Prosody and starts it again on the same ports with the same data (a fault test's
+    /// server restart): every client and component connection drops. `crash` kills it with
+    /// SIGKILL, so it tells nobody that its clients are gone.
+    public func restart(crash: Bool = false) throws {
+        if crash {
+            process.signal(SIGKILL)
+            _ = process.waitForExit(timeout: 5)
+        } else {
+            process.stop()
+        }
+        let prosody = try Lab.executable("prosody", package: "prosody")
+        let next = try ManagedProcess(
+            name: "prosody", executable: prosody, arguments: ["-F", "--config", configFile.path],
+            directory: directory, logFile: directory.appendingPathComponent("prosody.stdout"))
+        guard Lab.waitUntilListening([c2sPort, componentPort], process: next, timeout: 15) else {
+            next.stop()
+            throw LabError("prosody did not come back on ports \(c2sPort) and \(componentPort)")
+        }
+        current.withLock { $0 = next }
+    }
 
     static func configuration(directory: URL, domain: String, c2s: Int, component: Int, components: [Component]) -> String {
         let runAsRoot = getuid() == 0 ? "run_as_root = true" : ""

@@ -23,6 +23,7 @@ public actor MasterService {
     private let federations = Counter(label: "shadowbridge_master_federations_total")
     private let refused = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "refused_by_master")])
     private let roomCount = Gauge(label: "shadowbridge_master_rooms")
+    private var connections = 0
 
     public init(
         configuration: ShadowbridgeConfiguration.Master, xmpp: ShadowbridgeConfiguration.XMPPServer, admins: [JID] = [],
@@ -48,7 +49,23 @@ public actor MasterService {
 
     /// Runs the component session until the task is cancelled.
     public func run() async {
-        await session.run { [self] stanza in await self.handle(stanza) }
+        await session.run(onConnected: { await self.connected() }, onStanza: { [self] stanza in await self.handle(stanza) })
+    }
+
+    /// After a reconnect the XMPP server may have restarted and its clients with it: every local
+    /// occupant is pinged from its room nick, and those whose server answers with an error are
+    /// removed with 333 by the room's bounce rule, so ghosts do not hold nicks (XEP-0410's aim).
+    private func connected() {
+        connections += 1
+        guard connections > 1 else { return }
+        var pings: [XMLElement] = []
+        for jid in rooms.keys.sorted() {
+            for occupant in rooms[jid]!.occupantList where occupant.node == .local {
+                pings.append(.stanza(.iq, from: jid.with(resource: occupant.nick), to: occupant.realJID, type: "get", id: "ghost-" + RandomID.make(bytes: 6), children: [XMLElement("ping", namespace: NS.ping)]))
+            }
+        }
+        if !pings.isEmpty { logger.info("stream reconnected; checking local occupants", metadata: ["occupants": "\(pings.count)"]) }
+        session.send(pings)
     }
 
     /// Rooms a reload of the bridge's mappings names: they exist from now on, so XMPP users can

@@ -240,6 +240,12 @@ async def main():
         op, name = cmd.get("cmd"), cmd.get("user")
         try:
             if op == "xmpp_connect":
+                old = users.get(name)
+                if isinstance(old, XMPPUser):
+                    # A new session for the same user (after a server restart): the old one
+                    # must not reconnect behind the test's back.
+                    old.name = name + "~old"
+                    old.abort()
                 user = XMPPUser(name, cmd["jid"], cmd["password"])
                 users[name] = user
                 user.connect(address=("127.0.0.1", cmd["port"]), force_starttls=False, disable_starttls=True)
