@@ -218,20 +218,16 @@ extension BridgeService {
             AdHoc.Command(node: "reload", name: "Reload the mapping files"),
             AdHoc.Command(node: "resync", name: "Resync a room with the master", form: DataForm(
                 type: "form", title: "Resync a room", instructions: "The shadow federates again and applies the difference to IRC.",
-                fields: [{
-                    var field = DataForm.Field("room", type: "list-single", label: "Shadow room", required: true)
-                    field.options = rooms.map { DataForm.Option(label: $0, value: $0) }
-                    return field
-                }()])),
+                fields: [
+                    DataForm.Field("room", type: "list-single", label: "Shadow room", options: rooms.map { .init(label: $0, value: $0) }, required: true),
+                ])),
             AdHoc.Command(node: "disconnect-puppet", name: "Disconnect a puppet", form: DataForm(
                 type: "form", title: "Disconnect a puppet",
                 instructions: "The occupant's IRC connection QUITs; until they rejoin, their lines come through the bridge's own connection.",
                 fields: [
-                    {
-                        var field = DataForm.Field("network", type: "list-single", label: "Network", values: Array(networkNames.prefix(1)), required: true)
-                        field.options = networkNames.map { DataForm.Option(label: $0, value: $0) }
-                        return field
-                    }(),
+                    DataForm.Field(
+                        "network", type: "list-single", label: "Network", values: Array(networkNames.prefix(1)),
+                        options: networkNames.map { .init(label: $0, value: $0) }, required: true),
                     DataForm.Field("nick", type: "text-single", label: "Puppet nick (IRC) or room nick", required: true),
                 ])),
         ]

@@ -49,7 +49,9 @@ extension MasterRoom {
         serviceAdmins.contains(jid.bare) ? "owner" : affiliations[jid.bare] ?? "none"
     }
 
-    private func defaultRole(for affiliation: String) -> String {
+    /// The role an affiliation enters with: admins and owners moderate; in a moderated room
+    /// those without an affiliation are visitors.
+    func defaultRole(for affiliation: String) -> String {
         if ["owner", "admin"].contains(affiliation) { return "moderator" }
         return config.moderated && affiliation == "none" ? "visitor" : "participant"
     }
@@ -280,10 +282,12 @@ extension MasterRoom {
     /// The `muc#roomconfig` form with the current values.
     var configForm: DataForm {
         func bool(_ b: Bool) -> [String] { [b ? "1" : "0"] }
-        var whois = DataForm.Field("muc#roomconfig_whois", type: "list-single", label: "Who may see real JIDs", values: [config.whois])
-        whois.options = [.init(label: "Moderators", value: "moderators"), .init(label: "Anyone", value: "anyone")]
-        var allowPM = DataForm.Field("muc#roomconfig_allowpm", type: "list-single", label: "Who may send private messages", values: [config.allowPM])
-        allowPM.options = ["anyone", "participants", "moderators", "none"].map { .init(label: $0.capitalized, value: $0) }
+        let whois = DataForm.Field(
+            "muc#roomconfig_whois", type: "list-single", label: "Who may see real JIDs", values: [config.whois],
+            options: [.init(label: "Moderators", value: "moderators"), .init(label: "Anyone", value: "anyone")])
+        let allowPM = DataForm.Field(
+            "muc#roomconfig_allowpm", type: "list-single", label: "Who may send private messages", values: [config.allowPM],
+            options: ["anyone", "participants", "moderators", "none"].map { .init(label: $0.capitalized, value: $0) })
         return DataForm(type: "form", title: "Configuration of \(jid)", formType: "http://jabber.org/protocol/muc#roomconfig", fields: [
             .init("muc#roomconfig_roomname", type: "text-single", label: "Name", values: [config.name]),
             .init("muc#roomconfig_roomdesc", type: "text-single", label: "Description", values: [config.description]),

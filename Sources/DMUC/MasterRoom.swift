@@ -155,7 +155,7 @@ public struct MasterRoom: Sendable {
                 clientPresence(stanza, from: from, to: to, out: &out)
             }
         case "message":
-            message(stanza, from: from, to: to, real: real, fromShadowDomain: fromShadowDomain, now: now, out: &out)
+            message(stanza, from: from, to: to, real: real, fromShadowDomain: fromShadowDomain, out: &out)
         case "iq":
             iq(stanza, from: from, to: to, fromShadowDomain: fromShadowDomain, out: &out)
         default:
@@ -277,8 +277,7 @@ public struct MasterRoom: Sendable {
             out.notes.append(.refused(from: realJID, condition: condition))
             return
         }
-        let defaultRole = ["owner", "admin"].contains(affiliation) ? "moderator" : (config.moderated && affiliation == "none" ? "visitor" : "participant")
-        var occupant = Occupant(nick: nick, realJID: realJID, node: node, role: role ?? defaultRole, affiliation: affiliation)
+        var occupant = Occupant(nick: nick, realJID: realJID, node: node, role: role ?? defaultRole(for: affiliation), affiliation: affiliation)
         if role != nil, ["owner", "admin"].contains(affiliation) { occupant.role = "moderator" }
         let created = locked && affiliation == "owner" && occupants.isEmpty
         join(occupant, stanza: stanza, created: created, out: &out)
@@ -327,14 +326,15 @@ public struct MasterRoom: Sendable {
         if created { selfCodes.append(201) }
         broadcastPresence(of: occupant, unavailable: false, extra: [], selfExtra: selfCodes, out: &out)
         if occupant.node == .local {
-            out.stanzas += historyMessages(for: occupant.realJID, request: stanza.child("x", namespace: NS.muc)?.child("history", namespace: NS.muc))
+            out.stanzas += historyMessages(for: occupant.realJID, join: stanza)
             out.stanzas.append(subjectMessage(to: occupant.realJID))
         }
     }
 
     /// XEP-0045 §7.2.15: the last messages, oldest first, each with `<delay from=room>`,
-    /// within the limits the client asked for (maxchars 0 means none).
-    private func historyMessages(for to: JID, request: XMLElement?) -> [XMLElement] {
+    /// within the limits the client's join asked for (maxchars 0 means none).
+    private func historyMessages(for to: JID, join: XMLElement) -> [XMLElement] {
+        let request = join.child("x", namespace: NS.muc)?.child("history", namespace: NS.muc)
         var maximum = Self.defaultHistory
         if let n = request?["maxstanzas"].flatMap(Int.init) { maximum = max(0, n) }
         var entries = history.suffix(maximum)
@@ -370,7 +370,7 @@ public struct MasterRoom: Sendable {
         } else {
             out.stanzas.append(presence(of: occupant, to: occupant.realJID, selfPresence: true))
         }
-        out.stanzas += historyMessages(for: occupant.realJID, request: stanza.child("x", namespace: NS.muc)?.child("history", namespace: NS.muc))
+        out.stanzas += historyMessages(for: occupant.realJID, join: stanza)
         out.stanzas.append(subjectMessage(to: occupant.realJID))
     }
 
@@ -391,11 +391,10 @@ public struct MasterRoom: Sendable {
         guard var occupant = occupants.removeValue(forKey: key) else { return }
         joinOrder.removeAll { $0 == key }
         occupant.presencePayload = Self.payload(of: stanza).filter { $0.name == "status" }
-        if let removal, removal.kind == "kick" {
-            // XEP-0045 §8.2: 307, with the actor and the reason on the item.
-            broadcastPresence(of: occupant, unavailable: true, extra: [307] + codes, actor: removal.by, reason: removal.reason, out: &out)
-        } else if let removal {
-            // Removed by the room (kick 307, ban 301, affiliation change 321...): the code is the kind.
+        if let removal {
+            // Removed by someone else, with the actor and the reason on the item: a shadow's
+            // "kick" or a moderator's kick is 307 (XEP-0045 §8.2); the room's own removals give
+            // their code as the kind (ban 301, affiliation change 321...).
             let code = Int(removal.kind) ?? 307
             broadcastPresence(of: occupant, unavailable: true, extra: [code] + codes, actor: removal.by, reason: removal.reason, out: &out)
         } else {
@@ -533,7 +532,7 @@ public struct MasterRoom: Sendable {
         return occupantKey(realJID: from, node: .local).flatMap { occupants[$0] }
     }
 
-    private mutating func message(_ stanza: XMLElement, from: JID, to: JID, real: JID?, fromShadowDomain: Bool, now: Date, out: inout Output) {
+    private mutating func message(_ stanza: XMLElement, from: JID, to: JID, real: JID?, fromShadowDomain: Bool, out: inout Output) {
         guard let sender = sender(from: from, real: real, fromShadowDomain: fromShadowDomain) else {
             out.stanzas.append(stanza.errorReply(type: "modify", condition: "not-acceptable", text: "only occupants may speak in this room"))
             out.notes.append(.refused(from: from, condition: "not-acceptable"))

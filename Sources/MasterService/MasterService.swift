@@ -41,10 +41,17 @@ public actor MasterService {
             group: group, logger: logger)
         for name in configuration.rooms {
             let jid = JID(local: name, domain: configuration.domain)
-            var room = MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
-            room.serviceAdmins = Set(admins.map(\.bare))
-            rooms[jid] = room
+            rooms[jid] = Self.makeRoom(jid, epoch: epoch, admins: self.admins)
         }
+    }
+
+    /// Every room starts here: a fresh stable id, this run's epoch, the service admins as
+    /// owners. With `owner` a client creates it, locked and temporary until configured
+    /// (XEP-0045 §10.1); without, it is a configured or mapped room, open and persistent.
+    private static func makeRoom(_ jid: JID, epoch: String, admins: Set<JID>, owner: JID? = nil) -> MasterRoom {
+        var room = MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch, config: owner == nil ? RoomConfig() : .created, owner: owner)
+        room.serviceAdmins = admins
+        return room
     }
 
     /// Runs the component session until the task is cancelled.
@@ -72,8 +79,7 @@ public actor MasterService {
     /// join before the first IRC user federates. Rooms on other domains are not ours.
     public func ensureRooms(_ jids: [JID]) {
         for jid in jids where jid.domain == configuration.domain && jid.local != nil && rooms[jid.bare] == nil {
-            rooms[jid.bare] = MasterRoom(jid: jid.bare, rid: RandomID.make(bytes: 16), epoch: epoch)
-            rooms[jid.bare]?.serviceAdmins = admins
+            rooms[jid.bare] = Self.makeRoom(jid.bare, epoch: epoch, admins: admins)
             logger.info("room created", metadata: ["room": "\(jid.bare)", "why": "mapped"])
         }
         roomCount.record(rooms.count)
@@ -108,7 +114,6 @@ public actor MasterService {
                 return
             }
             rooms[roomJID] = created
-            rooms[roomJID]?.serviceAdmins = admins
             logger.info("room created", metadata: ["room": "\(roomJID)"])
         }
         let output = rooms[roomJID]!.receive(stanza, fromShadowDomain: fromShadow, at: Date())
@@ -127,16 +132,13 @@ public actor MasterService {
         guard stanza.name == "presence", stanza["type"] == nil, let from = stanza["from"].flatMap(JID.init) else { return nil }
         let fromAdmin = admins.contains(from.bare)
         switch configuration.createRooms {
-        case .onFederation where fromShadow, .admins where fromShadow:
+        case .onFederation where fromShadow, .admins where fromShadow, .anyone where fromShadow:
             // A bridge mapping's room: open and persistent, no owner but the config.
-            return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
-        case .anyone where fromShadow:
-            return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch)
+            return Self.makeRoom(jid, epoch: epoch, admins: admins)
         case .anyone:
-            return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch, config: .created, owner: from)
+            return Self.makeRoom(jid, epoch: epoch, admins: admins, owner: from)
         case .admins where fromAdmin:
-            // A client creates it: its owner, locked until configured (XEP-0045 §10.1).
-            return MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch, config: .created, owner: from)
+            return Self.makeRoom(jid, epoch: epoch, admins: admins, owner: from)
         default:
             return nil
         }

@@ -20,11 +20,14 @@ public struct DataForm: Sendable, Hashable {
         public var required: Bool
 
 
-        public init(_ variable: String, type: String? = nil, label: String? = nil, values: [String] = [], required: Bool = false) {
+        public init(
+            _ variable: String, type: String? = nil, label: String? = nil, values: [String] = [], options: [Option] = [], required: Bool = false
+        ) {
             self.variable = variable
             self.type = type
             self.label = label
             self.values = values
+            self.options = options
             self.required = required
         }
 
@@ -54,13 +57,12 @@ public struct DataForm: Sendable, Hashable {
         instructions = element.child("instructions", namespace: NS.dataForms)?.text
         fields = element.children("field", namespace: NS.dataForms).compactMap { field in
             guard let variable = field["var"] else { return nil }
-            var parsed = Field(variable, type: field["type"], label: field["label"],
-                values: field.children("value", namespace: NS.dataForms).map(\.text),
+            return Field(
+                variable, type: field["type"], label: field["label"], values: field.children("value", namespace: NS.dataForms).map(\.text),
+                options: field.children("option", namespace: NS.dataForms).map {
+                    Option(label: $0["label"] ?? "", value: $0.child("value", namespace: NS.dataForms)?.text ?? "")
+                },
                 required: field.child("required", namespace: NS.dataForms) != nil)
-            parsed.options = field.children("option", namespace: NS.dataForms).map {
-                DataForm.Option(label: $0["label"] ?? "", value: $0.child("value", namespace: NS.dataForms)?.text ?? "")
-            }
-            return parsed
         }
     }
 
