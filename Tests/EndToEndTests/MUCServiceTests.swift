@@ -8,14 +8,26 @@ import Testing
 struct MUCServiceTests {
     static let domain = LabServers.masterDomain
 
-    /// A master-only process where clients may create rooms.
-    static func master(_ servers: LabServers, directory: URL, admins: [String] = []) throws -> ShadowbridgeProcess {
-        var config = ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), bridge: false)
-            .replacingOccurrences(of: "allowed_shadows = [\"\(LabServers.bridgeDomain)\"]", with: "allowed_shadows = [\"\(LabServers.bridgeDomain)\"]\ncreate_rooms = \"anyone\"")
-        if !admins.isEmpty { config += "\n[admin]\njids = [\(admins.map { "\"\($0)@\(servers.prosody.domain)\"" }.joined(separator: ", "))]\n" }
-        let process = try ShadowbridgeProcess(directory: directory, config: config, mappings: [:])
-        try process.waitForLog("[master] component connected")
-        return process
+    /// One scenario's lab: a master-only process where clients may create rooms, and an agent.
+    final class MasterOnly: Sendable {
+        let directory: URL
+        let agent: LabAgent
+        let master: ShadowbridgeProcess
+
+        init(_ servers: LabServers, name: String) throws {
+            directory = try Lab.makeTemporaryDirectory(prefix: name)
+            agent = try LabAgent(directory: directory)
+            let config = ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), bridge: false)
+                .replacingOccurrences(of: "allowed_shadows = [\"\(LabServers.bridgeDomain)\"]", with: "allowed_shadows = [\"\(LabServers.bridgeDomain)\"]\ncreate_rooms = \"anyone\"")
+            master = try ShadowbridgeProcess(directory: directory, config: config, mappings: [:])
+            try master.waitForLog("[master] component connected")
+        }
+
+        func close() {
+            agent.stop()
+            _ = master.stop()
+            Lab.removeUnlessKept(directory)
+        }
     }
 
     static func ownerSubmit(_ fields: [String: String]) -> String {
@@ -32,12 +44,9 @@ struct MUCServiceTests {
     @Test("a client creates and configures a room; the next one gets its history with delays, occupant ids and the room info; empty, it goes away")
     func createConfigureHistory() throws {
         let servers = try LabServers.require()
-        let directory = try Lab.makeTemporaryDirectory(prefix: "muc-create")
-        defer { Lab.removeUnlessKept(directory) }
-        let agent = try LabAgent(directory: directory)
-        defer { agent.stop() }
-        let master = try Self.master(servers, directory: directory)
-        defer { _ = master.stop() }
+        let lab = try MasterOnly(servers, name: "muc-create")
+        defer { lab.close() }
+        let agent = lab.agent, master = lab.master
         let room = "made1@\(Self.domain)"
         try agent.xmppUserOnline("olga1", prosody: servers.prosody)
         var mark = agent.mark
@@ -76,12 +85,9 @@ struct MUCServiceTests {
     @Test("moderation from a stock client: voice in a moderated room, kick (307), ban (301, then forbidden), password (not-authorized)")
     func moderation() throws {
         let servers = try LabServers.require()
-        let directory = try Lab.makeTemporaryDirectory(prefix: "muc-moderation")
-        defer { Lab.removeUnlessKept(directory) }
-        let agent = try LabAgent(directory: directory)
-        defer { agent.stop() }
-        let master = try Self.master(servers, directory: directory)
-        defer { _ = master.stop() }
+        let lab = try MasterOnly(servers, name: "muc-moderation")
+        defer { lab.close() }
+        let agent = lab.agent
         let room = "mod1@\(Self.domain)"
         try agent.xmppUserJoins("olga2", prosody: servers.prosody, room: room, nick: "olga")
         #expect(try agent.iq("olga2", to: room, type: "set", Self.ownerSubmit(["muc#roomconfig_moderatedroom": "1"])).type == "result")

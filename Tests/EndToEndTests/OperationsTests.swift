@@ -171,6 +171,14 @@ struct OperationsTests {
             r.bridge.process.signal(SIGHUP)
         }
         let room2 = "reload2@\(LabServers.masterDomain)", room3 = "reload3@\(LabServers.masterDomain)"
+        /// A new XMPP user joins `room` and meets rob there; rob sees their puppet join.
+        func meet(_ user: String, as nick: String, in room: String) throws {
+            try agent.xmppUserOnline(user, prosody: servers.prosody)
+            try agent.xmppJoin(user, room: room, nick: nick)
+            try agent.waitFor("\(nick) sees rob in \(room)") { $0.user == user && $0.kind == "presence" && $0.from == "\(room)/rob" }
+            try agent.waitFor("\(nick)'s puppet joins", timeout: 20) { $0.user == "rob" && $0.command == "JOIN" && $0.nick == nick }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
 
         // Add #reload2 while rita talks in the unchanged #reload1.
         var mark = agent.mark
@@ -180,11 +188,7 @@ struct OperationsTests {
             lines.map { On.xmppMessage(to: "rlx", from: r.occupant("rita"), body: $0) } + [On.irc(to: "rob", "JOIN", from: "sbridge")],
             since: mark, quiet: 1.5)
         try r.bridge.waitForLog("link federated", "shadow=#reload2%lab@")
-        try agent.xmppUserOnline("rly", prosody: servers.prosody)
-        try agent.xmppJoin("rly", room: room2, nick: "yolanda")
-        try agent.waitFor("yolanda sees rob") { $0.user == "rly" && $0.kind == "presence" && $0.from == "\(room2)/rob" }
-        try agent.waitFor("yolanda's puppet joins", timeout: 20) { $0.user == "rob" && $0.command == "JOIN" && $0.nick == "yolanda" }
-        Thread.sleep(forTimeInterval: 0.5)
+        try meet("rly", as: "yolanda", in: room2)
 
         // Remove #reload1 while rob talks in the unchanged #reload2.
         mark = agent.mark
@@ -209,11 +213,7 @@ struct OperationsTests {
         try agent.waitFor("rob leaves reload2", since: mark) { $0.user == "rly" && $0.kind == "presence" && $0.from == "\(room2)/rob" && $0.type == "unavailable" }
         try agent.waitFor("yolanda's puppet quits", since: mark) { $0.user == "rob" && $0.command == "QUIT" && $0.nick == "yolanda" }
         try r.bridge.waitForLog("link federated", "room=\(room3)", "shadow=#reload2%lab@")
-        try agent.xmppUserOnline("rlz", prosody: servers.prosody)
-        try agent.xmppJoin("rlz", room: room3, nick: "zora")
-        try agent.waitFor("zora sees rob in reload3") { $0.user == "rlz" && $0.kind == "presence" && $0.from == "\(room3)/rob" }
-        try agent.waitFor("zora's puppet joins", timeout: 20) { $0.user == "rob" && $0.command == "JOIN" && $0.nick == "zora" }
-        Thread.sleep(forTimeInterval: 0.5)
+        try meet("rlz", as: "zora", in: room3)
 
         // A broken file: reported, and the running mapping goes on as it was.
         mark = agent.mark
