@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // C libraries behind thin shims (STYLE: Swift never sees a C type it does not need).
@@ -53,6 +54,9 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // State: the only module that speaks SQL.
+        .target(name: "Store", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strict),
+
         // Configuration and services.
         .target(
             name: "Configuration",
@@ -61,7 +65,7 @@ let package = Package(
         .target(
             name: "MasterService",
             dependencies: [
-                "DMUC", "XMPPNIO", "Configuration", .product(name: "Logging", package: "swift-log"),
+                "DMUC", "XMPPNIO", "Configuration", "Store", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
@@ -95,6 +99,7 @@ let package = Package(
         .testTarget(name: "IRCCoreTests", dependencies: ["IRCCore"], swiftSettings: strict),
         .testTarget(name: "DMUCTests", dependencies: ["DMUC"], swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"], swiftSettings: strict),
+        .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

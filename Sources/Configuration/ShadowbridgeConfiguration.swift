@@ -22,6 +22,12 @@ public struct ShadowbridgeConfiguration: Sendable {
         public var createRooms: RoomCreation
         /// Rooms that exist from the start (local parts).
         public var rooms: [String]
+        /// The SQLite file for rooms and their archive; nil keeps state in memory only.
+        public var database: String?
+        /// Rooms keep a message archive (MAM) unless a room's owner turns it off.
+        public var archive: Bool = true
+        /// Archived messages older than this many days are deleted; 0 keeps them forever.
+        public var archiveRetentionDays: Int = 365
     }
 
     public struct Bridge: Sendable {
@@ -136,11 +142,17 @@ extension ShadowbridgeConfiguration {
                 rooms.append(name.lowercased())
                 try roomReader.rejectUnknownKeys()
             }
-            if try reader.string("database") != nil {
-                warnings.append("\(path): master.database is not used yet: room state is kept in memory")
+            let database = try reader.string("database")
+            if database == nil {
+                warnings.append("\(path): master.database is not set: rooms, their configuration and archive last only until the process stops")
             }
+            let archive = try reader.bool("archive") ?? true
+            let retention = try reader.int("archive_retention_days") ?? 365
+            guard retention >= 0 else { throw document.error("master.archive_retention_days", "must be 0 (keep forever) or a number of days") }
             try reader.rejectUnknownKeys()
-            master = Master(domain: domain, secret: secret, allowedShadows: allowed, createRooms: create, rooms: rooms)
+            master = Master(
+                domain: domain, secret: secret, allowedShadows: allowed, createRooms: create, rooms: rooms, database: database,
+                archive: archive, archiveRetentionDays: retention)
         }
 
         var bridge: Bridge?

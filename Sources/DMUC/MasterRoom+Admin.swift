@@ -2,7 +2,7 @@ import Foundation
 import XMPPCore
 
 /// A room's configuration: the `muc#roomconfig` form's fields (XEP-0045 §10.2).
-public struct RoomConfig: Sendable, Hashable {
+public struct RoomConfig: Sendable, Hashable, Codable {
     public var name = ""
     public var description = ""
     public var persistent = true
@@ -17,8 +17,29 @@ public struct RoomConfig: Sendable, Hashable {
     public var password: String?
     public var maxUsers: Int?
     public var logging = false
+    /// Messages are kept in the room archive, readable with MAM (XEP-0313).
+    public var archiving = true
 
     public init() {}
+
+    /// Decodes what an earlier version stored: a key it did not know keeps its default.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        name = try c.decodeIfPresent(String.self, forKey: .name) ?? name
+        description = try c.decodeIfPresent(String.self, forKey: .description) ?? description
+        persistent = try c.decodeIfPresent(Bool.self, forKey: .persistent) ?? persistent
+        isPublic = try c.decodeIfPresent(Bool.self, forKey: .isPublic) ?? isPublic
+        membersOnly = try c.decodeIfPresent(Bool.self, forKey: .membersOnly) ?? membersOnly
+        moderated = try c.decodeIfPresent(Bool.self, forKey: .moderated) ?? moderated
+        whois = try c.decodeIfPresent(String.self, forKey: .whois) ?? whois
+        changeSubject = try c.decodeIfPresent(Bool.self, forKey: .changeSubject) ?? changeSubject
+        allowPM = try c.decodeIfPresent(String.self, forKey: .allowPM) ?? allowPM
+        password = try c.decodeIfPresent(String.self, forKey: .password)
+        maxUsers = try c.decodeIfPresent(Int.self, forKey: .maxUsers)
+        logging = try c.decodeIfPresent(Bool.self, forKey: .logging) ?? logging
+        archiving = try c.decodeIfPresent(Bool.self, forKey: .archiving) ?? archiving
+    }
 
     /// A room a client creates: temporary until its owner says otherwise.
     public static var created: RoomConfig {
@@ -280,7 +301,7 @@ extension MasterRoom {
     }
 
     /// The `muc#roomconfig` form with the current values.
-    var configForm: DataForm {
+    public var configForm: DataForm {
         func bool(_ b: Bool) -> [String] { [b ? "1" : "0"] }
         let whois = DataForm.Field(
             "muc#roomconfig_whois", type: "list-single", label: "Who may see real JIDs", values: [config.whois],
@@ -302,7 +323,7 @@ extension MasterRoom {
             .init("muc#roomconfig_roomsecret", type: "text-private", label: "Password", values: config.password.map { [$0] } ?? []),
             .init("muc#roomconfig_maxusers", type: "text-single", label: "Maximum occupants (empty: no limit)", values: config.maxUsers.map { [String($0)] } ?? []),
             .init("muc#roomconfig_enablelogging", type: "boolean", label: "Public logging", values: bool(config.logging)),
-        ])
+        ] + (archiveAllowed ? [.init("muc#roomconfig_enablearchiving", type: "boolean", label: "Keep a message archive (MAM)", values: bool(config.archiving))] : []))
     }
 
     /// Applies a submitted form; an error text for a value that makes no sense.
@@ -346,6 +367,7 @@ extension MasterRoom {
             }
         }
         if let v = bool("muc#roomconfig_enablelogging") { config.logging = v }
+        if let v = bool("muc#roomconfig_enablearchiving") { config.archiving = v }
         return nil
     }
 
@@ -363,7 +385,7 @@ extension MasterRoom {
             config.moderated ? "muc_moderated" : "muc_unmoderated", config.whois == "anyone" ? "muc_nonanonymous" : "muc_semianonymous",
             config.persistent ? "muc_persistent" : "muc_temporary", config.password != nil ? "muc_passwordprotected" : "muc_unsecured",
             "muc#stable_id", "http://jabber.org/protocol/muc#self-ping-optimization", NS.sid, NS.occupantID,
-        ]
+        ] + (archives ? [NS.mam] : [])
         for feature in features {
             query.append(XMLElement("feature", namespace: NS.discoInfo, attributes: ["var": feature]))
         }

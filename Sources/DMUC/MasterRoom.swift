@@ -39,6 +39,10 @@ public struct MasterRoom: Sendable {
     let occupantIDKey: [UInt8]
     /// The service admins (`[admin] jids`): owners of every room.
     public var serviceAdmins: Set<JID> = []
+    /// The service keeps archives (`master.archive`); when false no room archives, whatever its config.
+    public var archiveAllowed = true
+    /// Messages go to the archive: the service allows it and the room's owner wants it.
+    public var archives: Bool { archiveAllowed && config.archiving }
     /// The time of the stanza being handled.
     var now = Date(timeIntervalSince1970: 0)
     /// Destroyed by its owner: the service forgets it.
@@ -61,6 +65,44 @@ public struct MasterRoom: Sendable {
     public struct Output: Sendable {
         public var stanzas: [XMLElement] = []
         public var notes: [Note] = []
+        /// Groupchat messages to keep in the room archive (XEP-0313), in room order.
+        public var archived: [ArchivedMessage] = []
+    }
+
+    /// One groupchat message as the room reflected it, without a `to`.
+    public struct ArchivedMessage: Sendable, Hashable {
+        /// The room's XEP-0359 stanza id: the archive id clients page with.
+        public var id: String
+        public var date: Date
+        public var nick: String
+        public var message: XMLElement
+
+        public init(id: String, date: Date, nick: String, message: XMLElement) {
+            self.id = id
+            self.date = date
+            self.nick = nick
+            self.message = message
+        }
+    }
+
+    /// What of a room outlives the process (everything but occupants, shadows and the link's
+    /// sequence, which a restart's new epoch resets: PROTOCOL.md §3 H).
+    public struct Snapshot: Sendable, Hashable {
+        public var rid: String
+        public var config: RoomConfig
+        public var affiliations: [JID: String]
+        public var subject: String
+        public var subjectNick: String?
+        public var occupantIDKey: [UInt8]
+
+        public init(rid: String, config: RoomConfig, affiliations: [JID: String], subject: String, subjectNick: String?, occupantIDKey: [UInt8]) {
+            self.rid = rid
+            self.config = config
+            self.affiliations = affiliations
+            self.subject = subject
+            self.subjectNick = subjectNick
+            self.occupantIDKey = occupantIDKey
+        }
     }
 
     /// A room. `owner` (a client's bare JID) creates it locked, for that client to configure
@@ -76,6 +118,24 @@ public struct MasterRoom: Sendable {
             locked = true
         }
     }
+
+    /// A room brought back from its snapshot, with the archive's last messages as history.
+    public init(jid: JID, restoring snapshot: Snapshot, epoch: String, history: [ArchivedMessage] = []) {
+        self.init(jid: jid, rid: snapshot.rid, epoch: epoch, config: snapshot.config, occupantIDKey: snapshot.occupantIDKey)
+        affiliations = snapshot.affiliations
+        subject = snapshot.subject
+        subjectNick = snapshot.subjectNick
+        self.history = history.suffix(Self.historyCapacity).map {
+            HistoryEntry(message: $0.message, date: $0.date, characters: $0.message.serialized(parentNamespace: NS.component).count)
+        }
+    }
+
+    public var snapshot: Snapshot {
+        Snapshot(rid: rid, config: config, affiliations: affiliations, subject: subject, subjectNick: subjectNick, occupantIDKey: occupantIDKey)
+    }
+
+    /// Kept across restarts: persistent and configured (a locked room is its creator's draft).
+    public var isStored: Bool { config.persistent && !locked && !isDestroyed }
 
     public var occupantList: [Occupant] { joinOrder.compactMap { occupants[$0] } }
     public var isEmpty: Bool { occupants.isEmpty }
@@ -313,9 +373,10 @@ public struct MasterRoom: Sendable {
         var occupant = occupant
         occupant.presencePayload = Self.payload(of: stanza)
         // A local client first receives everyone already present (XEP-0045 §7.2.3).
+        // Moderators, and everyone in a non-anonymous room, see real JIDs from the first presence.
         if occupant.node == .local {
             for existing in occupantList {
-                out.stanzas.append(presence(of: existing, to: occupant.realJID, selfPresence: false))
+                out.stanzas.append(presence(of: existing, to: occupant.realJID, selfPresence: false, withJID: seesJIDs(occupant)))
             }
         }
         occupants[key] = occupant
@@ -568,11 +629,16 @@ public struct MasterRoom: Sendable {
             subject = subjectElement.text
             subjectNick = sender.nick
         } else {
-            reflected.append(XMLElement("stanza-id", namespace: NS.sid, attributes: ["id": RandomID.make(bytes: 12), "by": jid.description]))
+            let stanzaID = RandomID.make(bytes: 12)
+            reflected.append(XMLElement("stanza-id", namespace: NS.sid, attributes: ["id": stanzaID, "by": jid.description]))
             if stanza.child("body", namespace: stanza.namespace) != nil {
-                let stored = reflected
+                var stored = reflected
+                stored["to"] = nil
                 history.append(HistoryEntry(message: stored, date: now, characters: stored.serialized(parentNamespace: NS.component).count))
                 if history.count > Self.historyCapacity { history.removeFirst(history.count - Self.historyCapacity) }
+                if archives {
+                    out.archived.append(ArchivedMessage(id: stanzaID, date: now, nick: sender.nick, message: stored))
+                }
             }
         }
         for occupant in occupantList where occupant.node == .local {

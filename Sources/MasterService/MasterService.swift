@@ -4,20 +4,31 @@ import DMUC
 import Logging
 import Metrics
 import NIOCore
+import Store
 import XMPPCore
 import XMPPNIO
 
 /// The master role (DESIGN.md §1): an XEP-0045 MUC service on its own component domain that
 /// also federates shadow rooms. Routes each stanza to its room and sends what the room says.
 public actor MasterService {
-    private let configuration: ShadowbridgeConfiguration.Master
-    private let session: ComponentSession
-    private let logger: Logger
+    let configuration: ShadowbridgeConfiguration.Master
+    let session: ComponentSession
+    let logger: Logger
     /// Bare JIDs that may run the ad-hoc commands.
     private let admins: Set<JID>
-    private var rooms: [JID: MasterRoom] = [:]
-    /// Changes on every start until room state is persisted (PROTOCOL.md §3 H).
-    private let epoch = RandomID.make(bytes: 6)
+    var rooms: [JID: MasterRoom] = [:]
+    /// Rooms, configuration and archive (`master.database`, or memory).
+    let store: MasterStore
+    /// What the store holds of each stored room, so unchanged rooms are not written again.
+    var stored: [JID: MasterRoom.Snapshot] = [:]
+    /// Changes not yet written; written in batches off the relay path.
+    var pending = MasterStore.Batch()
+    var flushScheduled = false
+    /// The last write, so writes land in order and a reader can wait for them.
+    var lastWrite: Task<Void, Never>?
+    let storeFailed = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "store_write_failed")])
+    /// Occupants are not persisted, so every start is a new epoch (PROTOCOL.md §3 H).
+    let epoch = RandomID.make(bytes: 6)
     private let fanout = Counter(label: "shadowbridge_master_stanzas_out_total")
     private let linkOut = Counter(label: "shadowbridge_master_link_stanzas_total")
     private let federations = Counter(label: "shadowbridge_master_federations_total")
@@ -25,11 +36,14 @@ public actor MasterService {
     private let roomCount = Gauge(label: "shadowbridge_master_rooms")
     private var connections = 0
 
+    /// Opens the store and brings back the rooms it holds; throws when the database cannot be
+    /// opened or read (the caller says so and exits).
     public init(
         configuration: ShadowbridgeConfiguration.Master, xmpp: ShadowbridgeConfiguration.XMPPServer, admins: [JID] = [],
         group: any EventLoopGroup, logger: Logger
-    ) {
+    ) throws {
         self.configuration = configuration
+        self.store = try MasterStore(path: configuration.database)
         self.admins = Set(admins.map(\.bare))
         var logger = logger
         logger[metadataKey: "role"] = "master"
@@ -39,24 +53,54 @@ public actor MasterService {
                 host: xmpp.host, port: xmpp.port, domain: configuration.domain, secret: configuration.secret,
                 identity: ("conference", "text", "Shadowbridge rooms"), features: [NS.muc, NS.discoItems, NS.commands]),
             group: group, logger: logger)
+        let orphans = try store.pruneOrphans()
+        var loaded: [JID: MasterRoom] = [:]
+        for record in try store.rooms() {
+            guard let jid = JID(record.jid), let snapshot = Self.snapshot(record) else {
+                logger.error("stored room unreadable; left in the database untouched", metadata: ["room": "\(record.jid)"])
+                continue
+            }
+            let history = try store.recent(room: record.jid, limit: MasterRoom.historyCapacity).compactMap(Self.archivedMessage)
+            var room = MasterRoom(jid: jid, restoring: snapshot, epoch: epoch, history: history)
+            room.serviceAdmins = self.admins
+            room.archiveAllowed = configuration.archive
+            loaded[jid] = room
+        }
+        logger.info(
+            "room state loaded",
+            metadata: ["rooms": "\(loaded.count)", "database": "\(configuration.database ?? "memory")", "orphaned_messages_removed": "\(orphans)"])
+        self.stored = loaded.mapValues(\.snapshot)
         for name in configuration.rooms {
             let jid = JID(local: name, domain: configuration.domain)
-            rooms[jid] = Self.makeRoom(jid, epoch: epoch, admins: self.admins)
+            if loaded[jid] == nil { loaded[jid] = Self.makeRoom(jid, epoch: epoch, admins: self.admins, archive: configuration.archive) }
         }
+        self.rooms = loaded
     }
 
-    /// Every room starts here: a fresh stable id, this run's epoch, the service admins as
+    /// Every new room starts here: a fresh stable id, this run's epoch, the service admins as
     /// owners. With `owner` a client creates it, locked and temporary until configured
     /// (XEP-0045 §10.1); without, it is a configured or mapped room, open and persistent.
-    private static func makeRoom(_ jid: JID, epoch: String, admins: Set<JID>, owner: JID? = nil) -> MasterRoom {
+    private static func makeRoom(_ jid: JID, epoch: String, admins: Set<JID>, archive: Bool, owner: JID? = nil) -> MasterRoom {
         var room = MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch, config: owner == nil ? RoomConfig() : .created, owner: owner)
         room.serviceAdmins = admins
+        room.archiveAllowed = archive
         return room
     }
 
-    /// Runs the component session until the task is cancelled.
+    private func makeRoom(_ jid: JID, owner: JID? = nil) -> MasterRoom {
+        Self.makeRoom(jid, epoch: epoch, admins: admins, archive: configuration.archive, owner: owner)
+    }
+
+    /// Runs the component session, and archive retention, until the task is cancelled.
     public func run() async {
-        await session.run(onConnected: { await self.connected() }, onStanza: { [self] stanza in await self.handle(stanza) })
+        for jid in rooms.keys.sorted() { persist(jid) }
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { await self.session.run(onConnected: { await self.connected() }, onStanza: { [self] stanza in await self.handle(stanza) }) }
+            tasks.addTask { await self.retention() }
+            await tasks.next()
+            tasks.cancelAll()
+        }
+        await flush()
     }
 
     /// After a reconnect the XMPP server may have restarted and its clients with it: every local
@@ -79,7 +123,8 @@ public actor MasterService {
     /// join before the first IRC user federates. Rooms on other domains are not ours.
     public func ensureRooms(_ jids: [JID]) {
         for jid in jids where jid.domain == configuration.domain && jid.local != nil && rooms[jid.bare] == nil {
-            rooms[jid.bare] = Self.makeRoom(jid.bare, epoch: epoch, admins: admins)
+            rooms[jid.bare] = makeRoom(jid.bare)
+            persist(jid.bare)
             logger.info("room created", metadata: ["room": "\(jid.bare)", "why": "mapped"])
         }
         roomCount.record(rooms.count)
@@ -90,6 +135,7 @@ public actor MasterService {
         for jid in rooms.keys.sorted() {
             session.send(rooms[jid]!.shutdown(reason: "The room service is shutting down"))
         }
+        await flush()
         await session.close()
     }
 
@@ -116,6 +162,10 @@ public actor MasterService {
             rooms[roomJID] = created
             logger.info("room created", metadata: ["room": "\(roomJID)"])
         }
+        if stanza.name == "iq", to.resource == nil, !fromShadow, let query = stanza.child("query", namespace: NS.mam) {
+            answerArchiveQuery(stanza, query: query, room: rooms[roomJID]!, from: from)
+            return
+        }
         let output = rooms[roomJID]!.receive(stanza, fromShadowDomain: fromShadow, at: Date())
         session.send(output.stanzas)
         if let room = rooms[roomJID], room.isDestroyed || (room.isEmpty && (!room.config.persistent || room.locked)) {
@@ -123,6 +173,7 @@ public actor MasterService {
             rooms[roomJID] = nil
             logger.info("room removed", metadata: ["room": "\(roomJID)", "why": "\(room.isDestroyed ? "destroyed" : "temporary and empty")"])
         }
+        persist(roomJID, archived: output.archived)
         fanout.increment(by: output.stanzas.count)
         roomCount.record(rooms.count)
         for note in output.notes { log(note, room: roomJID) }
@@ -134,11 +185,11 @@ public actor MasterService {
         switch configuration.createRooms {
         case .onFederation where fromShadow, .admins where fromShadow, .anyone where fromShadow:
             // A bridge mapping's room: open and persistent, no owner but the config.
-            return Self.makeRoom(jid, epoch: epoch, admins: admins)
+            return makeRoom(jid)
         case .anyone:
-            return Self.makeRoom(jid, epoch: epoch, admins: admins, owner: from)
+            return makeRoom(jid, owner: from)
         case .admins where fromAdmin:
-            return Self.makeRoom(jid, epoch: epoch, admins: admins, owner: from)
+            return makeRoom(jid, owner: from)
         default:
             return nil
         }

@@ -17,6 +17,9 @@ public enum NS {
     public static let dataForms = "jabber:x:data"
     public static let commands = "http://jabber.org/protocol/commands"
     public static let roomInfo = "http://jabber.org/protocol/muc#roominfo"
+    public static let mam = "urn:xmpp:mam:2"
+    public static let rsm = "http://jabber.org/protocol/rsm"
+    public static let forward = "urn:xmpp:forward:0"
     /// XEP-0289 Federated MUC.
     public static let fmuc = "http://isode.com/protocol/fmuc"
     /// Shadowbridge's extension of FMUC for primary-replica rooms (PROTOCOL.md §1).

@@ -92,6 +92,7 @@ struct Demo: AsyncParsableCommand {
             domain = "rooms.localhost"
             secret_file = "\(secrets.path)/master"
             allowed_shadows = ["irc.localhost"]
+            database = "\(directory.path)/state/master.sqlite"
 
             [[master.room]]
             name = "demo"

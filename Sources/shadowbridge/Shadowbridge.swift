@@ -72,7 +72,19 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
         configured.rooms = Array(Set(configured.rooms + mapped)).sorted()
         masterSettings = configured
     }
-    let master = masterSettings.map { MasterService(configuration: $0, xmpp: settings.xmpp, admins: settings.admins, group: group, logger: logger) }
+    let master: MasterService?
+    if let masterSettings {
+        do {
+            master = try MasterService(configuration: masterSettings, xmpp: settings.xmpp, admins: settings.admins, group: group, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("shadowbridge: cannot open the master's database \(masterSettings.database ?? "(memory)"): \(error)\n".utf8))
+            try? await metricsChannel?.close()
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+    } else {
+        master = nil
+    }
     let bridge = settings.bridge.map { BridgeService(configuration: $0, xmpp: settings.xmpp, admins: settings.admins, group: group, logger: logger) }
     if let bridge, let bridgeSettings = settings.bridge {
         await bridge.setReloader { await reloadMappings(bridgeSettings, bridge: bridge, master: master, logger: logger) }

@@ -33,6 +33,8 @@ struct ConfigurationTests {
         domain = "rooms.example.org"
         secret = "s1"
         allowed_shadows = ["irc.example.org"]
+        database = "state/master.sqlite"
+        archive_retention_days = 30
 
         [bridge]
         domain = "irc.example.org"
@@ -69,6 +71,8 @@ struct ConfigurationTests {
         #expect(config?.bridge?.networks.first?.channels.first?.room.description == "ops@rooms.example.org")
         #expect(config?.bridge?.networks.first?.servers.first?.port == 6667)
         #expect(config?.warnings.count == 2)
+        #expect(config?.master?.database == "state/master.sqlite" && config?.master?.archive == true)
+        #expect(config?.master?.archiveRetentionDays == 30)
     }
 
     @Test("a TOML syntax error names file, line and column")
@@ -87,7 +91,7 @@ struct ConfigurationTests {
         let (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "secret = \"s2\"", with: "secret = \"s2\"\nmapings = \"x\""))
         defer { files.remove() }
         let e = try #require(error)
-        #expect(e.key == "bridge.mapings" && e.line == 13 && e.message == "unknown key")
+        #expect(e.key == "bridge.mapings" && e.line == 15 && e.message == "unknown key")
     }
 
     @Test("a missing required key names file and key")
@@ -195,7 +199,7 @@ struct ConfigurationTests {
         let (_, error, files2) = try Self.load(Self.good + "\n[admin]\njids = [\"boss@example.org/phone\"]\n")
         defer { files2.remove() }
         let e = try #require(error)
-        #expect(e.key == "admin.jids" && e.line == 15, "\(e)")
+        #expect(e.key == "admin.jids" && e.line == 17, "\(e)")
     }
 
     @Test("a reload reads the mapping files again the same way")

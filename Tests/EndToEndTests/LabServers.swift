@@ -115,6 +115,7 @@ final class ShadowbridgeProcess: Sendable {
                 domain = "\(LabServers.masterDomain)"
                 secret = "\(LabServers.masterSecret)"
                 allowed_shadows = ["\(LabServers.bridgeDomain)"]
+                database = "state/master.sqlite"
 
                 """
         }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import XMPPCore
 
@@ -56,5 +57,73 @@ struct StanzaTests {
         #expect(reply["to"] == "a@b/c")
         #expect(reply["type"] == "error")
         #expect(reply.errorCondition == "conflict")
+    }
+}
+
+@Suite("MAM queries (XEP-0313 v2 with XEP-0059)")
+struct MAMQueryTests {
+    static let room = JID("ops@rooms.test")!
+
+    static func query(form: [String: [String]] = [:], set: [XMLElement] = [], flip: Bool = false) -> XMLElement {
+        var query = XMLElement("query", namespace: NS.mam, attributes: ["queryid": "q1"])
+        if !form.isEmpty {
+            query.append(DataForm(type: "submit", formType: NS.mam, fields: form.map { .init($0.key, values: $0.value) }).element)
+        }
+        if !set.isEmpty { query.append(XMLElement("set", namespace: NS.rsm, children: set.map { .element($0) })) }
+        if flip { query.append(XMLElement("flip-page", namespace: NS.mam)) }
+        return query
+    }
+
+    @Test("filters and paging are read; max is capped; an empty before asks for the last page")
+    func parse() throws {
+        let q = try MAMQuery(
+            Self.query(form: ["with": ["ops@rooms.test/alice"], "start": ["2026-11-25T10:00:00Z"], "after-id": ["a1"]],
+                set: [.text("max", namespace: NS.rsm, "500"), XMLElement("before", namespace: NS.rsm)], flip: true),
+            archive: Self.room)
+        #expect(q.queryID == "q1" && q.withNick == "alice" && q.afterID == "a1" && q.flipPage)
+        #expect(q.start == XMPPDateTime.parse("2026-11-25T10:00:00Z"))
+        #expect(q.max == MAMQuery.pageLimit && q.page == .before(nil))
+        let after = try MAMQuery(Self.query(set: [.text("after", namespace: NS.rsm, "x9")]), archive: Self.room)
+        #expect(after.page == .after("x9") && after.withNick == nil)
+        #expect(try MAMQuery(Self.query(form: ["with": ["ops@rooms.test"]]), archive: Self.room).withNick == nil)
+    }
+
+    @Test("bad queries are refused with the right condition")
+    func refusals() {
+        func condition(_ query: XMLElement) -> String? {
+            do {
+                _ = try MAMQuery(query, archive: Self.room)
+                return nil
+            } catch {
+                return error.condition
+            }
+        }
+        #expect(condition(Self.query(form: ["start": ["yesterday"]])) == "bad-request")
+        #expect(condition(Self.query(form: ["with": ["other@rooms.test/x"]])) == "item-not-found")
+        #expect(condition(Self.query(set: [.text("max", namespace: NS.rsm, "-1")])) == "bad-request")
+        #expect(condition(Self.query(set: [.text("index", namespace: NS.rsm, "3")])) == "feature-not-implemented")
+    }
+
+    @Test("a result forwards the archived message in the client namespace with its delay; fin carries first, last, count")
+    func results() throws {
+        let q = try MAMQuery(Self.query(), archive: Self.room)
+        let stored = try XMLElement(
+            parsing: "<message from='ops@rooms.test/alice' type='groupchat'><body>hi &amp; bye</body></message>", namespace: NS.component)
+        let result = q.result(from: Self.room, to: JID("bob@x.test/r")!, id: "s1", date: Date(timeIntervalSince1970: 0), message: stored)
+        #expect(result.child("result", namespace: NS.mam)?["queryid"] == "q1" && result.child("result", namespace: NS.mam)?["id"] == "s1")
+        let forwarded = try #require(result.child("result", namespace: NS.mam)?.child("forwarded", namespace: NS.forward))
+        #expect(forwarded.child("delay", namespace: NS.delay)?["stamp"] == "1970-01-01T00:00:00Z")
+        let inner = try #require(forwarded.child("message", namespace: "jabber:client"))
+        #expect(inner.child("body", namespace: "jabber:client")?.text == "hi & bye")
+        let iq = XMLElement.stanza(.iq, from: JID("bob@x.test/r")!, to: Self.room, type: "set", id: "i1")
+        let fin = MAMQuery.fin(iq, first: "s1", last: "s3", count: 3, complete: true).child("fin", namespace: NS.mam)
+        #expect(fin?["complete"] == "true" && fin?.child("set", namespace: NS.rsm)?.child("count", namespace: NS.rsm)?.text == "3")
+    }
+
+    @Test("parsing one element refuses two, none, and a DTD")
+    func parsingOne() {
+        #expect(throws: XMLStreamError.self) { try XMLElement(parsing: "<a/><b/>") }
+        #expect(throws: XMLStreamError.self) { try XMLElement(parsing: "text only") }
+        #expect(throws: XMLStreamError.self) { try XMLElement(parsing: "<!DOCTYPE x><a/>") }
     }
 }
