@@ -175,6 +175,15 @@ final class LabAgent: Sendable {
         return try waitFor("the answer to \(user)'s iq to \(to)", since: mark, timeout: timeout) { $0.user == user && $0.kind == "iq" && $0.tag == tag }
     }
 
+    /// Reads a room's whole archive with slixmpp's MAM client, `max` per page; the event's
+    /// `params` are the bodies, oldest first, and `data` their senders, one per line.
+    func mam(_ user: String, room: String, max: Int, timeout: Double = 15) throws -> AgentEvent {
+        let tag = UUID().uuidString
+        let mark = self.mark
+        send(["cmd": "xmpp_mam", "user": user, "room": room, "max": max, "tag": tag])
+        return try waitFor("\(user) reads the archive of \(room)", since: mark, timeout: timeout) { $0.user == user && $0.kind == "mam" && $0.tag == tag }
+    }
+
     func stop() {
         send(["cmd": "quit"])
         if !process.waitForExit(timeout: 3) { process.stop(grace: 1) }

@@ -1,5 +1,6 @@
 import Foundation
 import Lab
+import Synchronization
 import Testing
 
 /// Issue 4: the master as a MUC service that stock XMPP clients (slixmpp here) rely on, through
@@ -12,15 +13,30 @@ struct MUCServiceTests {
     final class MasterOnly: Sendable {
         let directory: URL
         let agent: LabAgent
-        let master: ShadowbridgeProcess
+        let config: String
+        private let current: Mutex<ShadowbridgeProcess>
+        var master: ShadowbridgeProcess { current.withLock { $0 } }
 
         init(_ servers: LabServers, name: String) throws {
             directory = try Lab.makeTemporaryDirectory(prefix: name)
             agent = try LabAgent(directory: directory)
-            let config = ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), bridge: false)
+            config = ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), bridge: false)
                 .replacingOccurrences(of: "allowed_shadows = [\"\(LabServers.bridgeDomain)\"]", with: "allowed_shadows = [\"\(LabServers.bridgeDomain)\"]\ncreate_rooms = \"anyone\"")
-            master = try ShadowbridgeProcess(directory: directory, config: config, mappings: [:])
+            let master = try ShadowbridgeProcess(directory: directory, config: config, mappings: [:])
+            current = Mutex(master)
             try master.waitForLog("[master] component connected")
+        }
+
+        /// Stops the master cleanly and starts it again on the same directory and database;
+        /// the first run's log is kept beside as `shadowbridge.log.1`.
+        func restart() throws {
+            let status = master.stop()
+            #expect(status == 0, "the master's exit status on SIGTERM")
+            let log = directory.appendingPathComponent("shadowbridge.log")
+            try FileManager.default.moveItem(at: log, to: directory.appendingPathComponent("shadowbridge.log.1"))
+            let next = try ShadowbridgeProcess(directory: directory, config: config, mappings: [:])
+            current.withLock { $0 = next }
+            try next.waitForLog("[master] component connected")
         }
 
         func close() {
@@ -161,5 +177,77 @@ struct MUCServiceTests {
         mark = r.agent.mark
         r.irc("carol", "PRIVMSG \(r.channel) :can anyone hear me?")
         try r.agent.expectExactlyOnce([], since: mark)
+    }
+
+    /// A raw MAM query; the bodies of the results that arrived before the answer, and the answer.
+    static func mamQuery(_ agent: LabAgent, _ user: String, room: String, _ payload: String) throws -> (bodies: [String], answer: AgentEvent) {
+        let mark = agent.mark
+        let answer = try agent.iq(user, to: room, type: "set", "<query xmlns='urn:xmpp:mam:2' queryid='raw'>\(payload)</query>")
+        let results = agent.events(since: mark).filter { $0.user == user && $0.kind == "message" && $0.index < answer.index && $0.xml?.contains("urn:xmpp:mam:2") == true }
+        let bodies = results.compactMap { event -> String? in
+            guard let xml = event.xml, let start = xml.range(of: "<body>"), let end = xml.range(of: "</body>", range: start.upperBound..<xml.endIndex) else { return nil }
+            return String(xml[start.upperBound..<end.lowerBound])
+        }
+        return (bodies, answer)
+    }
+
+    @Test("a room's configuration, affiliations, subject, occupant ids and archive survive a master restart; a stock client pages through the archive with MAM")
+    func persistenceAndArchive() throws {
+        let servers = try LabServers.require()
+        let lab = try MasterOnly(servers, name: "muc-persist")
+        defer { lab.close() }
+        let agent = lab.agent
+        let room = "kept1@\(Self.domain)"
+        try agent.xmppUserOnline("olga2", prosody: servers.prosody)
+        var mark = agent.mark
+        agent.send(["cmd": "xmpp_join", "user": "olga2", "room": room, "nick": "olga"])
+        try agent.waitFor("olga's room is created", since: mark) { $0.user == "olga2" && $0.kind == "presence" && $0.codes.contains(201) }
+        let configured = try agent.iq("olga2", to: room, type: "set", Self.ownerSubmit(["muc#roomconfig_roomname": "Kept", "muc#roomconfig_persistentroom": "1"]))
+        #expect(configured.type == "result", "\(configured)")
+        #expect(try agent.iq("olga2", to: room, type: "set", Self.admin(["jid": "alic2@\(servers.prosody.domain)", "affiliation": "member"])).type == "result")
+        agent.send(["cmd": "xmpp_subject", "user": "olga2", "room": room, "subject": "Before the restart"])
+        let lines = (1...7).map { "line \($0)" }
+        for line in lines { agent.send(["cmd": "xmpp_say", "user": "olga2", "room": room, "body": line]) }
+        let last = try agent.waitFor("olga's last line is reflected") { $0.user == "olga2" && $0.body == "line 7" }
+        let xml = last.xml ?? ""
+        let occupantID = xml.range(of: #"<occupant-id [^>]*/>"#, options: .regularExpression).map { String(xml[$0]) }
+        #expect(occupantID != nil, "\(last)")
+
+        // A stock client reads the whole archive three lines a page: every line once, in order.
+        let read = try agent.mam("olga2", room: room, max: 3)
+        #expect(read.error == nil && read.params == lines, "\(read)")
+        #expect(read.data?.split(separator: "\n").allSatisfy { $0 == "\(room)/olga" } == true, "\(read)")
+        // The last page (an empty <before/>), the count, and an unknown id.
+        let lastPage = try Self.mamQuery(agent, "olga2", room: room, "<set xmlns='http://jabber.org/protocol/rsm'><max>2</max><before/></set>")
+        #expect(lastPage.bodies == ["line 6", "line 7"], "\(lastPage)")
+        #expect(lastPage.answer.xml?.contains("<count>7</count>") == true && lastPage.answer.xml?.contains("complete") == false, "\(lastPage.answer)")
+        let unknown = try Self.mamQuery(agent, "olga2", room: room, "<set xmlns='http://jabber.org/protocol/rsm'><after>no-such-id</after></set>")
+        #expect(unknown.answer.type == "error" && unknown.answer.error == "item-not-found", "\(unknown.answer)")
+
+        mark = agent.mark
+        try lab.restart()
+        try agent.waitFor("olga is told the service went down (332)", since: mark) { $0.user == "olga2" && $0.kind == "presence" && $0.codes.contains(332) }
+        try lab.master.waitForLog("room state loaded", "rooms=1")
+
+        // Back in the room: owner, no 201, the history and the subject, the same occupant id.
+        mark = agent.mark
+        try agent.xmppJoin("olga2", room: room, nick: "olga")
+        let subject = try agent.waitFor("olga gets the subject", since: mark) { $0.user == "olga2" && $0.subject != nil }
+        #expect(subject.subject == "Before the restart")
+        let joined = agent.events(since: mark).filter { $0.user == "olga2" }
+        let selfPresence = joined.first { $0.kind == "presence" && $0.codes.contains(110) }
+        #expect(selfPresence?.xml?.contains("affiliation=\"owner\"") == true && selfPresence?.codes.contains(201) == false, "\(joined)")
+        #expect(selfPresence?.xml?.contains(occupantID ?? "-") == true, "\(selfPresence?.xml ?? "")")
+        #expect(joined.filter { $0.kind == "message" && $0.body != nil }.map { $0.body! } == lines, "\(joined)")
+        let info = try agent.iq("olga2", to: room, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+        #expect(info.xml?.contains("name=\"Kept\"") == true && info.xml?.contains("muc_persistent") == true && info.xml?.contains("urn:xmpp:mam:2") == true, "\(info)")
+        let members = try agent.iq("olga2", to: room, Self.admin(["affiliation": "member"]))
+        #expect(members.xml?.contains("alic2@\(servers.prosody.domain)") == true, "\(members)")
+
+        // The archive survived, and a line said now is in it at once.
+        agent.send(["cmd": "xmpp_say", "user": "olga2", "room": room, "body": "line 8"])
+        try agent.waitFor("line 8 is reflected") { $0.user == "olga2" && $0.body == "line 8" }
+        let after = try agent.mam("olga2", room: room, max: 5)
+        #expect(after.params == lines + ["line 8"], "\(after)")
     }
 }

@@ -30,6 +30,8 @@ class XMPPUser(slixmpp.ClientXMPP):
     def __init__(self, name, jid, password):
         super().__init__(jid, password)
         self.name = name
+        self.register_plugin("xep_0059")
+        self.register_plugin("xep_0313")
         self.register_handler(Callback("all presence", StanzaPath("presence"), self.on_presence))
         self.register_handler(Callback("all messages", StanzaPath("message"), self.on_message))
         self.add_event_handler("session_start", self.on_start)
@@ -222,6 +224,19 @@ async def send_iq(user, iq, tag):
         emit(user.name, "iq", type="timeout", tag=tag)
 
 
+async def mam_iterate(user, cmd):
+    # slixmpp's own MAM client (XEP-0313 + XEP-0059 paging), as a stock client reads an archive.
+    try:
+        bodies, senders = [], []
+        async for m in user.plugin["xep_0313"].iterate(jid=slixmpp.JID(cmd["room"]), rsm={"max": cmd.get("max", 10)}):
+            inner = m["mam_result"]["forwarded"]["stanza"]
+            bodies.append(inner["body"])
+            senders.append(str(inner["from"]))
+        emit(user.name, "mam", tag=cmd.get("tag"), params=bodies, data="\n".join(senders))
+    except Exception as error:
+        emit(user.name, "mam", tag=cmd.get("tag"), error=repr(error))
+
+
 async def main():
     users = {}
     loop = asyncio.get_running_loop()
@@ -275,6 +290,8 @@ async def main():
                 iq = user.make_iq(ito=cmd["to"], itype=cmd.get("type", "get"))
                 iq.append(slixmpp.xmlstream.ET.fromstring(cmd["payload"]))
                 asyncio.ensure_future(send_iq(user, iq, cmd.get("tag")))
+            elif op == "xmpp_mam":
+                asyncio.ensure_future(mam_iterate(users[name], cmd))
             elif op == "xmpp_raw":
                 users[name].send_raw(cmd["xml"])
             elif op == "irc_connect":
