@@ -8,7 +8,9 @@ let package = Package(
     name: "Shadowbridge",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "shadowbridge", targets: ["shadowbridge"])
+        .executable(name: "shadowbridge", targets: ["shadowbridge"]),
+        // For Benchmarks/ (its own package, so the main build stays light).
+        .library(name: "DMUC", targets: ["DMUC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),

@@ -248,7 +248,7 @@ extension MasterRoom {
             var x = XMLElement("x", namespace: NS.mucUser)
             x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": "104"]))
             let notice = XMLElement.stanza(.message, from: jid, to: jid, type: "groupchat", children: [x])
-            for occupant in occupantList where occupant.node == .local {
+            for occupant in localOccupants {
                 var copy = notice
                 copy["to"] = occupant.realJID.description
                 copy["id"] = RandomID.make(bytes: 6)
@@ -282,8 +282,7 @@ extension MasterRoom {
                 out.stanzas.append(p)
             }
         }
-        occupants.removeAll()
-        joinOrder.removeAll()
+        removeAllOccupants()
         for shadow in shadows.sorted() {
             out.stanzas.append(XMLElement.stanza(.presence, from: jid, to: shadow, type: "unavailable", children: [LinkElements.left()]))
         }

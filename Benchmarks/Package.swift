@@ -1,0 +1,18 @@
+// swift-tools-version:6.0
+import Foundation
+import PackageDescription
+
+// Benchmarks run on demand, release builds only (`Benchmarks/run`); their own package so the
+// main build and CI stay light. The main package is the parent directory, whose package
+// identity is that directory's name.
+let parent = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent.lowercased()
+
+let package = Package(
+    name: "ShadowbridgeBenchmarks",
+    platforms: [.macOS(.v14)],
+    dependencies: [.package(path: "..")],
+    targets: [
+        .executableTarget(name: "MasterRoomBenchmark", dependencies: [.product(name: "DMUC", package: parent)])
+    ],
+    swiftLanguageModes: [.v6]
+)
