@@ -25,7 +25,7 @@ let package = Package(
         // C libraries behind thin shims (STYLE: Swift never sees a C type it does not need).
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         .target(name: "CCrypto", linkerSettings: [.linkedLibrary("crypto")]),
-        .target(name: "CICUShim", linkerSettings: [.linkedLibrary("icuuc")]),
+        .target(name: "CICUShim", linkerSettings: [.linkedLibrary("icuuc"), .linkedLibrary("icui18n")]),
 
         // Protocol cores: no I/O.
         .target(name: "XMLCore", dependencies: ["CLibXML2"], swiftSettings: strict),
@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "Bridge",
             dependencies: [
-                "DMUC", "XMPPNIO", "IRCNIO", "Configuration", .product(name: "Logging", package: "swift-log"),
+                "DMUC", "XMPPNIO", "IRCNIO", "Configuration", "TextPrep", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),

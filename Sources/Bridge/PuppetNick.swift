@@ -1,13 +1,14 @@
-/// Turns a room nick into an IRC nick (PROTOCOL.md §5): characters IRC forbids become `_`,
-/// it cannot start with a digit or `-`, and it is cut to the network's NICKLEN.
-///
-/// The walking skeleton keeps ASCII letters, digits and the RFC 2812 specials; ICU
-/// transliteration (`Jürgen` -> `Jurgen`) comes with the bridge-semantics issue.
+import TextPrep
+
+/// Turns a room nick into an IRC nick (PROTOCOL.md §5): transliterated to ASCII (`Jürgen` ->
+/// `Jurgen`, `Дмитрий` -> `Dmitrij`, since IRC networks take ASCII nicks), characters IRC
+/// forbids become `_`, it cannot start with a digit or `-`, and it is cut to the network's
+/// NICKLEN.
 enum PuppetNick {
     static func make(template: String, nick: String, maximumLength: Int = 9) -> String {
         let specials = Set("[]\\`_^{|}-")
         var out = ""
-        for c in template.replacing("{nick}", with: nick) {
+        for c in template.replacing("{nick}", with: Transliteration.ascii(nick)) {
             if c.isASCII && (c.isLetter || c.isNumber || specials.contains(c)) {
                 out.append(c)
             } else {

@@ -247,4 +247,34 @@ struct BridgeSemanticsTests {
             [On.xmppMessage(to: "yxa", from: r.occupant("xanna"), body: "welcome back"), On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: "welcome back")],
             since: quietAfter)
     }
+
+    @Test("nick translation: XMPP nicks IRC cannot carry are transliterated for the puppet (Jürgen -> Jurgen, Дмитрий -> Dmitrij), both ways")
+    func nickTransliteration() throws {
+        let servers = try LabServers.require()
+        let r = try BridgedRoom(servers: servers, name: "translit1", ircUsers: ["carol"], xmppUsers: [])
+        defer { r.close() }
+        var mark = r.agent.mark
+        try r.agent.xmppUserJoins("jue1", prosody: servers.prosody, room: r.room, nick: "Jürgen")
+        try r.agent.xmppUserJoins("dmi1", prosody: servers.prosody, room: r.room, nick: "Дмитрий")
+        try r.agent.waitFor("the puppet Jurgen joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "Jurgen" }
+        try r.agent.waitFor("the puppet Dmitrij joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "Dmitrij" }
+        Thread.sleep(forTimeInterval: 0.5)
+        let joins = r.agent.events(since: mark).filter { $0.user == "carol" && $0.command == "JOIN" }
+        #expect(joins.map { $0.nick ?? "" }.sorted() == ["Dmitrij", "Jurgen"], "\(joins)")
+
+        // Lines cross under the translated nick on IRC and the real one in the room.
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "jue1", "room": r.room, "body": "Grüße aus München"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "jue1", from: r.occupant("Jürgen"), body: "Grüße aus München"),
+                On.xmppMessage(to: "dmi1", from: r.occupant("Jürgen"), body: "Grüße aus München"),
+                On.ircPrivmsg(to: "carol", from: "Jurgen", channel: r.channel, text: "Grüße aus München"),
+            ], since: mark)
+        mark = r.agent.mark
+        r.irc("carol", "PRIVMSG Dmitrij :привет from IRC")
+        try r.agent.expectExactlyOnce(
+            [Expected("Дмитрий gets carol's private message") { $0.user == "dmi1" && $0.kind == "message" && $0.from == r.occupant("carol") && $0.body == "привет from IRC" }],
+            since: mark)
+    }
 }

@@ -42,3 +42,21 @@ struct StringPrepTests {
         #expect(StringPrep.nameprep("\u{FF25}\u{FF38}\u{FF21}MPLE.org") == "example.org")
     }
 }
+
+@Suite("Transliteration to ASCII (IRC nicks)")
+struct TransliterationTests {
+    @Test("Latin with diacritics, Cyrillic, Greek and Han become ASCII letters; ASCII is untouched", arguments: [
+        ("Jürgen", "Jurgen"), ("Дмитрий", "Dmitrij"), ("Ñoño", "Nono"), ("Ελένη", "Elene"), ("张伟", "zhang wei"),
+        ("Zoë_[away]", "Zoe_[away]"), ("plain", "plain"), ("", ""),
+    ])
+    func ascii(_ input: String, _ expected: String) {
+        #expect(Transliteration.ascii(input) == expected)
+    }
+
+    @Test("what has no Latin form stays for the caller to replace; a long nick is whole")
+    func leftovers() {
+        #expect(Transliteration.ascii("cat 🐱").hasPrefix("cat "))
+        let long = String(repeating: "ü", count: 3000)
+        #expect(Transliteration.ascii(long) == String(repeating: "u", count: 3000))
+    }
+}

@@ -15,4 +15,9 @@ enum shadowbridge_stringprep_profile {
 /// (or not valid UTF-8); -2 when `capacity` is too small.
 int32_t shadowbridge_stringprep(int profile, int allow_unassigned, const char *input, int32_t length,
                                 char *output, int32_t capacity);
+
+/// Transliterates `input` (UTF-8) to ASCII with ICU's "Any-Latin; Latin-ASCII" (`Jürgen` ->
+/// `Jurgen`, `Дмитрий` -> `Dmitrij`) into `output`. Returns the output length in bytes; -1 when
+/// the input is not valid UTF-8 or ICU has no such transliterator; -2 when it does not fit.
+int32_t shadowbridge_transliterate_ascii(const char *input, int32_t length, char *output, int32_t capacity);
 #endif
