@@ -13,8 +13,8 @@ public struct MasterRoom: Sendable {
     public let rid: String
     /// Changes whenever the master loses room state (PROTOCOL.md §3 H).
     public let epoch: String
-    public private(set) var subject: String = ""
-    public private(set) var subjectNick: String?
+    public private(set) var subject: String = "" { didSet { stateVersion &+= 1 } }
+    public private(set) var subjectNick: String? { didSet { stateVersion &+= 1 } }
     /// The last room-wide sequence number handed to shadows.
     public internal(set) var seq: UInt64 = 0
 
@@ -30,11 +30,14 @@ public struct MasterRoom: Sendable {
     /// Federated shadow nodes (shadow room bare JIDs).
     public internal(set) var shadows: Set<JID> = []
     /// The room's configuration (XEP-0045 §10.2, muc#owner).
-    public internal(set) var config: RoomConfig
+    public internal(set) var config: RoomConfig { didSet { stateVersion &+= 1 } }
     /// Created by a client and not configured yet: only its owner may enter (XEP-0045 §10.1.2).
     public internal(set) var locked = false
     /// Affiliations by bare JID: owner, admin, member, outcast (none is absent).
-    public internal(set) var affiliations: [JID: String] = [:]
+    public internal(set) var affiliations: [JID: String] = [:] { didSet { stateVersion &+= 1 } }
+    /// Changes whenever what `snapshot` holds may have changed, so the service compares a
+    /// number per stanza rather than the room's whole stored state.
+    public private(set) var stateVersion = 0
     /// The last groupchat messages, for history on join (XEP-0045 §7.2.15).
     var history: [HistoryEntry] = []
     public static let historyCapacity = 50
@@ -56,7 +59,14 @@ public struct MasterRoom: Sendable {
     struct HistoryEntry: Sendable {
         var message: XMLElement
         var date: Date
+        /// Its size as sent, for `maxchars`.
         var characters: Int
+
+        init(message: XMLElement, date: Date) {
+            self.message = message
+            self.date = date
+            self.characters = message.serialized(parentNamespace: NS.component).count
+        }
     }
 
     /// Observations for logs and metrics; the room does no logging itself.
@@ -131,7 +141,7 @@ public struct MasterRoom: Sendable {
         subject = snapshot.subject
         subjectNick = snapshot.subjectNick
         self.history = history.suffix(Self.historyCapacity).map {
-            HistoryEntry(message: $0.message, date: $0.date, characters: $0.message.serialized(parentNamespace: NS.component).count)
+            HistoryEntry(message: $0.message, date: $0.date)
         }
     }
 
@@ -164,10 +174,8 @@ public struct MasterRoom: Sendable {
         return occupant
     }
 
-    /// A nick change: the occupant keeps its place in the join order.
-    mutating func renameOccupant(key: String, to newKey: String, _ occupant: Occupant) {
-        occupants[key] = nil
-        occupants[newKey] = occupant
+    /// A nick change moved `occupant` to `newKey`: it keeps its place in the join order.
+    mutating func rekeyOccupant(from key: String, to newKey: String, _ occupant: Occupant) {
         if let index = joinOrder.firstIndex(of: key) { joinOrder[index] = newKey }
         if let index = localKeys.firstIndex(of: key) { localKeys[index] = newKey }
         keyByRealJID[occupant.node, default: [:]][occupant.realJID] = newKey
@@ -513,16 +521,14 @@ public struct MasterRoom: Sendable {
     /// XEP-0045 §7.6: everyone sees the old nick leave with 303 and the new nick, then the
     /// occupant under its new nick. Shadows get both, numbered, and show one NICK on IRC.
     private mutating func changeNick(key: String, to newNick: String, stanza: XMLElement, out: inout Output) {
-        guard var occupant = occupants[key] else { return }
-        let newKey = Self.fold(newNick)
-        // Out of the table while its old nick's leave (303) goes out, as in `leave`; its place
-        // in the join order is kept for the new nick.
-        renameOccupant(key: key, to: newKey, occupant)
-        occupants[newKey] = nil
+        // Out of the table while its old nick's leave (303) goes out, as in `leave`.
+        guard var occupant = occupants.removeValue(forKey: key) else { return }
         broadcastPresence(of: occupant, unavailable: true, extra: [303], newNick: newNick, out: &out)
+        let newKey = Self.fold(newNick)
         occupant.nick = newNick
         occupant.presencePayload = Self.payload(of: stanza)
         occupants[newKey] = occupant
+        rekeyOccupant(from: key, to: newKey, occupant)
         broadcastPresence(of: occupant, unavailable: false, extra: [], out: &out)
     }
 
@@ -676,7 +682,7 @@ public struct MasterRoom: Sendable {
             if stanza.child("body", namespace: stanza.namespace) != nil {
                 var stored = reflected
                 stored["to"] = nil
-                history.append(HistoryEntry(message: stored, date: now, characters: stored.serialized(parentNamespace: NS.component).count))
+                history.append(HistoryEntry(message: stored, date: now))
                 if history.count > Self.historyCapacity { history.removeFirst(history.count - Self.historyCapacity) }
                 if archives {
                     out.archived.append(ArchivedMessage(id: stanzaID, date: now, nick: sender.nick, message: stored))

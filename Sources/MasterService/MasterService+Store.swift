@@ -21,12 +21,11 @@ extension MasterService {
         }
         if let room = rooms[jid] {
             if room.isStored {
-                let snapshot = room.snapshot
-                if stored[jid] != snapshot, let record = Self.record(jid, snapshot) {
+                if stored[jid] != room.stateVersion, let record = Self.record(jid, room.snapshot) {
                     pending.saved.removeAll { $0.jid == key }
                     pending.unstored.removeAll { $0 == key }
                     pending.saved.append(record)
-                    stored[jid] = snapshot
+                    stored[jid] = room.stateVersion
                 }
             } else if stored.removeValue(forKey: jid) != nil {
                 pending.saved.removeAll { $0.jid == key }
@@ -52,6 +51,10 @@ extension MasterService {
     /// Writes what is pending, after every earlier write; returns when it is on disk.
     func flush() async {
         flushScheduled = false
+        guard !pending.isEmpty else {
+            await lastWrite?.value
+            return
+        }
         let batch = pending
         pending = MasterStore.Batch()
         let previous = lastWrite

@@ -19,8 +19,9 @@ public actor MasterService {
     var rooms: [JID: MasterRoom] = [:]
     /// Rooms, configuration and archive (`master.database`, or memory).
     let store: MasterStore
-    /// What the store holds of each stored room, so unchanged rooms are not written again.
-    var stored: [JID: MasterRoom.Snapshot] = [:]
+    /// The `stateVersion` of each stored room as last written, so unchanged rooms are not
+    /// written again.
+    var stored: [JID: Int] = [:]
     /// Changes not yet written; written in batches off the relay path.
     var pending = MasterStore.Batch()
     var flushScheduled = false
@@ -69,7 +70,7 @@ public actor MasterService {
         logger.info(
             "room state loaded",
             metadata: ["rooms": "\(loaded.count)", "database": "\(configuration.database ?? "memory")", "orphaned_messages_removed": "\(orphans)"])
-        self.stored = loaded.mapValues(\.snapshot)
+        self.stored = loaded.mapValues(\.stateVersion)
         for name in configuration.rooms {
             let jid = JID(local: name, domain: configuration.domain)
             if loaded[jid] == nil { loaded[jid] = Self.makeRoom(jid, epoch: epoch, admins: self.admins, archive: configuration.archive) }
