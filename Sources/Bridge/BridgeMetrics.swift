@@ -14,6 +14,7 @@ struct BridgeMetrics: Sendable {
     let seqGaps = Counter(label: "shadowbridge_link_seq_gaps_total")
     let duplicatesDropped = Counter(label: "shadowbridge_link_duplicates_dropped_total")
     let resyncs = Counter(label: "shadowbridge_link_resyncs_total")
+    let splits = Counter(label: "shadowbridge_link_splits_total")
     let refusedByRoom = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "irc_user_refused")])
     let ircConnectFailures = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "irc_connect_failed")])
     let federationFailures = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "federation_failed")])

@@ -15,7 +15,7 @@ import XMPPNIO
 /// only what the master's fanout says they said.
 public actor BridgeService {
     let domain: String
-    let session: ComponentSession
+    public nonisolated let session: ComponentSession
     let group: any EventLoopGroup
     let logger: Logger
     /// Bare JIDs that may run the ad-hoc commands.
@@ -39,6 +39,10 @@ public actor BridgeService {
     /// the copy is written back, so no action's change to the network is overwritten.
     private var holdingNetworkCopy = 0
     private var deferredActions: [(JID, [ShadowRoom.Action])] = []
+    /// Seconds between link keepalive ticks (`xmpp.link_ping_interval`).
+    let pingInterval: Double
+    /// Link stanzas from a master in this process (`xmpp.link = "memory"`).
+    let inbox = AsyncStream<XMLElement>.makeStream()
 
     /// Runs `body` with a copy of the network's state, writes the copy back, then performs the
     /// room actions `body` raised.
@@ -68,6 +72,7 @@ public actor BridgeService {
         group: any EventLoopGroup, logger: Logger
     ) {
         self.domain = configuration.domain
+        self.pingInterval = xmpp.linkPingInterval
         self.admins = Set(admins.map(\.bare))
         self.group = group
         var logger = logger
@@ -102,11 +107,39 @@ public actor BridgeService {
     public func run() async {
         for name in networks.keys.sorted() { startNetworkTask(name) }
         await withTaskCancellationHandler {
-            await session.run(onConnected: { await self.componentConnected() }, onStanza: { stanza in await self.handleStanza(stanza) })
+            await withTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { await self.session.run(onConnected: { await self.componentConnected() }, onStanza: { stanza in await self.handleStanza(stanza) }) }
+                tasks.addTask { await self.keepLinksAlive() }
+                tasks.addTask {
+                    for await stanza in self.inbox.stream { await self.handleStanza(stanza) }
+                }
+                await tasks.next()
+                tasks.cancelAll()
+            }
         } onCancel: {
             Task { await self.cancelNetworkTasks() }
         }
         cancelNetworkTasks()
+    }
+
+    /// A link stanza from the master in this process, handed over without the XMPP server.
+    public nonisolated func deliverInMemory(_ stanza: XMLElement) {
+        inbox.continuation.yield(stanza)
+    }
+
+    /// Flow G: every `pingInterval`, each federated shadow pings a silent master and federates
+    /// again after three unanswered pings.
+    private func keepLinksAlive() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(Int(pingInterval * 1000)))
+            if Task.isCancelled { return }
+            for jid in shadows.keys.sorted() {
+                guard var room = shadows[jid]?.room, room.isFederated else { continue }
+                let actions = room.tick()
+                shadows[jid]?.room = room
+                perform(actions, shadow: jid)
+            }
+        }
     }
 
     func startNetworkTask(_ name: String) {
@@ -483,6 +516,12 @@ public actor BridgeService {
                 case .duplicateDropped: metrics.duplicatesDropped.increment()
                 case .epochChanged: metrics.resyncs.increment()
                 case .echoMatched: break
+                case .resynced(let replayed):
+                    metrics.resyncs.increment()
+                    logger.info("link resync answered", metadata: metadata.merging(["answer": "\(replayed.map { "replay \($0)" } ?? "full")"]) { $1 })
+                case .split(let why):
+                    metrics.splits.increment()
+                    logger.warning("link to the master split; federating again", metadata: metadata.merging(["why": "\(why)"]) { $1 })
                 }
                 logger.debug("shadow", metadata: metadata.merging(["note": "\(note)"]) { $1 })
             }

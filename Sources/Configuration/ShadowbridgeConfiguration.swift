@@ -7,6 +7,18 @@ public struct ShadowbridgeConfiguration: Sendable {
     public struct XMPPServer: Sendable {
         public var host: String
         public var port: Int
+        /// How a master and a bridge in this one process exchange link stanzas.
+        public var link: LinkTransport = .memory
+        /// Seconds of silence on a link before a ping (PROTOCOL.md §3 G); three unanswered
+        /// pings are a split.
+        public var linkPingInterval: Double = 60
+    }
+
+    /// `memory`: handed over in process, no serialization and no trip through the XMPP server
+    /// (DESIGN.md §1); `server`: through the XMPP server, as between two processes.
+    public enum LinkTransport: String, Sendable {
+        case memory
+        case server
     }
 
     public enum RoomCreation: String, Sendable {
@@ -28,6 +40,10 @@ public struct ShadowbridgeConfiguration: Sendable {
         public var archive: Bool = true
         /// Archived messages older than this many days are deleted; 0 keeps them forever.
         public var archiveRetentionDays: Int = 365
+        /// What the master keeps for a shadow's `resync` (PROTOCOL.md §3 D): this many room
+        /// stanzas, none older than `replaySeconds`.
+        public var replayStanzas: Int = 500
+        public var replaySeconds: Double = 600
     }
 
     public struct Bridge: Sendable {
@@ -115,7 +131,17 @@ extension ShadowbridgeConfiguration {
             throw ConfigurationError(file: path, key: "xmpp", message: "is required: the XMPP server both components connect to")
         }
         var xmppReader = TableReader(document: document, table: xmppTable, path: "xmpp")
-        let xmpp = XMPPServer(host: try xmppReader.string("host") ?? "127.0.0.1", port: try xmppReader.int("port") ?? 5347)
+        var xmpp = XMPPServer(host: try xmppReader.string("host") ?? "127.0.0.1", port: try xmppReader.int("port") ?? 5347)
+        if let raw = try xmppReader.string("link") {
+            guard let link = LinkTransport(rawValue: raw) else {
+                throw document.error("xmpp.link", "must be \"memory\" (master and bridge in this process talk directly) or \"server\" (through the XMPP server)")
+            }
+            xmpp.link = link
+        }
+        if let interval = try xmppReader.double("link_ping_interval") {
+            guard interval > 0, interval <= 3600 else { throw document.error("xmpp.link_ping_interval", "must be a number of seconds above 0 and at most 3600") }
+            xmpp.linkPingInterval = interval
+        }
         try xmppReader.rejectUnknownKeys()
 
         var master: Master?
@@ -149,10 +175,14 @@ extension ShadowbridgeConfiguration {
             let archive = try reader.bool("archive") ?? true
             let retention = try reader.int("archive_retention_days") ?? 365
             guard retention >= 0 else { throw document.error("master.archive_retention_days", "must be 0 (keep forever) or a number of days") }
+            let replayStanzas = try reader.int("replay_stanzas") ?? 500
+            guard (0...100_000).contains(replayStanzas) else { throw document.error("master.replay_stanzas", "must be between 0 and 100000") }
+            let replaySeconds = try reader.double("replay_seconds") ?? 600
+            guard replaySeconds >= 0 else { throw document.error("master.replay_seconds", "must be 0 or a number of seconds") }
             try reader.rejectUnknownKeys()
             master = Master(
                 domain: domain, secret: secret, allowedShadows: allowed, createRooms: create, rooms: rooms, database: database,
-                archive: archive, archiveRetentionDays: retention)
+                archive: archive, archiveRetentionDays: retention, replayStanzas: replayStanzas, replaySeconds: replaySeconds)
         }
 
         var bridge: Bridge?

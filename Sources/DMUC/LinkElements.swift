@@ -66,6 +66,47 @@ public enum LinkElements {
         stanza.child("origin-id", namespace: NS.sid)?["id"]
     }
 
+    /// `<resync epoch from-seq/>` (flow D): a shadow missing numbered stanzas from `fromSeq` on.
+    public static func resync(epoch: String, fromSeq: UInt64) -> XMLElement {
+        XMLElement("resync", namespace: NS.link, attributes: ["epoch": epoch, "from-seq": String(fromSeq)])
+    }
+
+    /// The master's answer to `resync`: `<replay count/>` after the replayed stanzas, or
+    /// `<full/>`: the stanzas are gone (or the epoch changed), federate again.
+    public static func replayed(_ count: Int) -> XMLElement {
+        XMLElement("replay", namespace: NS.link, attributes: ["count": String(count)])
+    }
+
+    public static func full() -> XMLElement { XMLElement("full", namespace: NS.link) }
+
+    /// `<split/>` in an error: the master split this node away and refuses what it submits
+    /// until it federates again (flow G).
+    public static func split() -> XMLElement { XMLElement("split", namespace: NS.link) }
+
+    public static func isSplitError(_ stanza: XMLElement) -> Bool {
+        stanza.child("error", namespace: stanza.namespace)?.child("split", namespace: NS.link) != nil
+    }
+
+    /// `<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>` between a master room and a node.
+    public static func ping(from: JID, to: JID, id: String) -> XMLElement {
+        .stanza(.iq, from: from, to: to, type: "get", id: id, children: [XMLElement("ping", namespace: NS.ping)])
+    }
+
+    public static func isPing(_ stanza: XMLElement) -> Bool {
+        stanza.name == "iq" && stanza["type"] == "get" && stanza.elements.first.map { $0.name == "ping" && $0.namespace == NS.ping } == true
+    }
+
+    /// An error that means the other node is unreachable (its server answered, not the room):
+    /// a split (flow G). `remote-server-*` always; `service-unavailable` of type `wait` (an XMPP
+    /// server's answer for a component that is down) only on a ping, because a full room
+    /// refuses a join with the same error.
+    public static func meansUnreachable(_ error: XMLElement) -> Bool {
+        guard error["type"] == "error", let condition = error.errorCondition else { return false }
+        if condition.hasPrefix("remote-server-") { return true }
+        let type = error.child("error", namespace: error.namespace)?["type"]
+        return condition == "service-unavailable" && type == "wait" && error.name == "iq"
+    }
+
     /// True for the elements that belong to the link and must never reach a client.
     public static func isLinkElement(_ element: XMLElement) -> Bool {
         element.namespace == NS.fmuc || element.namespace == NS.link

@@ -29,6 +29,14 @@ public struct MasterRoom: Sendable {
     var keyByRealJID: [OccupantNode: [JID: String]] = [:]
     /// Federated shadow nodes (shadow room bare JIDs).
     public internal(set) var shadows: Set<JID> = []
+    /// Liveness of each federated node (PROTOCOL.md §3 G).
+    var links: [JID: LinkLiveness] = [:]
+    /// Nodes split away: what they submit is refused until they federate again.
+    public internal(set) var splitNodes: Set<JID> = []
+    /// The last room-wide stanzas, for `resync` (flow D).
+    var replay: [ReplayEntry] = []
+    /// How much `replay` keeps: stanzas and seconds (`master.replay_stanzas`, `replay_seconds`).
+    public var replayLimit: (stanzas: Int, seconds: TimeInterval) = (500, 600)
     /// The room's configuration (XEP-0045 §10.2, muc#owner).
     public internal(set) var config: RoomConfig { didSet { stateVersion &+= 1 } }
     /// Created by a client and not configured yet: only its owner may enter (XEP-0045 §10.1.2).
@@ -75,6 +83,10 @@ public struct MasterRoom: Sendable {
         case nodeLeft(shadow: JID)
         case linkStanza(shadow: JID, kind: StanzaKind, seq: UInt64)
         case refused(from: JID, condition: String)
+        /// A node asked for missed stanzas: how many were replayed, or nil for "full".
+        case resync(shadow: JID, replayed: Int?)
+        /// A node was split away (unanswered pings, its server's error).
+        case split(shadow: JID, why: String)
     }
 
     public struct Output: Sendable {
@@ -236,6 +248,26 @@ public struct MasterRoom: Sendable {
         } else {
             real = nil
         }
+        if fromShadowDomain {
+            let node = from.bare
+            if splitNodes.contains(node) {
+                // Flow G: refused until it federates again, which its <link/> says it does.
+                guard stanza.name == "presence", stanza["type"] == nil, stanza.child("link", namespace: NS.link) != nil else {
+                    refuseFromSplitNode(stanza, out: &out)
+                    return out
+                }
+                splitNodes.remove(node)
+            }
+            heard(from: node)
+            if stanza["type"] == "error", shadows.contains(node), LinkElements.meansUnreachable(stanza) {
+                split(node, why: "its server answered \(stanza.errorCondition ?? "an error")", out: &out)
+                return out
+            }
+            if stanza.name == "iq", stanza["type"] == "set", let request = stanza.child("resync", namespace: NS.link) {
+                resync(stanza, request: request, from: from, out: &out)
+                return out
+            }
+        }
         // How a shadow says an IRC user was removed (kick), read before link elements go.
         let removal = fromShadowDomain ? stanza.child("removed", namespace: NS.link).map(Removal.init) : nil
         // The role a shadow asserts for its own IRC user, from channel modes (PROTOCOL.md §4:
@@ -289,6 +321,8 @@ public struct MasterRoom: Sendable {
         }
         removeAllOccupants()
         shadows.removeAll()
+        links.removeAll()
+        splitNodes.removeAll()
         return out
     }
 
@@ -397,6 +431,7 @@ public struct MasterRoom: Sendable {
             // <link/> (a plain FMUC peer federates the same way). The node learns of its own
             // user from the burst, which is also her ack, so it joins the fanout only now.
             shadows.insert(shadow)
+            links[shadow] = LinkLiveness(lastHeard: now)
             out.notes.append(.federated(shadow: shadow))
             sendFederationBurst(to: shadow, out: &out)
         }
@@ -510,8 +545,8 @@ public struct MasterRoom: Sendable {
         } else {
             broadcastPresence(of: occupant, unavailable: true, extra: codes, out: &out)
         }
-        if case .shadow(let shadow) = occupant.node, !hasOccupants(on: occupant.node) {
-            shadows.remove(shadow)
+        if case .shadow(let shadow) = occupant.node, !hasOccupants(on: occupant.node), shadows.remove(shadow) != nil {
+            links[shadow] = nil
             out.stanzas.append(
                 XMLElement.stanza(.presence, from: jid, to: shadow, type: "unavailable", children: [LinkElements.left()]))
             out.notes.append(.nodeLeft(shadow: shadow))
@@ -598,11 +633,14 @@ public struct MasterRoom: Sendable {
         // Every room-wide stanza is numbered, shadows or not, so a later node's `sync` tells
         // it where the room stands.
         seq += 1
+        var numbered = stanza
+        numbered["to"] = nil
+        numbered.append(LinkElements.fmuc(from: real))
+        numbered.append(LinkElements.seq(seq, epoch: epoch))
+        remember(numbered, seq: seq)
         for shadow in shadows.sorted() {
-            var copy = stanza
+            var copy = numbered
             copy["to"] = shadow.description
-            copy.append(LinkElements.fmuc(from: real))
-            copy.append(LinkElements.seq(seq, epoch: epoch))
             out.stanzas.append(copy)
             out.notes.append(.linkStanza(shadow: shadow, kind: StanzaKind(rawValue: copy.name) ?? .message, seq: seq))
         }
@@ -743,6 +781,11 @@ public struct MasterRoom: Sendable {
                 ownerQuery(stanza, payload: payload, from: from, out: &out)
                 return
             }
+        }
+        if to.resource == nil, fromShadowDomain, LinkElements.isPing(stanza) {
+            // Flow G: a node's keepalive to the room it federates with.
+            out.stanzas.append(shadows.contains(from.bare) ? stanza.iqResult() : stanza.errorReply(type: "cancel", condition: "not-acceptable", text: "not federated with this room"))
+            return
         }
         if to.resource != nil, payload?.name == "ping", payload?.namespace == NS.ping {
             // XEP-0410: the room answers a self-ping from a joined occupant.

@@ -45,6 +45,11 @@ public struct ShadowRoom: Sendable {
         case seqGap(expected: UInt64, got: UInt64)
         case echoMatched
         case epochChanged
+        /// The master answered a `resync`: how many stanzas it replayed, or nil for "full".
+        case resynced(replayed: Int?)
+        /// The link to the master split (unanswered pings, a `<split/>` refusal, the master's
+        /// server unreachable); the node federates again.
+        case split(why: String)
     }
 
     /// Someone in the room who is not one of this node's IRC users.
@@ -91,6 +96,16 @@ public struct ShadowRoom: Sendable {
     /// Lines said on IRC while the room was not federated, sent once it is.
     private var held: [(nick: String, body: String, originID: String)] = []
     public static let maximumHeldLines = 500
+    /// Numbered stanzas that came after a gap, held until the master replays what is missing.
+    private var afterGap: [UInt64: XMLElement] = [:]
+    public static let maximumAfterGap = 1000
+    /// The id of the `resync` waiting for its answer.
+    private var resyncID: String?
+    /// Liveness of the link (flow G): heard from the master since the last tick, the ping
+    /// waiting for an answer, unanswered pings in a row.
+    private var heardSinceTick = true
+    private var pingID: String?
+    private var missedPings = 0
 
     public init(masterRoom: JID, jid: JID) {
         self.masterRoom = masterRoom.bare
@@ -203,6 +218,10 @@ public struct ShadowRoom: Sendable {
         federation = .idle
         epoch = nil
         lastSeq = 0
+        afterGap.removeAll()
+        resyncID = nil
+        pingID = nil
+        missedPings = 0
         pendingEchoes.removeAll()
         for key in localOrder where locals[key]?.refused == false { locals[key]?.submitted = false }
         return federate()
@@ -218,7 +237,20 @@ public struct ShadowRoom: Sendable {
 
     public mutating func receive(_ stanza: XMLElement) -> [Action] {
         guard let from = stanza["from"].flatMap(JID.init), from.bare == masterRoom else { return [] }
-        if stanza["type"] == "error" { return error(stanza, from: from) }
+        // A bounce from the XMPP server (the master's component down, its server unreachable)
+        // comes "from" the room too, but says nothing of the master being alive.
+        let bounced = Self.isBounce(stanza)
+        if !bounced {
+            heardSinceTick = true
+            missedPings = 0
+        }
+        if stanza.name == "iq" { return iq(stanza) }
+        if stanza["type"] == "error" {
+            if LinkElements.isSplitError(stanza) || (bounced && stanza.name == "message" && federation == .federated) {
+                return splitRefusal(stanza)
+            }
+            return error(stanza, from: from)
+        }
         if let n = LinkElements.seqNumber(stanza) {
             guard federation == .federated else { return [] }
             if let epoch, let theirs = stanza.child("seq", namespace: NS.link)?["epoch"], theirs != epoch {
@@ -226,10 +258,9 @@ public struct ShadowRoom: Sendable {
                 return [.note(.epochChanged)] + refederate()
             }
             if n <= lastSeq { return [.note(.duplicateDropped(seq: n))] }
-            var actions: [Action] = []
-            if n != lastSeq + 1 { actions.append(.note(.seqGap(expected: lastSeq + 1, got: n))) }
+            if n != lastSeq + 1 { return gap(stanza, seq: n) }
             lastSeq = n
-            return actions + apply(stanza, from: from)
+            return apply(stanza, from: from) + releaseAfterGap()
         }
         // Unnumbered: private messages, the federation burst, or the node's removal.
         if stanza.name == "message", stanza["type"] != "groupchat" {
@@ -255,6 +286,98 @@ public struct ShadowRoom: Sendable {
         }
         if stanza.name == "presence", case .federating = federation { return apply(stanza, from: from) }
         return []
+    }
+
+    // MARK: - Order and liveness (flows D and G)
+
+    /// A numbered stanza beyond the next one: held, and the missing ones asked for once.
+    private mutating func gap(_ stanza: XMLElement, seq n: UInt64) -> [Action] {
+        afterGap[n] = stanza
+        guard afterGap.count <= Self.maximumAfterGap else {
+            // Too far behind to catch up stanza by stanza: start over from a burst.
+            return [.note(.resynced(replayed: nil))] + refederate()
+        }
+        guard resyncID == nil, let epoch else { return [] }
+        let id = "resync-" + RandomID.make(bytes: 6)
+        resyncID = id
+        return [
+            .note(.seqGap(expected: lastSeq + 1, got: n)),
+            .send(.stanza(.iq, from: jid, to: masterRoom, type: "set", id: id, children: [LinkElements.resync(epoch: epoch, fromSeq: lastSeq + 1)])),
+        ]
+    }
+
+    /// An error from the master's XMPP server rather than the master: its domain unreachable
+    /// or its component down.
+    static func isBounce(_ stanza: XMLElement) -> Bool {
+        guard stanza["type"] == "error", let condition = stanza.errorCondition else { return false }
+        return condition.hasPrefix("remote-server-") || (condition == "service-unavailable" && stanza.child("error", namespace: stanza.namespace)?["type"] == "wait")
+    }
+
+    /// The held stanzas that now follow on, in order.
+    private mutating func releaseAfterGap() -> [Action] {
+        var actions: [Action] = []
+        while let next = afterGap.removeValue(forKey: lastSeq + 1) {
+            lastSeq += 1
+            if let from = next["from"].flatMap(JID.init) { actions += apply(next, from: from) }
+        }
+        afterGap = afterGap.filter { $0.key > lastSeq }
+        return actions
+    }
+
+    /// The master's iqs: its keepalive ping, the answer to ours, the answer to `resync`.
+    private mutating func iq(_ stanza: XMLElement) -> [Action] {
+        if LinkElements.isPing(stanza) { return [.send(stanza.iqResult())] }
+        guard let id = stanza["id"] else { return [] }
+        if id == pingID {
+            pingID = nil
+            if Self.isBounce(stanza), federation == .federated {
+                return [.note(.split(why: "the master is unreachable (\(stanza.errorCondition ?? "error"))"))] + refederate()
+            }
+            return []
+        }
+        guard id == resyncID else { return [] }
+        resyncID = nil
+        let replayed = stanza.child("replay", namespace: NS.link)?["count"].flatMap(Int.init)
+        if stanza["type"] == "result", let replayed, afterGap.isEmpty {
+            return [.note(.resynced(replayed: replayed))]
+        }
+        // "full", an error, or a replay that did not close the gap: a fresh burst, diffed.
+        return [.note(.resynced(replayed: nil))] + refederate()
+    }
+
+    /// Called every `link_ping_interval`: a silent master is pinged; three unanswered pings
+    /// are a split, and the node federates again (which waits for the master to come back).
+    public mutating func tick() -> [Action] {
+        guard federation == .federated else { return [] }
+        if heardSinceTick {
+            heardSinceTick = false
+            return []
+        }
+        if pingID != nil { missedPings += 1 }
+        if missedPings >= MasterRoom.missedPingsForSplit {
+            return [.note(.split(why: "\(missedPings) pings unanswered"))] + refederate()
+        }
+        let id = "link-" + RandomID.make(bytes: 6)
+        pingID = id
+        return [.send(LinkElements.ping(from: jid, to: masterRoom, id: id))]
+    }
+
+    /// The master split us away and refused a stanza: a line is held again (it goes out after
+    /// the new burst, so nothing is lost), and the node federates again, once.
+    private mutating func splitRefusal(_ stanza: XMLElement) -> [Action] {
+        var actions: [Action] = []
+        if stanza.name == "message", stanza["type"] == "error", let origin = LinkElements.originID(of: stanza),
+            let nick = stanza["to"].flatMap(JID.init)?.resource, let body = stanza.child("body", namespace: stanza.namespace)?.text,
+            held.count < Self.maximumHeldLines
+        {
+            pendingEchoes.remove(origin)
+            held.append((nick, body, origin))
+        }
+        if federation == .federated {
+            actions.append(.note(.split(why: LinkElements.isSplitError(stanza) ? "the master split this node away" : "the master is unreachable (\(stanza.errorCondition ?? "error"))")))
+            actions += refederate()
+        }
+        return actions
     }
 
     private mutating func apply(_ stanza: XMLElement, from: JID) -> [Action] {

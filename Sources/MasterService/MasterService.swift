@@ -12,7 +12,7 @@ import XMPPNIO
 /// also federates shadow rooms. Routes each stanza to its room and sends what the room says.
 public actor MasterService {
     let configuration: ShadowbridgeConfiguration.Master
-    let session: ComponentSession
+    public nonisolated let session: ComponentSession
     let logger: Logger
     /// Bare JIDs that may run the ad-hoc commands.
     private let admins: Set<JID>
@@ -35,6 +35,12 @@ public actor MasterService {
     private let federations = Counter(label: "shadowbridge_master_federations_total")
     private let refused = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "refused_by_master")])
     private let roomCount = Gauge(label: "shadowbridge_master_rooms")
+    private let resyncs = Counter(label: "shadowbridge_master_link_resyncs_total")
+    private let splits = Counter(label: "shadowbridge_master_link_splits_total")
+    /// Seconds of silence before a shadow node is pinged (`xmpp.link_ping_interval`).
+    let pingInterval: Double
+    /// Link stanzas from a bridge in this process (`xmpp.link = "memory"`).
+    let inbox = AsyncStream<XMLElement>.makeStream()
     private var connections = 0
 
     /// Opens the store and brings back the rooms it holds; throws when the database cannot be
@@ -44,6 +50,7 @@ public actor MasterService {
         group: any EventLoopGroup, logger: Logger
     ) throws {
         self.configuration = configuration
+        self.pingInterval = xmpp.linkPingInterval
         self.store = try MasterStore(path: configuration.database)
         self.admins = Set(admins.map(\.bare))
         var logger = logger
@@ -65,6 +72,7 @@ public actor MasterService {
             var room = MasterRoom(jid: jid, restoring: snapshot, epoch: epoch, history: history)
             room.serviceAdmins = self.admins
             room.archiveAllowed = configuration.archive
+            room.replayLimit = (configuration.replayStanzas, configuration.replaySeconds)
             loaded[jid] = room
         }
         logger.info(
@@ -73,7 +81,7 @@ public actor MasterService {
         self.stored = loaded.mapValues(\.stateVersion)
         for name in configuration.rooms {
             let jid = JID(local: name, domain: configuration.domain)
-            if loaded[jid] == nil { loaded[jid] = Self.makeRoom(jid, epoch: epoch, admins: self.admins, archive: configuration.archive) }
+            if loaded[jid] == nil { loaded[jid] = Self.makeRoom(jid, epoch: epoch, admins: self.admins, configuration: configuration) }
         }
         self.rooms = loaded
     }
@@ -81,15 +89,18 @@ public actor MasterService {
     /// Every new room starts here: a fresh stable id, this run's epoch, the service admins as
     /// owners. With `owner` a client creates it, locked and temporary until configured
     /// (XEP-0045 §10.1); without, it is a configured or mapped room, open and persistent.
-    private static func makeRoom(_ jid: JID, epoch: String, admins: Set<JID>, archive: Bool, owner: JID? = nil) -> MasterRoom {
+    private static func makeRoom(
+        _ jid: JID, epoch: String, admins: Set<JID>, configuration: ShadowbridgeConfiguration.Master, owner: JID? = nil
+    ) -> MasterRoom {
         var room = MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch, config: owner == nil ? RoomConfig() : .created, owner: owner)
         room.serviceAdmins = admins
-        room.archiveAllowed = archive
+        room.archiveAllowed = configuration.archive
+        room.replayLimit = (configuration.replayStanzas, configuration.replaySeconds)
         return room
     }
 
     private func makeRoom(_ jid: JID, owner: JID? = nil) -> MasterRoom {
-        Self.makeRoom(jid, epoch: epoch, admins: admins, archive: configuration.archive, owner: owner)
+        Self.makeRoom(jid, epoch: epoch, admins: admins, configuration: configuration, owner: owner)
     }
 
     /// Runs the component session, and archive retention, until the task is cancelled.
@@ -98,10 +109,35 @@ public actor MasterService {
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await self.session.run(onConnected: { await self.connected() }, onStanza: { [self] stanza in await self.handle(stanza) }) }
             tasks.addTask { await self.retention() }
+            tasks.addTask { await self.keepLinksAlive() }
+            tasks.addTask {
+                for await stanza in self.inbox.stream { await self.handle(stanza) }
+            }
             await tasks.next()
             tasks.cancelAll()
         }
         await flush()
+    }
+
+    /// Flow G: every `pingInterval`, each room pings its idle shadow nodes and splits away
+    /// those that stopped answering.
+    private func keepLinksAlive() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(Int(pingInterval * 1000)))
+            if Task.isCancelled { return }
+            let now = Date()
+            for jid in rooms.keys.sorted() where !(rooms[jid]!.shadows.isEmpty) {
+                let output = rooms[jid]!.tick(at: now, interval: pingInterval)
+                session.send(output.stanzas)
+                fanout.increment(by: output.stanzas.count)
+                for note in output.notes { log(note, room: jid) }
+            }
+        }
+    }
+
+    /// A link stanza from the bridge in this process, handed over without the XMPP server.
+    public nonisolated func deliverInMemory(_ stanza: XMLElement) {
+        inbox.continuation.yield(stanza)
     }
 
     /// After a reconnect the XMPP server may have restarted and its clients with it: every local
@@ -259,6 +295,12 @@ public actor MasterService {
         case .refused(let from, let condition):
             refused.increment()
             logger.info("refused", metadata: ["room": "\(room)", "from": "\(from)", "condition": "\(condition)"])
+        case .resync(let shadow, let replayed):
+            resyncs.increment()
+            logger.info("link resync", metadata: ["room": "\(room)", "shadow": "\(shadow)", "answer": "\(replayed.map { "replay \($0)" } ?? "full")"])
+        case .split(let shadow, let why):
+            splits.increment()
+            logger.warning("link split", metadata: ["room": "\(room)", "shadow": "\(shadow)", "why": "\(why)"])
         }
     }
 }

@@ -34,6 +34,9 @@ public final class ComponentSession: Sendable {
     private let channel = NIOLockedValueBox<(any Channel)?>(nil)
     /// Set by `close()`: the stream's end is then expected and not retried.
     private let closing = NIOLockedValueBox(false)
+    /// A domain served by this same process, and how to hand it a stanza: stanzas to it skip
+    /// the XMPP server (the link's in-memory transport, DESIGN.md §1).
+    private let shortcut = NIOLockedValueBox<(domain: String, deliver: @Sendable (XMLElement) -> Void)?>(nil)
 
     public init(configuration: ComponentConfiguration, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -43,10 +46,26 @@ public final class ComponentSession: Sendable {
 
     public var domain: JID { JID(local: nil, domain: configuration.domain) }
 
+    /// From now on, stanzas addressed to `domain` (or a JID on it) are handed to `deliver`, in
+    /// order, instead of being serialized to the XMPP server. For a master and a bridge in one
+    /// process: the same stanzas, no serialization, no trip through the server.
+    public func shortcut(to domain: String, deliver: @escaping @Sendable (XMLElement) -> Void) {
+        shortcut.withLockedValue { $0 = (domain, deliver) }
+    }
+
     /// Sends stanzas in order, flushed once. While disconnected they are dropped with a log
     /// line: what the room needs again is resent by the protocol on reconnection.
     public func send(_ elements: [XMLElement]) {
         guard !elements.isEmpty else { return }
+        var elements = elements
+        if let (domain, deliver) = shortcut.withLockedValue({ $0 }) {
+            elements.removeAll { element in
+                guard let to = element["to"].flatMap(JID.init), to.domain == domain else { return false }
+                deliver(element)
+                return true
+            }
+            if elements.isEmpty { return }
+        }
         guard let channel = channel.withLockedValue({ $0 }) else {
             logger.warning("not connected to the XMPP server; stanzas dropped", metadata: ["count": "\(elements.count)"])
             return

@@ -86,6 +86,12 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
         master = nil
     }
     let bridge = settings.bridge.map { BridgeService(configuration: $0, xmpp: settings.xmpp, admins: settings.admins, group: group, logger: logger) }
+    if let master, let bridge, settings.xmpp.link == .memory {
+        // Both roles here: link stanzas between them skip the XMPP server (DESIGN.md §1).
+        master.session.shortcut(to: bridge.session.configuration.domain) { bridge.deliverInMemory($0) }
+        bridge.session.shortcut(to: master.session.configuration.domain) { master.deliverInMemory($0) }
+        logger.info("link transport: in memory between the master and the bridge")
+    }
     if let bridge, let bridgeSettings = settings.bridge {
         await bridge.setReloader { await reloadMappings(bridgeSettings, bridge: bridge, master: master, logger: logger) }
     }

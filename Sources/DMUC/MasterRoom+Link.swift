@@ -1,0 +1,130 @@
+import Foundation
+import XMPPCore
+
+/// The link's upkeep on the master side (PROTOCOL.md §3 D and G): the replay buffer a shadow's
+/// `resync` is answered from, keepalive pings to idle nodes, and splits.
+extension MasterRoom {
+    /// One room-wide stanza as every shadow got it (numbered, with its real JID), kept for
+    /// `replay`.
+    struct ReplayEntry: Sendable {
+        var seq: UInt64
+        var date: Date
+        var stanza: XMLElement
+    }
+
+    /// What the room knows of a federated node's liveness.
+    struct LinkLiveness: Sendable {
+        /// When the node last sent anything to the room.
+        var lastHeard: Date
+        /// The ping waiting for an answer, and how many went unanswered in a row.
+        var pingID: String?
+        var misses = 0
+    }
+
+    /// Pings are sent after this many idle intervals; this many unanswered ones are a split.
+    public static let missedPingsForSplit = 3
+
+    mutating func remember(_ stanza: XMLElement, seq: UInt64) {
+        guard replayLimit.stanzas > 0, !shadows.isEmpty || !splitNodes.isEmpty else {
+            replay.removeAll()
+            return
+        }
+        replay.append(ReplayEntry(seq: seq, date: now, stanza: stanza))
+        let tooOld = now.addingTimeInterval(-replayLimit.seconds)
+        var drop = max(0, replay.count - replayLimit.stanzas)
+        while drop < replay.count, replay[drop].date < tooOld { drop += 1 }
+        if drop > 0 { replay.removeFirst(drop) }
+    }
+
+    /// A node was heard from: it is alive, whatever it said.
+    mutating func heard(from node: JID) {
+        guard links[node] != nil else { return }
+        links[node] = LinkLiveness(lastHeard: now)
+    }
+
+    /// Flow D: `<resync epoch from-seq/>` from a federated node. The stanzas it misses are
+    /// sent again (each with its original time in `<delay/>`), then `<replay count/>`; when the
+    /// buffer no longer holds them, or the epoch is not this room's, the answer is `<full/>`
+    /// and the node federates again.
+    mutating func resync(_ stanza: XMLElement, request: XMLElement, from: JID, out: inout Output) {
+        let node = from.bare
+        let fromSeq = request["from-seq"].flatMap { UInt64($0) }
+        guard shadows.contains(node), request["epoch"] == epoch, let fromSeq else {
+            out.stanzas.append(stanza.iqResult(LinkElements.full()))
+            out.notes.append(.resync(shadow: node, replayed: nil))
+            return
+        }
+        if fromSeq > seq {
+            out.stanzas.append(stanza.iqResult(LinkElements.replayed(0)))
+            out.notes.append(.resync(shadow: node, replayed: 0))
+            return
+        }
+        guard let first = replay.first, first.seq <= fromSeq else {
+            out.stanzas.append(stanza.iqResult(LinkElements.full()))
+            out.notes.append(.resync(shadow: node, replayed: nil))
+            return
+        }
+        let missing = replay.drop { $0.seq < fromSeq }
+        for entry in missing {
+            var copy = entry.stanza
+            copy["to"] = node.description
+            copy.append(XMLElement("delay", namespace: NS.delay, attributes: ["from": jid.description, "stamp": XMPPDateTime.format(entry.date)]))
+            out.stanzas.append(copy)
+        }
+        out.stanzas.append(stanza.iqResult(LinkElements.replayed(missing.count)))
+        out.notes.append(.resync(shadow: node, replayed: missing.count))
+    }
+
+    /// Flow G, called by the service every `interval` seconds: a node silent for an interval
+    /// is pinged from the room; one that leaves `missedPingsForSplit` pings unanswered is
+    /// split away.
+    public mutating func tick(at now: Date, interval: TimeInterval) -> Output {
+        self.now = now
+        var out = Output()
+        for node in shadows.sorted() {
+            var link = links[node] ?? LinkLiveness(lastHeard: now)
+            guard now.timeIntervalSince(link.lastHeard) >= interval * 0.9 else { continue }
+            if link.pingID != nil { link.misses += 1 }
+            if link.misses >= Self.missedPingsForSplit {
+                split(node, why: "\(link.misses) pings unanswered", out: &out)
+                continue
+            }
+            let id = "link-" + RandomID.make(bytes: 6)
+            link.pingID = id
+            links[node] = link
+            out.stanzas.append(LinkElements.ping(from: jid, to: node, id: id))
+        }
+        return out
+    }
+
+    /// The node is unreachable: its occupants leave with 333 and a netsplit-style status
+    /// (`master-domain shadow-domain`, as IRC shows a split), and the node is refused until
+    /// it federates again.
+    mutating func split(_ node: JID, why: String, out: inout Output) {
+        guard shadows.remove(node) != nil else { return }
+        links[node] = nil
+        splitNodes.insert(node)
+        let status = "\(jid.domain) \(node.domain)"
+        for key in joinOrder where occupants[key]?.node == .shadow(node) {
+            guard let occupant = occupants[key] else { continue }
+            var unavailable = XMLElement.stanza(.presence, from: occupant.realJID, to: jid.with(resource: occupant.nick), type: "unavailable")
+            unavailable.append(.text("status", namespace: NS.component, status))
+            leave(key: key, stanza: unavailable, codes: [333], out: &out)
+        }
+        out.notes.append(.split(shadow: node, why: why))
+    }
+
+    /// What a split node sends before it federates again: refused with `<split/>`, so it
+    /// knows to federate (a re-federating presence carries `<link/>` and is let through).
+    func refuseFromSplitNode(_ stanza: XMLElement, out: inout Output) {
+        guard stanza["type"] != "error", stanza["type"] != "result", !(stanza.name == "presence" && stanza["type"] == "unavailable") else { return }
+        var reply = stanza.errorReply(type: "wait", condition: "not-acceptable", text: "this node was split from the room; federate again")
+        reply.removeElements { $0.namespace == NS.muc }
+        if var error = reply.child("error", namespace: reply.namespace) {
+            error.append(LinkElements.split())
+            reply.removeElements { $0.name == "error" }
+            reply.append(error)
+        }
+        out.stanzas.append(reply)
+    }
+}

@@ -1,0 +1,263 @@
+import DMUC
+import Foundation
+import Testing
+import XMPPCore
+
+/// The link's upkeep (PROTOCOL.md §3 D and G) on both ends: the master's replay buffer and
+/// `resync`, keepalive pings, splits and re-federation; the shadow's hold-and-resync on a gap.
+@Suite("Link upkeep")
+struct LinkUpkeepTests {
+    static let room = JID("ops@rooms.test")!
+    static let alice = JID("alice@xmpp.test/phone")!
+    static let node = JID("#ops%net@irc.test")!
+    static let carol = JID("u1%net@irc.test/irc")!
+    static let t0 = Date(timeIntervalSince1970: 1_000_000)
+
+    var master = MasterRoom(jid: room, rid: "rid-1", epoch: "e1")
+
+    static func join(_ from: JID, nick: String) -> XMLElement {
+        .stanza(.presence, from: from, to: room.with(resource: nick), children: [XMLElement("x", namespace: NS.muc)])
+    }
+
+    static func shadowJoin(nick: String, real: JID, link: Bool = true) -> XMLElement {
+        var p = XMLElement.stanza(.presence, from: node.with(resource: nick), to: room.with(resource: nick), children: [XMLElement("x", namespace: NS.muc), LinkElements.fmuc(from: real)])
+        if link { p.append(LinkElements.link()) }
+        return p
+    }
+
+    static func say(_ body: String) -> XMLElement {
+        .stanza(.message, from: alice, to: room, type: "groupchat", id: "m-\(body)", children: [.text("body", namespace: NS.component, body)])
+    }
+
+    static func resync(epoch: String = "e1", from seq: UInt64) -> XMLElement {
+        .stanza(.iq, from: node, to: room, type: "set", id: "rs", children: [LinkElements.resync(epoch: epoch, fromSeq: seq)])
+    }
+
+    static func toNode(_ out: MasterRoom.Output) -> [XMLElement] { out.stanzas.filter { $0["to"]?.hasPrefix(node.description) == true } }
+    static func codes(_ p: XMLElement) -> [String] {
+        p.child("x", namespace: NS.mucUser)?.children("status", namespace: NS.mucUser).compactMap { $0["code"] } ?? []
+    }
+
+    /// alice on the master, carol behind the node; `lines` said by alice afterwards.
+    mutating func federated(lines: Int = 0, at time: Date = t0) {
+        _ = master.receive(Self.join(Self.alice, nick: "alice"), fromShadowDomain: false, at: time)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carol), fromShadowDomain: true, at: time)
+        for n in 0..<lines { _ = master.receive(Self.say("line \(n)"), fromShadowDomain: false, at: time.addingTimeInterval(Double(n))) }
+    }
+
+    // MARK: - Master: replay
+
+    @Test("resync replays the missed stanzas in order with their first seq and original time, then says how many")
+    mutating func replay() {
+        federated(lines: 5)
+        let last = master.seq
+        let out = master.receive(Self.resync(from: last - 2), fromShadowDomain: true, at: Self.t0.addingTimeInterval(60)).stanzas
+        #expect(out.count == 4)
+        #expect(out.prefix(3).map { LinkElements.seqNumber($0) } == [last - 2, last - 1, last])
+        #expect(out.prefix(3).map { $0.child("body", namespace: NS.component)?.text } == ["line 2", "line 3", "line 4"])
+        #expect(out[0].child("delay", namespace: NS.delay)?["stamp"] == XMPPDateTime.format(Self.t0.addingTimeInterval(2)))
+        #expect(out.allSatisfy { $0["to"] == Self.node.description })
+        #expect(out[3]["type"] == "result" && out[3].child("replay", namespace: NS.link)?["count"] == "3")
+    }
+
+    @Test("resync is answered <full/> when the buffer no longer holds the stanzas, the epoch differs, or the node is not federated")
+    mutating func fullAnswers() {
+        master.replayLimit = (stanzas: 3, seconds: 600)
+        federated(lines: 6)
+        let full = { (out: MasterRoom.Output) in out.stanzas.count == 1 && out.stanzas[0].child("full", namespace: NS.link) != nil }
+        #expect(full(master.receive(Self.resync(from: master.seq - 3), fromShadowDomain: true, at: Self.t0)))
+        #expect(!full(master.receive(Self.resync(from: master.seq - 2), fromShadowDomain: true, at: Self.t0)))
+        #expect(full(master.receive(Self.resync(epoch: "old", from: master.seq), fromShadowDomain: true, at: Self.t0)))
+        // Nothing missing: an empty replay.
+        let none = master.receive(Self.resync(from: master.seq + 1), fromShadowDomain: true, at: Self.t0).stanzas
+        #expect(none.count == 1 && none[0].child("replay", namespace: NS.link)?["count"] == "0")
+
+        var other = MasterRoom(jid: Self.room, rid: "r", epoch: "e1")
+        #expect(full(other.receive(Self.resync(from: 1), fromShadowDomain: true, at: Self.t0)))
+    }
+
+    @Test("the replay buffer forgets stanzas older than its age")
+    mutating func replayAge() {
+        master.replayLimit = (stanzas: 500, seconds: 10)
+        federated(lines: 1, at: Self.t0)
+        let first = master.seq
+        _ = master.receive(Self.say("much later"), fromShadowDomain: false, at: Self.t0.addingTimeInterval(100))
+        let out = master.receive(Self.resync(from: first), fromShadowDomain: true, at: Self.t0.addingTimeInterval(100)).stanzas
+        #expect(out.count == 1 && out[0].child("full", namespace: NS.link) != nil)
+    }
+
+    // MARK: - Master: liveness and splits
+
+    @Test("an idle node is pinged; an answer keeps it; three unanswered pings split it: 333 with a netsplit status, no <left/>")
+    mutating func pingsAndSplit() {
+        federated()
+        var now = Self.t0
+        #expect(master.tick(at: now, interval: 1).stanzas.isEmpty)  // just heard from it
+        now += 1
+        let ping = master.tick(at: now, interval: 1).stanzas
+        #expect(ping.count == 1 && ping[0]["to"] == Self.node.description && LinkElements.isPing(ping[0]))
+        _ = master.receive(XMLElement.stanza(.iq, from: Self.node, to: Self.room, type: "result", id: ping[0]["id"]), fromShadowDomain: true, at: now)
+        #expect(master.tick(at: now + 0.5, interval: 1).stanzas.isEmpty)
+        var outputs: [MasterRoom.Output] = []
+        for _ in 0..<4 {
+            now += 1
+            outputs.append(master.tick(at: now, interval: 1))
+        }
+        let split = outputs[3]
+        #expect(split.notes.contains { if case .split(Self.node, _) = $0 { true } else { false } })
+        #expect(master.shadows.isEmpty && master.splitNodes == [Self.node])
+        #expect(master.occupantList.map(\.nick) == ["alice"])
+        let gone = split.stanzas.filter { $0["to"] == Self.alice.description }
+        #expect(gone.count == 1 && gone[0]["type"] == "unavailable" && gone[0]["from"] == "ops@rooms.test/carol")
+        #expect(Self.codes(gone[0]) == ["333"])
+        #expect(gone[0].child("status", namespace: NS.component)?.text == "rooms.test irc.test")
+        #expect(Self.toNode(split).isEmpty, "nothing goes to a split node, not even <left/>")
+        #expect(master.tick(at: now + 5, interval: 1).stanzas.isEmpty, "a split node is not pinged")
+    }
+
+    @Test("a split node's submissions are refused with <split/>, and its <link/> presence federates it again with a burst")
+    mutating func refusedUntilFederated() {
+        federated()
+        for n in 1...4 { _ = master.tick(at: Self.t0 + Double(n), interval: 1) }
+        var out: MasterRoom.Output
+        #expect(master.splitNodes == [Self.node])
+        let line = XMLElement.stanza(.message, from: Self.node.with(resource: "carol"), to: Self.room, type: "groupchat", children: [
+            .text("body", namespace: NS.component, "during the split"), LinkElements.fmuc(from: Self.carol),
+        ])
+        out = master.receive(line, fromShadowDomain: true, at: Self.t0 + 10)
+        #expect(out.stanzas.count == 1 && LinkElements.isSplitError(out.stanzas[0]))
+        #expect(out.stanzas[0].child("body", namespace: NS.component)?.text == "during the split", "the refusal carries the line back")
+        // A plain join without <link/> is refused too.
+        #expect(LinkElements.isSplitError(master.receive(Self.shadowJoin(nick: "carol", real: Self.carol, link: false), fromShadowDomain: true, at: Self.t0 + 10).stanzas[0]))
+        out = master.receive(Self.shadowJoin(nick: "carol", real: Self.carol), fromShadowDomain: true, at: Self.t0 + 11)
+        #expect(master.shadows == [Self.node] && master.splitNodes.isEmpty)
+        let burst = Self.toNode(out)
+        #expect(burst.last?.child("sync", namespace: NS.link) != nil)
+        #expect(out.stanzas.filter { $0["to"] == Self.alice.description }.count == 1, "alice sees carol come back")
+    }
+
+    @Test("a ping bounced by the node's server (component down) is a split at once; an error from the node itself is not")
+    mutating func bounceSplits() {
+        federated()
+        let ping = master.tick(at: Self.t0 + 1, interval: 1).stanzas[0]
+        var alive = ping.errorReply(type: "cancel", condition: "feature-not-implemented")
+        alive["from"] = Self.node.description
+        _ = master.receive(alive, fromShadowDomain: true, at: Self.t0 + 1)
+        #expect(master.shadows == [Self.node])
+        let down = ping.errorReply(type: "wait", condition: "service-unavailable", text: "Component unavailable")
+        let out = master.receive(down, fromShadowDomain: true, at: Self.t0 + 2)
+        #expect(master.splitNodes == [Self.node])
+        #expect(out.notes.contains { if case .split = $0 { true } else { false } })
+    }
+
+    @Test("a federated node's keepalive ping to the room is answered; anyone else's is not-acceptable")
+    mutating func nodePing() {
+        federated()
+        let ping = LinkElements.ping(from: Self.node, to: Self.room, id: "p1")
+        #expect(master.receive(ping, fromShadowDomain: true, at: Self.t0).stanzas.first?["type"] == "result")
+        let stranger = LinkElements.ping(from: JID("#other%net@irc.test")!, to: Self.room, id: "p2")
+        #expect(master.receive(stranger, fromShadowDomain: true, at: Self.t0).stanzas.first?.errorCondition == "not-acceptable")
+    }
+
+    // MARK: - Shadow: gaps
+
+    var shadow = ShadowRoom(masterRoom: room, jid: node)
+
+    static func numbered(_ body: String, seq: UInt64, epoch: String = "e1") -> XMLElement {
+        .stanza(.message, from: room.with(resource: "alice"), to: node, type: "groupchat", children: [
+            .text("body", namespace: NS.component, body), LinkElements.fmuc(from: alice), LinkElements.seq(seq, epoch: epoch),
+        ])
+    }
+
+    mutating func shadowFederated(at seq: UInt64 = 3) {
+        _ = shadow.ircJoined(nick: "carol", realJID: Self.carol)
+        _ = shadow.receive(.stanza(.presence, from: Self.room.with(resource: "carol"), to: Self.node, children: [LinkElements.fmuc(from: Self.carol)]))
+        _ = shadow.receive(.stanza(.message, from: Self.room, to: Self.node, type: "groupchat", children: [
+            .text("subject", namespace: NS.component, ""), LinkElements.sync(epoch: "e1", rid: "rid-1", seq: seq),
+        ]))
+    }
+
+    static func bodies(_ actions: [ShadowRoom.Action]) -> [String] {
+        actions.compactMap { if case .remoteMessage(_, let body) = $0 { body } else { nil } }
+    }
+
+    static func sent(_ actions: [ShadowRoom.Action]) -> [XMLElement] {
+        actions.compactMap { if case .send(let s) = $0 { s } else { nil } }
+    }
+
+    @Test("a gap holds what comes after it, asks once for the missing stanzas, and relays everything in order when they arrive")
+    mutating func gapAndReplay() {
+        shadowFederated()
+        #expect(Self.bodies(shadow.receive(Self.numbered("four", seq: 4))) == ["four"])
+        let gap = shadow.receive(Self.numbered("seven", seq: 7))
+        #expect(Self.bodies(gap).isEmpty, "held, not relayed out of order")
+        let asks = Self.sent(gap)
+        #expect(asks.count == 1 && asks[0].child("resync", namespace: NS.link)?["from-seq"] == "5" && asks[0].child("resync", namespace: NS.link)?["epoch"] == "e1")
+        #expect(Self.sent(shadow.receive(Self.numbered("eight", seq: 8))).isEmpty, "one resync in flight")
+        #expect(Self.bodies(shadow.receive(Self.numbered("five", seq: 5))) == ["five"])
+        #expect(Self.bodies(shadow.receive(Self.numbered("six", seq: 6))) == ["six", "seven", "eight"])
+        let answer = shadow.receive(asks[0].iqResult(LinkElements.replayed(2)).with(from: Self.room))
+        #expect(answer == [.note(.resynced(replayed: 2))])
+        #expect(Self.bodies(shadow.receive(Self.numbered("again", seq: 7))).isEmpty, "duplicates of the replay are dropped")
+        #expect(Self.bodies(shadow.receive(Self.numbered("nine", seq: 9))) == ["nine"])
+    }
+
+    @Test("a <full/> answer makes the node federate again, and the new burst is diffed")
+    mutating func fullResync() {
+        shadowFederated()
+        let asks = Self.sent(shadow.receive(Self.numbered("seven", seq: 7)))
+        let answer = shadow.receive(asks[0].iqResult(LinkElements.full()).with(from: Self.room))
+        #expect(answer.first == .note(.resynced(replayed: nil)))
+        let again = Self.sent(answer)
+        #expect(again.count == 1 && again[0].name == "presence" && again[0].child("link", namespace: NS.link) != nil)
+        #expect(!shadow.isFederated)
+    }
+
+    // MARK: - Shadow: liveness and splits
+
+    @Test("the shadow pings a silent master, answers the master's pings, and federates again after three unanswered pings")
+    mutating func shadowPings() {
+        shadowFederated()
+        #expect(shadow.tick().isEmpty, "heard from the master since the last tick")
+        let ping = Self.sent(shadow.tick())
+        #expect(ping.count == 1 && LinkElements.isPing(ping[0]) && ping[0]["to"] == Self.room.description)
+        _ = shadow.receive(ping[0].iqResult().with(from: Self.room))
+        #expect(shadow.tick().isEmpty)
+        let masterPing = LinkElements.ping(from: Self.room, to: Self.node, id: "mp")
+        #expect(Self.sent(shadow.receive(masterPing)).first?["type"] == "result")
+        _ = shadow.tick()
+        var last: [ShadowRoom.Action] = []
+        for _ in 0..<4 where shadow.isFederated { last = shadow.tick() }
+        #expect(last.contains { if case .note(.split) = $0 { true } else { false } })
+        #expect(Self.sent(last).contains { $0.child("link", namespace: NS.link) != nil })
+    }
+
+    @Test("a line refused with <split/> is held and submitted again after the new burst, once")
+    mutating func splitRefusalKeepsTheLine() {
+        shadowFederated()
+        let line = Self.sent(shadow.ircMessage(nick: "carol", body: "lost?", originID: "o-1"))[0]
+        var refusal = line.errorReply(type: "wait", condition: "not-acceptable")
+        if var error = refusal.child("error", namespace: refusal.namespace) {
+            error.append(LinkElements.split())
+            refusal.removeElements { $0.name == "error" }
+            refusal.append(error)
+        }
+        let actions = shadow.receive(refusal)
+        #expect(actions.contains { if case .note(.split) = $0 { true } else { false } })
+        #expect(Self.sent(actions).count == 1, "one federating presence")
+        _ = shadow.receive(.stanza(.presence, from: Self.room.with(resource: "carol"), to: Self.node, children: [LinkElements.fmuc(from: Self.carol)]))
+        let burst = shadow.receive(.stanza(.message, from: Self.room, to: Self.node, type: "groupchat", children: [
+            .text("subject", namespace: NS.component, ""), LinkElements.sync(epoch: "e1", rid: "rid-1", seq: 9),
+        ]))
+        let resent = Self.sent(burst).filter { $0.name == "message" }
+        #expect(resent.count == 1 && resent[0].child("body", namespace: NS.component)?.text == "lost?" && LinkElements.originID(of: resent[0]) == "o-1")
+    }
+}
+
+extension XMLElement {
+    func with(from jid: JID) -> XMLElement {
+        var copy = self
+        copy["from"] = jid.description
+        return copy
+    }
+}
