@@ -106,6 +106,8 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "Lab",
+                "XMPPNIO",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

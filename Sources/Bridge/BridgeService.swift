@@ -411,9 +411,10 @@ public actor BridgeService {
         componentConnections += 1
         if componentConnections > 1 { metrics.xmppReconnects.increment() }
         for jid in shadows.keys.sorted() {
-            guard var room = shadows[jid]?.room, !room.localNicks.isEmpty else { continue }
+            // A link in memory did not pass through the stream that just came back.
+            guard var room = shadows[jid]?.room, !room.localNicks.isEmpty, !session.isShortcut(room.masterRoom.domain) else { continue }
             if room.isFederated { metrics.resyncs.increment() }
-            let actions = room.refederate()
+            let actions = room.refederate(resuming: true)
             shadows[jid]?.room = room
             perform(actions, shadow: jid)
         }
@@ -474,7 +475,8 @@ public actor BridgeService {
             switch action {
             case .send(let stanza):
                 outgoing.append(stanza)
-                if stanza.name == "message" { metrics.messagesIRCToXMPP.increment() } else { metrics.presenceIRCToXMPP.increment() }
+                // Link upkeep (pings, resync) is not IRC users' traffic.
+                if stanza.name == "message" { metrics.messagesIRCToXMPP.increment() } else if stanza.name == "presence" { metrics.presenceIRCToXMPP.increment() }
             case .remoteJoined(let occupant):
                 metrics.presenceXMPPToIRC.increment()
                 puppetEnsure(occupant, network: state.network, channel: state.channel)

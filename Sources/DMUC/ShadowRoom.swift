@@ -101,6 +101,12 @@ public struct ShadowRoom: Sendable {
     public static let maximumAfterGap = 1000
     /// The id of the `resync` waiting for its answer.
     private var resyncID: String?
+    /// Where the node stood when its link split (epoch, last seq): it federates again with
+    /// them, and after the new burst asks for the messages it missed (flow G).
+    private var resumeFrom: (epoch: String, seq: UInt64)?
+    /// The numbers being caught up after a split: replayed messages in this range are relayed
+    /// although the burst already moved `lastSeq` past them (its roster covers the presences).
+    private var catchUp: ClosedRange<UInt64>?
     /// Liveness of the link (flow G): heard from the master since the last tick, the ping
     /// waiting for an answer, unanswered pings in a row.
     private var heardSinceTick = true
@@ -214,7 +220,15 @@ public struct ShadowRoom: Sendable {
 
     /// Starts over with the master (its state was lost, or our link to it was): every IRC user
     /// is submitted again, and the new burst is diffed against the remote occupants we show.
-    public mutating func refederate() -> [Action] {
+    /// `resuming`: the link split, so after the burst the messages missed meanwhile are asked
+    /// for, from where this node stood.
+    public mutating func refederate(resuming: Bool = false) -> [Action] {
+        if !resuming {
+            resumeFrom = nil
+        } else if federation == .federated, let epoch {
+            resumeFrom = (epoch, lastSeq)
+        }
+        catchUp = nil
         federation = .idle
         epoch = nil
         lastSeq = 0
@@ -257,7 +271,12 @@ public struct ShadowRoom: Sendable {
                 // The master lost the room's state (a restart): what we think is joined is not.
                 return [.note(.epochChanged)] + refederate()
             }
-            if n <= lastSeq { return [.note(.duplicateDropped(seq: n))] }
+            if n <= lastSeq {
+                if let catchUp, catchUp.contains(n), stanza.name == "message", stanza.child("body", namespace: stanza.namespace) != nil {
+                    return apply(stanza, from: from)
+                }
+                return [.note(.duplicateDropped(seq: n))]
+            }
             if n != lastSeq + 1 { return gap(stanza, seq: n) }
             lastSeq = n
             return apply(stanza, from: from) + releaseAfterGap()
@@ -282,7 +301,7 @@ public struct ShadowRoom: Sendable {
             let sync = stanza.child("sync", namespace: NS.link)
         {
             epoch = sync["epoch"]
-            return burstEnded(seq: sync["seq"].flatMap { UInt64($0) } ?? 0)
+            return burstEnded(seq: sync["seq"].flatMap { UInt64($0) } ?? 0) + catchUpAfterSplit()
         }
         if stanza.name == "presence", case .federating = federation { return apply(stanza, from: from) }
         return []
@@ -313,6 +332,18 @@ public struct ShadowRoom: Sendable {
         return condition.hasPrefix("remote-server-") || (condition == "service-unavailable" && stanza.child("error", namespace: stanza.namespace)?["type"] == "wait")
     }
 
+    /// After a split's burst: the messages said since this node's last seq, if the master
+    /// still has them (it answers `full` otherwise, and they are not shown).
+    private mutating func catchUpAfterSplit() -> [Action] {
+        guard let resume = resumeFrom, federation == .federated else { return [] }
+        resumeFrom = nil
+        guard resume.epoch == epoch, resume.seq < lastSeq, resyncID == nil else { return [] }
+        catchUp = (resume.seq + 1)...lastSeq
+        let id = "resync-" + RandomID.make(bytes: 6)
+        resyncID = id
+        return [.send(.stanza(.iq, from: jid, to: masterRoom, type: "set", id: id, children: [LinkElements.resync(epoch: resume.epoch, fromSeq: resume.seq + 1)]))]
+    }
+
     /// The held stanzas that now follow on, in order.
     private mutating func releaseAfterGap() -> [Action] {
         var actions: [Action] = []
@@ -331,12 +362,17 @@ public struct ShadowRoom: Sendable {
         if id == pingID {
             pingID = nil
             if Self.isBounce(stanza), federation == .federated {
-                return [.note(.split(why: "the master is unreachable (\(stanza.errorCondition ?? "error"))"))] + refederate()
+                return [.note(.split(why: "the master is unreachable (\(stanza.errorCondition ?? "error"))"))] + refederate(resuming: true)
             }
             return []
         }
         guard id == resyncID else { return [] }
         resyncID = nil
+        if catchUp != nil {
+            // After a split's new burst: whatever the answer, the roster is already right.
+            catchUp = nil
+            return [.note(.resynced(replayed: stanza.child("replay", namespace: NS.link)?["count"].flatMap(Int.init)))]
+        }
         let replayed = stanza.child("replay", namespace: NS.link)?["count"].flatMap(Int.init)
         if stanza["type"] == "result", let replayed, afterGap.isEmpty {
             return [.note(.resynced(replayed: replayed))]
@@ -355,7 +391,7 @@ public struct ShadowRoom: Sendable {
         }
         if pingID != nil { missedPings += 1 }
         if missedPings >= MasterRoom.missedPingsForSplit {
-            return [.note(.split(why: "\(missedPings) pings unanswered"))] + refederate()
+            return [.note(.split(why: "\(missedPings) pings unanswered"))] + refederate(resuming: true)
         }
         let id = "link-" + RandomID.make(bytes: 6)
         pingID = id
@@ -375,7 +411,7 @@ public struct ShadowRoom: Sendable {
         }
         if federation == .federated {
             actions.append(.note(.split(why: LinkElements.isSplitError(stanza) ? "the master split this node away" : "the master is unreachable (\(stanza.errorCondition ?? "error"))")))
-            actions += refederate()
+            actions += refederate(resuming: true)
         }
         return actions
     }
@@ -584,7 +620,7 @@ public struct ShadowRoom: Sendable {
         // The IRC side has its own past: no history (flow A).
         x.append(XMLElement("history", namespace: NS.muc, attributes: ["maxstanzas": "0"]))
         var children = [x, Self.roleElement(local.role), LinkElements.fmuc(from: local.realJID)]
-        if link { children.append(LinkElements.link(epoch: nil, lastSeq: nil)) }
+        if link { children.append(LinkElements.link(epoch: resumeFrom?.epoch, lastSeq: resumeFrom?.seq)) }
         return .stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), children: children)
     }
 

@@ -53,6 +53,11 @@ public final class ComponentSession: Sendable {
         shortcut.withLockedValue { $0 = (domain, deliver) }
     }
 
+    /// Whether stanzas to `domain` skip the XMPP server (see `shortcut`).
+    public func isShortcut(_ domain: String) -> Bool {
+        shortcut.withLockedValue { $0?.domain == domain }
+    }
+
     /// Sends stanzas in order, flushed once. While disconnected they are dropped with a log
     /// line: what the room needs again is resent by the protocol on reconnection.
     public func send(_ elements: [XMLElement]) {

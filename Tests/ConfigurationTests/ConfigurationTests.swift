@@ -75,6 +75,26 @@ struct ConfigurationTests {
         #expect(config?.master?.archiveRetentionDays == 30)
     }
 
+    @Test("link settings: in memory and a 60 s keepalive by default; a bad transport or interval names its key")
+    func linkSettings() throws {
+        var (config, error, files) = try Self.load(Self.good)
+        files.remove()
+        #expect(error == nil && config?.xmpp.link == .memory && config?.xmpp.linkPingInterval == 60)
+        #expect(config?.master?.replayStanzas == 500 && config?.master?.replaySeconds == 600)
+        (config, error, files) = try Self.load(Self.good.replacingOccurrences(of: "port = 5347", with: "port = 5347\nlink = \"server\"\nlink_ping_interval = 1.5"))
+        files.remove()
+        #expect(error == nil && config?.xmpp.link == .server && config?.xmpp.linkPingInterval == 1.5)
+        (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "port = 5347", with: "port = 5347\nlink = \"carrier-pigeon\""))
+        files.remove()
+        #expect(error?.key == "xmpp.link" && error?.line == 4)
+        (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "port = 5347", with: "port = 5347\nlink_ping_interval = 0"))
+        files.remove()
+        #expect(error?.key == "xmpp.link_ping_interval")
+        (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "archive_retention_days = 30", with: "replay_stanzas = -1"))
+        files.remove()
+        #expect(error?.key == "master.replay_stanzas")
+    }
+
     @Test("a TOML syntax error names file, line and column")
     func syntax() throws {
         let (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "port = 5347", with: "port = = 5347"))

@@ -129,8 +129,14 @@ struct LinkUpkeepTests {
         #expect(out.stanzas[0].child("body", namespace: NS.component)?.text == "during the split", "the refusal carries the line back")
         // A plain join without <link/> is refused too.
         #expect(LinkElements.isSplitError(master.receive(Self.shadowJoin(nick: "carol", real: Self.carol, link: false), fromShadowDomain: true, at: Self.t0 + 10).stanzas[0]))
+        _ = master.receive(Self.say("while split"), fromShadowDomain: false, at: Self.t0 + 10)
+        let missed = master.seq
         out = master.receive(Self.shadowJoin(nick: "carol", real: Self.carol), fromShadowDomain: true, at: Self.t0 + 11)
         #expect(master.shadows == [Self.node] && master.splitNodes.isEmpty)
+        // What was said during the split is still there to catch up on (found end to end).
+        let replayed = master.receive(Self.resync(from: missed), fromShadowDomain: true, at: Self.t0 + 12).stanzas
+        #expect(replayed.first?.child("body", namespace: NS.component)?.text == "while split")
+        #expect(replayed.last?.child("replay", namespace: NS.link) != nil)
         let burst = Self.toNode(out)
         #expect(burst.last?.child("sync", namespace: NS.link) != nil)
         #expect(out.stanzas.filter { $0["to"] == Self.alice.description }.count == 1, "alice sees carol come back")
@@ -230,6 +236,28 @@ struct LinkUpkeepTests {
         for _ in 0..<4 where shadow.isFederated { last = shadow.tick() }
         #expect(last.contains { if case .note(.split) = $0 { true } else { false } })
         #expect(Self.sent(last).contains { $0.child("link", namespace: NS.link) != nil })
+    }
+
+    @Test("after a split the node federates with where it stood, and after the burst asks for and relays the messages it missed, once")
+    mutating func catchUpAfterSplit() {
+        shadowFederated()
+        _ = shadow.receive(Self.numbered("four", seq: 4))
+        var split: [ShadowRoom.Action] = []
+        for _ in 0..<5 where shadow.isFederated { split = shadow.tick() }
+        let link = Self.sent(split).first?.child("link", namespace: NS.link)
+        #expect(link?["epoch"] == "e1" && link?["last-seq"] == "4")
+        _ = shadow.receive(.stanza(.presence, from: Self.room.with(resource: "carol"), to: Self.node, children: [LinkElements.fmuc(from: Self.carol)]))
+        let burst = shadow.receive(.stanza(.message, from: Self.room, to: Self.node, type: "groupchat", children: [
+            .text("subject", namespace: NS.component, ""), LinkElements.sync(epoch: "e1", rid: "rid-1", seq: 7),
+        ]))
+        let ask = Self.sent(burst).first { $0.name == "iq" }
+        #expect(ask?.child("resync", namespace: NS.link)?["from-seq"] == "5")
+        var replayedSix = Self.numbered("missed", seq: 6)
+        replayedSix.append(XMLElement("delay", namespace: NS.delay, attributes: ["stamp": "2026-11-25T10:00:00Z"]))
+        #expect(Self.bodies(shadow.receive(replayedSix)) == ["missed"])
+        #expect(shadow.receive(ask!.iqResult(LinkElements.replayed(3))) == [.note(.resynced(replayed: 3))])
+        #expect(Self.bodies(shadow.receive(replayedSix)).isEmpty, "the catch-up is over: a duplicate again")
+        #expect(Self.bodies(shadow.receive(Self.numbered("eight", seq: 8))) == ["eight"])
     }
 
     @Test("a line refused with <split/> is held and submitted again after the new burst, once")

@@ -17,7 +17,7 @@ final class BridgedRoom: Sendable {
 
     init(
         servers: LabServers, name: String, ircUsers: [String], xmppUsers: [(user: String, nick: String)], metricsPort: Int? = nil,
-        extraConfig: String = ""
+        link: ShadowbridgeProcess.LinkTransport = .memory, extraConfig: String = ""
     ) throws {
         directory = try Lab.makeTemporaryDirectory(prefix: name)
         channel = "#\(name)"
@@ -26,7 +26,7 @@ final class BridgedRoom: Sendable {
         self.xmppUsers = xmppUsers
         agent = try LabAgent(directory: directory)
         for nick in ircUsers { try agent.ircUserJoins(nick, port: servers.ngircd.port, channel: channel) }
-        bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [(channel, name)], metricsPort: metricsPort, extraConfig: extraConfig)
+        bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [(channel, name)], metricsPort: metricsPort, link: link, extraConfig: extraConfig)
         try bridge.waitForLog("link federated", "shadow=\(channel)%lab@")
         for (user, nick) in xmppUsers { try agent.xmppUserJoins(user, prosody: servers.prosody, room: room, nick: nick) }
         if let watcher = ircUsers.first {

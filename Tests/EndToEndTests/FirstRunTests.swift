@@ -70,9 +70,11 @@ struct FirstRunTests {
         try FileManager.default.createDirectory(at: bridges, withIntermediateDirectories: true)
         let good = ShadowbridgeProcess.config(xmppPort: 5347, mappings: bridges)
         let mapping = ShadowbridgeProcess.mapping(network: "net", ircPort: 6667, channels: [("#ops", "ops")])
+        // The line after `[log]`, where the misspelt key goes.
+        let levleLine = good.split(separator: "\n", omittingEmptySubsequences: false).firstIndex(of: "[log]")! + 2
         let cases: [(config: String, mapping: String, file: String, expected: String)] = [
             (good.replacingOccurrences(of: "port = 5347", with: "port = = 5347"), mapping, "shadowbridge.toml", ":3:"),
-            (good.replacingOccurrences(of: "[log]", with: "[log]\nlevle = \"debug\""), mapping, "shadowbridge.toml", ":6: log.levle: unknown key"),
+            (good.replacingOccurrences(of: "[log]", with: "[log]\nlevle = \"debug\""), mapping, "shadowbridge.toml", ":\(levleLine): log.levle: unknown key"),
             (good, mapping.replacingOccurrences(of: "ops@\(LabServers.masterDomain)", with: "ops@conference.elsewhere.org"), "bridges/net.toml", "channel[0].room: ops@conference.elsewhere.org is not on the master's domain"),
             (good, mapping.replacingOccurrences(of: "nick = \"sbridge\"\n", with: ""), "bridges/net.toml", "network.nick: is required"),
         ]

@@ -9,6 +9,9 @@ final class LabServers: Sendable {
     static let bridgeDomain = "irc.xmpp.test"
     static let masterSecret = "master-secret-for-tests"
     static let bridgeSecret = "bridge-secret-for-tests"
+    /// A scripted shadow node, speaking the link by hand over its own component connection.
+    static let scriptedDomain = "scripted.xmpp.test"
+    static let scriptedSecret = "scripted-secret-for-tests"
 
     @TaskLocal static var current: LabServers?
 
@@ -23,6 +26,7 @@ final class LabServers: Sendable {
             components: [
                 .init(domain: Self.masterDomain, secret: Self.masterSecret),
                 .init(domain: Self.bridgeDomain, secret: Self.bridgeSecret),
+                .init(domain: Self.scriptedDomain, secret: Self.scriptedSecret),
             ])
         do {
             ngircd = try NgircdServer.start(in: directory.appendingPathComponent("ngircd"))
@@ -66,11 +70,11 @@ final class ShadowbridgeProcess: Sendable {
     /// `channels` maps IRC channels on the lab's ngircd to room local parts on the master.
     convenience init(
         servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)], metricsPort: Int? = nil,
-        extraConfig: String = ""
+        link: LinkTransport = .memory, extraConfig: String = ""
     ) throws {
         try self.init(
             directory: directory,
-            config: Self.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), metricsPort: metricsPort) + extraConfig,
+            config: Self.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), metricsPort: metricsPort, link: link) + extraConfig,
             mappings: ["\(network).toml": Self.mapping(network: network, ircPort: servers.ngircd.port, nick: nick, channels: channels)])
     }
 
@@ -89,12 +93,22 @@ final class ShadowbridgeProcess: Sendable {
             directory: directory, logFile: directory.appendingPathComponent("shadowbridge.log"))
     }
 
-    /// Both roles on the lab's component port, debug logging (the tests count link lines).
-    static func config(xmppPort: Int, mappings: URL, master: Bool = true, bridge: Bool = true, metricsPort: Int? = nil) -> String {
+    /// How the two roles in one process exchange link stanzas (`xmpp.link`): the link
+    /// scenarios run over both.
+    enum LinkTransport: String, CustomTestStringConvertible, Sendable {
+        case memory, server
+        var testDescription: String { "link through \(rawValue)" }
+    }
+
+    /// Both roles on the lab's component port, debug logging (the tests count link lines),
+    /// keepalive pings every second so splits are found within a few seconds.
+    static func config(xmppPort: Int, mappings: URL, master: Bool = true, bridge: Bool = true, metricsPort: Int? = nil, link: LinkTransport = .memory) -> String {
         var text = """
             [xmpp]
             host = "127.0.0.1"
             port = \(xmppPort)
+            link = "\(link.rawValue)"
+            link_ping_interval = 1
 
             [log]
             level = "debug"

@@ -6,15 +6,19 @@ import Testing
 /// the master and the shadow, on real Prosody and ngircd, with slixmpp and raw IRC users.
 @Suite("Walking skeleton: IRC channel <-> DMUC room, through real Prosody and ngircd", .serialized, .labServers)
 struct WalkingSkeletonTests {
-    @Test("three IRC users and two XMPP users share one conversation, each line exactly once, through one federation")
-    func ircAndXMPPUsersShareOneRoom() throws {
+    @Test(
+        "three IRC users and two XMPP users share one conversation, each line exactly once, through one federation",
+        arguments: [ShadowbridgeProcess.LinkTransport.memory, .server])
+    func ircAndXMPPUsersShareOneRoom(link: ShadowbridgeProcess.LinkTransport) throws {
         let servers = try LabServers.require()
         let directory = try Lab.makeTemporaryDirectory(prefix: "walk")
         defer { Lab.removeUnlessKept(directory) }
-        let channel = "#walk1"
-        let room = "walk1@\(LabServers.masterDomain)"
+        let name = link == .memory ? "walk1" : "walk2"
+        let channel = "#\(name)"
+        let room = "\(name)@\(LabServers.masterDomain)"
         let shadow = "\(channel)%lab@\(LabServers.bridgeDomain)"
-        for user in ["wanna", "wbert"] { try servers.prosody.register(user: user, password: "pw-\(user)") }
+        let (wanna, wbert) = link == .memory ? ("wanna", "wbert") : ("wanna2", "wbert2")
+        for user in [wanna, wbert] { try servers.prosody.register(user: user, password: "pw-\(user)") }
 
         let agent = try LabAgent(directory: directory)
         defer { agent.stop() }
@@ -26,7 +30,7 @@ struct WalkingSkeletonTests {
         agent.send(["cmd": "irc_send", "user": "carol", "line": "JOIN \(channel)"])
         try agent.waitFor("carol in \(channel)") { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "carol" }
 
-        let bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [(channel, "walk1")])
+        let bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [(channel, name)], link: link)
         defer { _ = bridge.stop() }
         try agent.waitFor("the bridge joins \(channel)", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "sbridge" }
         try bridge.waitForLog("link federated", "shadow=\(shadow)")
@@ -40,7 +44,7 @@ struct WalkingSkeletonTests {
         }
 
         // Two XMPP users join the master room with a stock MUC join.
-        for (user, nick) in [("wanna", "xanna"), ("wbert", "xbert")] {
+        for (user, nick) in [(wanna, "xanna"), (wbert, "xbert")] {
             agent.send(["cmd": "xmpp_connect", "user": user, "jid": "\(user)@\(servers.prosody.domain)", "password": "pw-\(user)", "port": servers.prosody.c2sPort])
             try agent.waitFor("\(user) online") { $0.user == user && $0.kind == "online" }
             agent.send(["cmd": "xmpp_join", "user": user, "room": room, "nick": nick])
@@ -49,7 +53,7 @@ struct WalkingSkeletonTests {
         }
 
         // Every IRC user is an occupant for each XMPP user; the bridge's own nick is not.
-        for user in ["wanna", "wbert"] {
+        for user in [wanna, wbert] {
             for nick in ["carol", "dave", "erin", "xanna", "xbert"] {
                 try agent.waitFor("\(user) sees \(nick) in the room") { $0.user == user && $0.kind == "presence" && $0.from == "\(room)/\(nick)" && $0.type != "unavailable" }
             }
@@ -75,8 +79,8 @@ struct WalkingSkeletonTests {
         agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :\(ircLine)"])
         try agent.expectExactlyOnce(
             [
-                On.xmppMessage(to: "wanna", from: "\(room)/carol", body: ircLine),
-                On.xmppMessage(to: "wbert", from: "\(room)/carol", body: ircLine),
+                On.xmppMessage(to: wanna, from: "\(room)/carol", body: ircLine),
+                On.xmppMessage(to: wbert, from: "\(room)/carol", body: ircLine),
                 On.ircPrivmsg(to: "dave", from: "carol", channel: channel, text: ircLine),
                 On.ircPrivmsg(to: "erin", from: "carol", channel: channel, text: ircLine),
             ], since: mark)
@@ -87,11 +91,11 @@ struct WalkingSkeletonTests {
         // A UTF-8 line from XMPP: reflected to both XMPP users, once to each IRC user from the puppet.
         let xmppLine = "grüße aus XMPP ☃ 日本語"
         mark = agent.mark
-        agent.send(["cmd": "xmpp_say", "user": "wanna", "room": room, "body": xmppLine])
+        agent.send(["cmd": "xmpp_say", "user": wanna, "room": room, "body": xmppLine])
         try agent.expectExactlyOnce(
             [
-                On.xmppMessage(to: "wanna", from: "\(room)/xanna", body: xmppLine),
-                On.xmppMessage(to: "wbert", from: "\(room)/xanna", body: xmppLine),
+                On.xmppMessage(to: wanna, from: "\(room)/xanna", body: xmppLine),
+                On.xmppMessage(to: wbert, from: "\(room)/xanna", body: xmppLine),
                 On.ircPrivmsg(to: "carol", from: "xanna", channel: channel, text: xmppLine),
                 On.ircPrivmsg(to: "dave", from: "xanna", channel: channel, text: xmppLine),
                 On.ircPrivmsg(to: "erin", from: "xanna", channel: channel, text: xmppLine),
@@ -104,8 +108,8 @@ struct WalkingSkeletonTests {
         agent.send(["cmd": "irc_send", "user": "erin", "line": "PART \(channel) :see you"])
         try agent.expectExactlyOnce(
             [
-                On.xmppPresence(to: "wanna", from: "\(room)/erin", unavailable: true, status: "see you"),
-                On.xmppPresence(to: "wbert", from: "\(room)/erin", unavailable: true, status: "see you"),
+                On.xmppPresence(to: wanna, from: "\(room)/erin", unavailable: true, status: "see you"),
+                On.xmppPresence(to: wbert, from: "\(room)/erin", unavailable: true, status: "see you"),
                 On.irc(to: "erin", "PART", from: "erin"),
                 On.irc(to: "carol", "PART", from: "erin"),
                 On.irc(to: "dave", "PART", from: "erin"),
@@ -113,11 +117,11 @@ struct WalkingSkeletonTests {
 
         // A leave on XMPP shows on IRC: the puppet goes (QUIT: it was its last channel).
         mark = agent.mark
-        agent.send(["cmd": "xmpp_leave", "user": "wbert", "room": room, "nick": "xbert", "status": "off to lunch"])
+        agent.send(["cmd": "xmpp_leave", "user": wbert, "room": room, "nick": "xbert", "status": "off to lunch"])
         try agent.expectExactlyOnce(
             [
-                On.xmppPresence(to: "wanna", from: "\(room)/xbert", unavailable: true),
-                On.xmppPresence(to: "wbert", from: "\(room)/xbert", unavailable: true),
+                On.xmppPresence(to: wanna, from: "\(room)/xbert", unavailable: true),
+                On.xmppPresence(to: wbert, from: "\(room)/xbert", unavailable: true),
                 On.irc(to: "carol", "QUIT", from: "xbert"),
                 On.irc(to: "dave", "QUIT", from: "xbert"),
             ], since: mark)
@@ -129,7 +133,7 @@ struct WalkingSkeletonTests {
         // the IRC users see the puppet and the bridge QUIT.
         mark = agent.mark
         #expect(bridge.stop() == 0, "shadowbridge did not exit cleanly: \(bridge.log.suffix(2000))")
-        try agent.waitFor("wanna gets 332", since: mark) { $0.user == "wanna" && $0.kind == "presence" && $0.from == "\(room)/xanna" && $0.type == "unavailable" && $0.codes.contains(332) }
+        try agent.waitFor("wanna gets 332", since: mark) { $0.user == wanna && $0.kind == "presence" && $0.from == "\(room)/xanna" && $0.type == "unavailable" && $0.codes.contains(332) }
         try agent.waitFor("the puppet quits", since: mark) { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "xanna" }
         try agent.waitFor("the bridge quits", since: mark) { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "sbridge" }
     }

@@ -1,0 +1,187 @@
+import Foundation
+import Lab
+import Testing
+import XMLCore
+
+/// The master/shadow link end to end (PROTOCOL.md §3 A-D, G): a master-only `shadowbridge`
+/// on the lab's Prosody, a stock client (slixmpp), and a shadow node scripted by hand over its
+/// own component connection; then a real bridge in its own process, frozen with SIGSTOP.
+@Suite("The link: federation, resync, splits", .serialized, .labServers)
+struct LinkTests {
+    static let masterDomain = LabServers.masterDomain
+
+    /// A master alone, its keepalive every second, shadows allowed from the bridge domain and
+    /// the scripted one.
+    static func startMaster(_ servers: LabServers, directory: URL) throws -> ShadowbridgeProcess {
+        let config = ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), bridge: false)
+            .replacingOccurrences(
+                of: "allowed_shadows = [\"\(LabServers.bridgeDomain)\"]",
+                with: "allowed_shadows = [\"\(LabServers.bridgeDomain)\", \"\(LabServers.scriptedDomain)\"]")
+        let master = try ShadowbridgeProcess(directory: directory, config: config, mappings: [:])
+        try master.waitForLog("[master] component connected")
+        return master
+    }
+
+    @Test("a scripted shadow federates, gets a replay of what it missed (or <full/>), is split away when it stops answering pings, is refused, and federates again")
+    func scriptedShadow() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "link-scripted")
+        defer { Lab.removeUnlessKept(directory) }
+        let master = try Self.startMaster(servers, directory: directory)
+        defer { _ = master.stop() }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        let shadow = try ScriptedShadow(port: servers.prosody.componentPort)
+        defer { shadow.close() }
+
+        let room = "link1@\(Self.masterDomain)"
+        let node = "#link1%net@\(shadow.domain)"
+        let real = "u1%net@\(shadow.domain)/irc"
+        let federate = """
+            <presence from='\(node)/carol' to='\(room)/carol'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x>\
+            <fmuc xmlns='http://isode.com/protocol/fmuc' from='\(real)'/><link xmlns='urn:shadowbridge:dmuc-link:0' version='0' mode='primary-replica'/></presence>
+            """
+
+        // Flow A: the burst is carol's own presence (her ack), closed by the subject with <sync/>.
+        var mark = shadow.mark
+        try shadow.send(federate)
+        let sync = try shadow.waitFor("the burst's closing subject", since: mark) { $0.child("sync", namespace: XMLElement.linkNamespace) != nil }
+        let epoch = try #require(sync.child("sync", namespace: XMLElement.linkNamespace)?["epoch"])
+        #expect(shadow.stanzas(since: mark).filter { $0.name == "presence" }.map { $0["from"] } == ["\(room)/carol"])
+
+        // A stock client joins and speaks three lines; the node gets each once, numbered in a row.
+        try agent.xmppUserOnline("lalice", prosody: servers.prosody)
+        mark = shadow.mark
+        try agent.xmppJoin("lalice", room: room, nick: "alice")
+        try agent.waitFor("alice sees carol") { $0.user == "lalice" && $0.kind == "presence" && $0.from == "\(room)/carol" }
+        for n in 1...3 { agent.send(["cmd": "xmpp_say", "user": "lalice", "room": room, "body": "line \(n)"]) }
+        try shadow.waitFor("line 3", since: mark) { $0.bodyText == "line 3" }
+        let numbered = shadow.stanzas(since: mark).filter { $0.linkSeq != nil }
+        #expect(numbered.map(\.name) == ["presence", "message", "message", "message"], "\(numbered.map { $0.serialized(parentNamespace: ScriptedShadow.namespace) })")
+        let seqs = numbered.compactMap(\.linkSeq)
+        #expect(seqs == Array(seqs[0]...(seqs[0] + 3)), "one number per room stanza, in a row: \(seqs)")
+        let last = seqs.last!
+
+        // Flow D: resync from the second line on: lines 2 and 3 again with their first numbers
+        // and times, then <replay count='2'/>.
+        mark = shadow.mark
+        try shadow.send("<iq type='set' id='rs1' from='\(node)' to='\(room)'><resync xmlns='urn:shadowbridge:dmuc-link:0' epoch='\(epoch)' from-seq='\(last - 1)'/></iq>")
+        let answer = try shadow.waitFor("the resync answer", since: mark) { $0["id"] == "rs1" }
+        #expect(answer["type"] == "result" && answer.child("replay", namespace: XMLElement.linkNamespace)?["count"] == "2")
+        let replayed = shadow.stanzas(since: mark).filter { $0.name == "message" }
+        #expect(replayed.map(\.bodyText) == ["line 2", "line 3"] && replayed.map(\.linkSeq) == [last - 1, last])
+        #expect(replayed.allSatisfy { $0.child("delay", namespace: "urn:xmpp:delay")?["stamp"] != nil })
+        mark = shadow.mark
+        try shadow.send("<iq type='set' id='rs2' from='\(node)' to='\(room)'><resync xmlns='urn:shadowbridge:dmuc-link:0' epoch='not-this-one' from-seq='1'/></iq>")
+        let full = try shadow.waitFor("the resync answer for another epoch", since: mark) { $0["id"] == "rs2" }
+        #expect(full.child("full", namespace: XMLElement.linkNamespace) != nil)
+
+        // Flow G: the master pings the idle node; silent, it is split away: alice sees carol
+        // leave with 333 and a netsplit-style status, once.
+        let pingsBefore = shadow.pingsReceived
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(shadow.pingsReceived > pingsBefore, "an idle node is pinged")
+        #expect(master.logLines(containing: "link split").isEmpty, "answered pings keep the node")
+        var agentMark = agent.mark
+        shadow.answerPings(false)
+        try master.waitForLog("link split", "shadow=\(node)", timeout: 15)
+        try agent.expectExactlyOnce(
+            [On.xmppPresence(to: "lalice", from: "\(room)/carol", unavailable: true, status: "\(Self.masterDomain) \(shadow.domain)")],
+            since: agentMark)
+        let gone = agent.events(since: agentMark).first { $0.from == "\(room)/carol" }
+        #expect(gone?.codes.contains(333) == true, "\(String(describing: gone))")
+
+        // A line from the split node is refused with <split/>; nothing reaches alice.
+        agentMark = agent.mark
+        mark = shadow.mark
+        try shadow.send("<message type='groupchat' id='s1' from='\(node)/carol' to='\(room)'><body>during the split</body><fmuc xmlns='http://isode.com/protocol/fmuc' from='\(real)'/></message>")
+        let refused = try shadow.waitFor("the refusal", since: mark) { $0["id"] == "s1" }
+        #expect(refused["type"] == "error" && refused.serialized(parentNamespace: ScriptedShadow.namespace).contains("<split xmlns='urn:shadowbridge:dmuc-link:0'/>"))
+
+        // It federates again (with what it last saw): a new burst; alice sees carol come back,
+        // once; lines cross once each way.
+        shadow.answerPings(true)
+        mark = shadow.mark
+        try shadow.send(federate.replacingOccurrences(of: "mode='primary-replica'/>", with: "mode='primary-replica' epoch='\(epoch)' last-seq='\(last)'/>"))
+        try shadow.waitFor("the new burst", since: mark) { $0.child("sync", namespace: XMLElement.linkNamespace) != nil }
+        try agent.expectExactlyOnce([On.xmppPresence(to: "lalice", from: "\(room)/carol", unavailable: false)], since: agentMark)
+        agentMark = agent.mark
+        mark = shadow.mark
+        try shadow.send("<message type='groupchat' id='s2' from='\(node)/carol' to='\(room)'><body>back again</body><fmuc xmlns='http://isode.com/protocol/fmuc' from='\(real)'/></message>")
+        agent.send(["cmd": "xmpp_say", "user": "lalice", "room": room, "body": "welcome back"])
+        try agent.expectExactlyOnce(
+            [On.xmppMessage(to: "lalice", from: "\(room)/carol", body: "back again"), On.xmppMessage(to: "lalice", from: "\(room)/alice", body: "welcome back")],
+            since: agentMark)
+        try shadow.waitFor("alice's line", since: mark) { $0.bodyText == "welcome back" }
+        Thread.sleep(forTimeInterval: 0.5)
+        let after = shadow.stanzas(since: mark).filter { $0.name == "message" }
+        #expect(after.map(\.bodyText) == ["back again", "welcome back"], "the echo and alice's line, once each")
+
+        // No link element ever reached the client.
+        #expect(!agent.events(since: 0).contains { ($0.xml ?? "").contains("dmuc-link") || ($0.xml ?? "").contains("isode.com/protocol/fmuc") })
+    }
+
+    @Test("a bridge frozen (SIGSTOP) past three pings is split away: its IRC users leave with 333 and come back once, and lines said on both sides meanwhile cross once each")
+    func frozenBridge() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "link-frozen")
+        defer { Lab.removeUnlessKept(directory) }
+        let masterDirectory = directory.appendingPathComponent("master"), bridgeDirectory = directory.appendingPathComponent("bridge")
+        for d in [masterDirectory, bridgeDirectory] { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
+        let master = try Self.startMaster(servers, directory: masterDirectory)
+        defer { _ = master.stop() }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        let channel = "#frozen1", room = "frozen1@\(Self.masterDomain)", shadow = "\(channel)%lab@\(LabServers.bridgeDomain)"
+        try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: channel)
+
+        // The bridge in a process of its own: the link goes through Prosody.
+        let bridge = try ShadowbridgeProcess(
+            directory: bridgeDirectory,
+            config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: bridgeDirectory.appendingPathComponent("bridges"), master: false),
+            mappings: ["lab.toml": ShadowbridgeProcess.mapping(network: "lab", ircPort: servers.ngircd.port, channels: [(channel, "frozen1")])])
+        defer {
+            bridge.process.signal(SIGCONT)
+            _ = bridge.stop()
+        }
+        try master.waitForLog("link federated", "shadow=\(shadow)", timeout: 20)
+        try agent.xmppUserJoins("fzalice", prosody: servers.prosody, room: room, nick: "alice")
+        try agent.waitFor("alice's puppet joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "alice" }
+        Thread.sleep(forTimeInterval: 1)
+
+        let mark = agent.mark
+        bridge.process.signal(SIGSTOP)
+        try master.waitForLog("link split", "shadow=\(shadow)", timeout: 20)
+        try agent.waitFor("alice sees carol split away", since: mark) { $0.user == "fzalice" && $0.from == "\(room)/carol" && $0.type == "unavailable" }
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :irc during the split"])
+        agent.send(["cmd": "xmpp_say", "user": "fzalice", "room": room, "body": "xmpp during the split"])
+        Thread.sleep(forTimeInterval: 1)
+        bridge.process.signal(SIGCONT)
+        try agent.expectExactlyOnce(
+            [
+                On.xmppPresence(to: "fzalice", from: "\(room)/carol", unavailable: true, status: "\(Self.masterDomain) \(LabServers.bridgeDomain)"),
+                On.xmppPresence(to: "fzalice", from: "\(room)/carol", unavailable: false),
+                On.xmppMessage(to: "fzalice", from: "\(room)/alice", body: "xmpp during the split"),
+                On.xmppMessage(to: "fzalice", from: "\(room)/carol", body: "irc during the split"),
+                On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "xmpp during the split"),
+            ],
+            since: mark, quiet: 2, timeout: 30)
+        let gone = agent.events(since: mark).first { $0.from == "\(room)/carol" && $0.type == "unavailable" }
+        #expect(gone?.codes.contains(333) == true)
+        #expect(master.logLines(containing: "link split").count == 1)
+        #expect(bridge.logLines(containing: "link to the master split").count == 1, "\(bridge.logLines(containing: "split"))")
+        #expect(bridge.logLines(containing: "link resync answered", "answer=replay").count == 1, "the missed line came from the replay buffer")
+
+        // And the link is whole again: a line each way, once.
+        let after = agent.mark
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :all good"])
+        agent.send(["cmd": "xmpp_say", "user": "fzalice", "room": room, "body": "indeed"])
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "fzalice", from: "\(room)/carol", body: "all good"),
+                On.xmppMessage(to: "fzalice", from: "\(room)/alice", body: "indeed"),
+                On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "indeed"),
+            ],
+            since: after)
+    }
+}
