@@ -248,9 +248,9 @@ extension MasterRoom {
             var x = XMLElement("x", namespace: NS.mucUser)
             x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": "104"]))
             let notice = XMLElement.stanza(.message, from: jid, to: jid, type: "groupchat", children: [x])
-            for occupant in localOccupants {
+            for session in localOccupants.flatMap(\.sessions) {
                 var copy = notice
-                copy["to"] = occupant.realJID.description
+                copy["to"] = session.description
                 copy["id"] = RandomID.make(bytes: 6)
                 out.stanzas.append(copy)
             }
@@ -279,7 +279,10 @@ extension MasterRoom {
                 p["to"] = jid.description
                 fanOutOnlyTo(shadow, p, real: occupant.realJID, out: &out)
             } else {
-                out.stanzas.append(p)
+                for session in occupant.sessions {
+                    p["to"] = session.description
+                    out.stanzas.append(p)
+                }
             }
         }
         removeAllOccupants()

@@ -174,14 +174,14 @@ public struct MasterRoom: Sendable {
         occupants[key] = occupant
         joinOrder.append(key)
         if occupant.node == .local { localKeys.append(key) }
-        keyByRealJID[occupant.node, default: [:]][occupant.realJID] = key
+        for session in occupant.sessions { keyByRealJID[occupant.node, default: [:]][session] = key }
     }
 
     mutating func removeOccupant(key: String) -> Occupant? {
         guard let occupant = occupants.removeValue(forKey: key) else { return nil }
         joinOrder.removeAll { $0 == key }
         if occupant.node == .local { localKeys.removeAll { $0 == key } }
-        keyByRealJID[occupant.node]?[occupant.realJID] = nil
+        for session in occupant.sessions { keyByRealJID[occupant.node]?[session] = nil }
         if keyByRealJID[occupant.node]?.isEmpty == true { keyByRealJID[occupant.node] = nil }
         return occupant
     }
@@ -190,7 +190,7 @@ public struct MasterRoom: Sendable {
     mutating func rekeyOccupant(from key: String, to newKey: String, _ occupant: Occupant) {
         if let index = joinOrder.firstIndex(of: key) { joinOrder[index] = newKey }
         if let index = localKeys.firstIndex(of: key) { localKeys[index] = newKey }
-        keyByRealJID[occupant.node, default: [:]][occupant.realJID] = newKey
+        for session in occupant.sessions { keyByRealJID[occupant.node, default: [:]][session] = newKey }
     }
 
     mutating func removeAllOccupants() {
@@ -252,11 +252,11 @@ public struct MasterRoom: Sendable {
             let node = from.bare
             if splitNodes.contains(node) {
                 // Flow G: refused until it federates again, which its <link/> says it does.
+                // It stays split (and its replay kept) until the federation succeeds.
                 guard stanza.name == "presence", stanza["type"] == nil, stanza.child("link", namespace: NS.link) != nil else {
                     refuseFromSplitNode(stanza, out: &out)
                     return out
                 }
-                splitNodes.remove(node)
             }
             heard(from: node)
             if stanza["type"] == "error", shadows.contains(node), LinkElements.meansUnreachable(stanza) {
@@ -313,11 +313,13 @@ public struct MasterRoom: Sendable {
     public mutating func shutdown(reason: String) -> [XMLElement] {
         var out: [XMLElement] = []
         for occupant in localOccupants {
-            var p = presence(of: occupant, to: occupant.realJID, selfPresence: true, extra: [332])
-            p["type"] = "unavailable"
-            p.removeElements { $0.name == "status" && $0.namespace == NS.component }
-            p.append(.text("status", namespace: NS.component, reason))
-            out.append(p)
+            for session in occupant.sessions {
+                var p = presence(of: occupant, to: session, selfPresence: true, extra: [332])
+                p["type"] = "unavailable"
+                p.removeElements { $0.name == "status" && $0.namespace == NS.component }
+                p.append(.text("status", namespace: NS.component, reason))
+                out.append(p)
+            }
         }
         removeAllOccupants()
         shadows.removeAll()
@@ -337,6 +339,12 @@ public struct MasterRoom: Sendable {
     private mutating func bounce(_ stanza: XMLElement, from: JID, out: inout Output) {
         let gone = ["gone", "item-not-found", "recipient-unavailable", "redirect", "remote-server-not-found", "remote-server-timeout", "service-unavailable"]
         guard let condition = stanza.errorCondition, gone.contains(condition), let key = occupantKey(realJID: from, node: .local) else { return }
+        if occupants[key]!.otherSessions.count > 0 {
+            // One client of several gone: the occupant stays with the others.
+            dropSession(from, key: key, out: &out, tell: false)
+            out.notes.append(.refused(from: from, condition: "bounced: \(condition)"))
+            return
+        }
         var unavailable = XMLElement.stanza(.presence, from: from, to: jid.with(resource: occupants[key]!.nick), type: "unavailable")
         unavailable.append(.text("status", namespace: NS.component, "Disconnected: \(condition)"))
         leave(key: key, stanza: unavailable, codes: [333], out: &out)
@@ -377,7 +385,12 @@ public struct MasterRoom: Sendable {
     ) {
         let current = occupantKey(realJID: realJID, node: node)
         if stanza["type"] == "unavailable" {
-            if let current { leave(key: current, stanza: stanza, removal: removal, out: &out) }
+            if let current, node == .local, occupants[current]!.otherSessions.count > 0 {
+                // One client of several leaves: only it is told; the occupant stays.
+                dropSession(realJID, key: current, out: &out, tell: true)
+            } else if let current {
+                leave(key: current, stanza: stanza, removal: removal, out: &out)
+            }
             return
         }
         if stanza["type"] != nil { return }  // subscription traffic has no place in a room
@@ -388,7 +401,22 @@ public struct MasterRoom: Sendable {
         if let current, current == Self.fold(nick), node == .local, stanza.child("x", namespace: NS.muc) != nil {
             // A joined client joining again (it lost its state): it gets the whole join again,
             // and the others see only a presence change, if any (XEP-0045 §7.2.1).
-            rejoin(key: current, stanza: stanza, out: &out)
+            rejoin(key: current, session: realJID, stanza: stanza, out: &out)
+            return
+        }
+        if current == nil, node == .local, stanza.child("x", namespace: NS.muc) != nil, let holder = occupants[Self.fold(nick)],
+            holder.node == .local, holder.realJID.bare == realJID.bare
+        {
+            // Another client of the same account takes the same nick: one occupant, several
+            // sessions (XEP-0045 §7.2, multi-session nick). Its join is checked like any other.
+            if let (type, condition, text) = joinRefusal(stanza, affiliation: affiliation(of: realJID), adding: false) {
+                var reply = stanza.errorReply(type: type, condition: condition, text: text)
+                reply.removeElements { $0.namespace == NS.muc }
+                out.stanzas.append(reply)
+                out.notes.append(.refused(from: realJID, condition: condition))
+                return
+            }
+            addSession(realJID, key: Self.fold(nick), stanza: stanza, out: &out)
             return
         }
         if let current, current == Self.fold(nick) {
@@ -411,6 +439,13 @@ public struct MasterRoom: Sendable {
             return
         }
         if let current {
+            guard occupants[current]!.otherSessions.isEmpty else {
+                // The nick is shared by several clients: one of them cannot take it elsewhere.
+                var reply = stanza.errorReply(type: "cancel", condition: "not-acceptable", text: "this nick is used by several of your clients; leave from the others first")
+                reply.removeElements { $0.namespace == NS.muc }
+                out.stanzas.append(reply)
+                return
+            }
             changeNick(key: current, to: nick, stanza: stanza, out: &out)
             return
         }
@@ -431,6 +466,7 @@ public struct MasterRoom: Sendable {
             // <link/> (a plain FMUC peer federates the same way). The node learns of its own
             // user from the burst, which is also her ack, so it joins the fanout only now.
             shadows.insert(shadow)
+            splitNodes.remove(shadow)
             links[shadow] = LinkLiveness(lastHeard: now)
             out.notes.append(.federated(shadow: shadow))
             sendFederationBurst(to: shadow, out: &out)
@@ -439,7 +475,7 @@ public struct MasterRoom: Sendable {
 
     /// Why a join is refused, in the order XEP-0045 §7.2 checks: banned, members-only, locked,
     /// password, full.
-    private func joinRefusal(_ stanza: XMLElement, affiliation: String) -> (type: String, condition: String, text: String)? {
+    private func joinRefusal(_ stanza: XMLElement, affiliation: String, adding: Bool = true) -> (type: String, condition: String, text: String)? {
         let privileged = ["owner", "admin"].contains(affiliation)
         if affiliation == "outcast" { return ("auth", "forbidden", "you are banned from this room") }
         if config.membersOnly && affiliation == "none" { return ("auth", "registration-required", "this room is for members only") }
@@ -448,7 +484,7 @@ public struct MasterRoom: Sendable {
             let given = stanza.child("x", namespace: NS.muc)?.child("password", namespace: NS.muc)?.text
             if given != password { return ("auth", "not-authorized", "a password is required to enter this room") }
         }
-        if let maximum = config.maxUsers, occupants.count >= maximum, !privileged {
+        if adding, let maximum = config.maxUsers, occupants.count >= maximum, !privileged {
             return ("wait", "service-unavailable", "this room is full")
         }
         return nil
@@ -506,18 +542,54 @@ public struct MasterRoom: Sendable {
         return messages.reversed()
     }
 
-    private mutating func rejoin(key: String, stanza: XMLElement, out: inout Output) {
+    private mutating func rejoin(key: String, session: JID, stanza: XMLElement, out: inout Output) {
         guard let occupant = occupants[key] else { return }
         for existing in occupantList where existing.realJID != occupant.realJID {
-            out.stanzas.append(presence(of: existing, to: occupant.realJID, selfPresence: false, withJID: seesJIDs(occupant)))
+            out.stanzas.append(presence(of: existing, to: session, selfPresence: false, withJID: seesJIDs(occupant)))
         }
         if Self.payload(of: stanza) != occupant.presencePayload {
             update(key: key, stanza: stanza, out: &out)
         } else {
-            out.stanzas.append(presence(of: occupant, to: occupant.realJID, selfPresence: true))
+            out.stanzas.append(presence(of: occupant, to: session, selfPresence: true))
         }
-        out.stanzas += historyMessages(for: occupant.realJID, join: stanza)
-        out.stanzas.append(subjectMessage(to: occupant.realJID))
+        out.stanzas += historyMessages(for: session, join: stanza)
+        out.stanzas.append(subjectMessage(to: session))
+    }
+
+    /// A second client of the occupant's account joins under its nick: it gets the whole join
+    /// (everyone, itself with 110, history, subject); the others see nothing new.
+    private mutating func addSession(_ session: JID, key: String, stanza: XMLElement, out: inout Output) {
+        guard var occupant = occupants[key] else { return }
+        occupant.otherSessions.append(session)
+        occupants[key] = occupant
+        keyByRealJID[.local, default: [:]][session] = key
+        for existing in occupantList where existing.realJID != occupant.realJID {
+            out.stanzas.append(presence(of: existing, to: session, selfPresence: false, withJID: seesJIDs(occupant)))
+        }
+        var selfCodes: [Int] = []
+        if config.whois == "anyone" { selfCodes.append(100) }
+        if config.logging { selfCodes.append(170) }
+        out.stanzas.append(presence(of: occupant, to: session, selfPresence: true, extra: selfCodes))
+        out.stanzas += historyMessages(for: session, join: stanza)
+        out.stanzas.append(subjectMessage(to: session))
+    }
+
+    /// One session of a multi-session occupant goes; the occupant stays with the others. The
+    /// session leaving by itself gets its own unavailable self-presence (`tell`).
+    private mutating func dropSession(_ session: JID, key: String, out: inout Output, tell: Bool) {
+        guard var occupant = occupants[key] else { return }
+        if tell {
+            var p = presence(of: occupant, to: session, selfPresence: true)
+            p["type"] = "unavailable"
+            out.stanzas.append(p)
+        }
+        keyByRealJID[.local]?[session] = nil
+        if occupant.realJID == session {
+            occupant.realJID = occupant.otherSessions.removeFirst()
+        } else {
+            occupant.otherSessions.removeAll { $0 == session }
+        }
+        occupants[key] = occupant
     }
 
     private mutating func update(key: String, stanza: XMLElement, roleBefore: String? = nil, out: inout Output) {
@@ -589,11 +661,13 @@ public struct MasterRoom: Sendable {
             return p
         }
         for other in localOccupants {
-            out.stanzas.append(make(to: other.realJID, selfPresence: other.realJID == occupant.realJID, seesJIDs: seesJIDs(other)))
+            for session in other.sessions {
+                out.stanzas.append(make(to: session, selfPresence: other.realJID == occupant.realJID, seesJIDs: seesJIDs(other)))
+            }
         }
         if occupant.node == .local && occupantKey(realJID: occupant.realJID, node: .local).flatMap({ occupants[$0] }) == nil {
             // The leaving (or renaming) client is not in the list now: it still gets its own.
-            out.stanzas.append(make(to: occupant.realJID, selfPresence: true, seesJIDs: true))
+            for session in occupant.sessions { out.stanzas.append(make(to: session, selfPresence: true, seesJIDs: true)) }
         }
         fanOutToShadows(make(to: jid, selfPresence: false, seesJIDs: false), real: occupant.realJID, out: &out)
     }
@@ -609,7 +683,8 @@ public struct MasterRoom: Sendable {
         for element in occupant.presencePayload { p.append(element) }
         var x = XMLElement("x", namespace: NS.mucUser)
         var item = XMLElement("item", namespace: NS.mucUser, attributes: ["affiliation": occupant.affiliation, "role": occupant.role])
-        if withJID || selfPresence { item["jid"] = occupant.realJID.description }
+        // Each client is shown its own full JID in its self-presence.
+        if selfPresence && occupant.sessions.contains(to) { item["jid"] = to.description } else if withJID || selfPresence { item["jid"] = occupant.realJID.description }
         if let newNick { item["nick"] = newNick }
         if let actor { item.append(XMLElement("actor", namespace: NS.mucUser, attributes: ["nick": actor])) }
         if let reason, !reason.isEmpty { item.append(.text("reason", namespace: NS.mucUser, reason)) }
@@ -728,9 +803,11 @@ public struct MasterRoom: Sendable {
             }
         }
         for occupant in localOccupants {
-            var copy = reflected
-            copy["to"] = occupant.realJID.description
-            out.stanzas.append(copy)
+            for session in occupant.sessions {
+                var copy = reflected
+                copy["to"] = session.description
+                out.stanzas.append(copy)
+            }
         }
         fanOutToShadows(reflected, real: sender.realJID, out: &out)
     }
@@ -759,12 +836,16 @@ public struct MasterRoom: Sendable {
         copy.append(XMLElement("x", namespace: NS.mucUser))
         switch recipient.node {
         case .local:
-            copy["to"] = recipient.realJID.description
+            // To every client of the recipient's nick.
+            for session in recipient.sessions {
+                copy["to"] = session.description
+                out.stanzas.append(copy)
+            }
         case .shadow(let shadow):
             copy["to"] = shadow.with(resource: recipient.nick).description
             copy.append(LinkElements.fmuc(from: sender.realJID))
+            out.stanzas.append(copy)
         }
-        out.stanzas.append(copy)
     }
 
     // MARK: - IQ

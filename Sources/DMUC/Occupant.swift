@@ -19,6 +19,12 @@ public struct Occupant: Sendable, Hashable {
     public var affiliation: String
     /// The presence payload the occupant last sent (show, status...), without MUC or link elements.
     public var presencePayload: [XMLElement]
+    /// More clients of the same bare JID sharing the nick (XEP-0045 multi-session); `realJID`
+    /// is the first.
+    public var otherSessions: [JID] = []
+
+    /// Every client session the room sends this occupant's copies to.
+    public var sessions: [JID] { otherSessions.isEmpty ? [realJID] : [realJID] + otherSessions }
 
     public init(nick: String, realJID: JID, node: OccupantNode, role: String = "participant", affiliation: String = "none") {
         self.nick = nick

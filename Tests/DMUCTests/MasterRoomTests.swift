@@ -317,3 +317,84 @@ struct MasterRoomTests {
         #expect(changed.contains { $0["to"] == Self.alice.description })
     }
 }
+
+/// Several clients of one account under one nick (XEP-0045 §7.2, multi-session nick).
+@Suite("MasterRoom multi-session")
+struct MasterRoomMultiSessionTests {
+    static let room = MasterRoomTests.room
+    static let phone = JID("alice@xmpp.test/phone")!
+    static let laptop = JID("alice@xmpp.test/laptop")!
+    static let bob = MasterRoomTests.bob
+    static let mallory = JID("mallory@xmpp.test/x")!
+
+    var master = MasterRoom(jid: room, rid: "rid-1", epoch: "e1")
+
+    static func to(_ out: [XMLElement], _ jid: JID) -> [XMLElement] { out.filter { $0["to"] == jid.description } }
+
+    mutating func bothJoined() {
+        _ = master.receive(MasterRoomTests.join(Self.bob, nick: "Bob"), fromShadowDomain: false)
+        _ = master.receive(MasterRoomTests.join(Self.phone, nick: "Alice"), fromShadowDomain: false)
+        _ = master.receive(MasterRoomTests.join(Self.laptop, nick: "Alice"), fromShadowDomain: false)
+    }
+
+    @Test("a second client of the same account joins under the same nick: it gets the whole join, the others see nothing; one occupant")
+    mutating func secondSession() {
+        _ = master.receive(MasterRoomTests.join(Self.bob, nick: "Bob"), fromShadowDomain: false)
+        _ = master.receive(MasterRoomTests.join(Self.phone, nick: "Alice"), fromShadowDomain: false)
+        let out = master.receive(MasterRoomTests.join(Self.laptop, nick: "alice"), fromShadowDomain: false).stanzas
+        #expect(out.allSatisfy { $0["to"] == Self.laptop.description }, "only the new client hears of it")
+        #expect(out.map { "\($0.name) \($0["from"]!)" } == ["presence ops@rooms.test/Bob", "presence ops@rooms.test/Alice", "message ops@rooms.test"])
+        #expect(MasterRoomTests.codes(out[1]).contains("110"))
+        #expect(out[1].child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["jid"] == Self.laptop.description)
+        #expect(master.occupantList.count == 2)
+        // Another account under the nick is still a conflict.
+        let conflict = master.receive(MasterRoomTests.join(Self.mallory, nick: "Alice"), fromShadowDomain: false).stanzas
+        #expect(conflict.first?.errorCondition == "conflict")
+    }
+
+    @Test("room messages, presence changes and private messages reach every client of the nick; either client speaks as the occupant")
+    mutating func fanout() {
+        bothJoined()
+        let line = master.receive(MasterRoomTests.groupchat(Self.bob, "hi"), fromShadowDomain: false).stanzas
+        #expect(Self.to(line, Self.phone).count == 1 && Self.to(line, Self.laptop).count == 1 && Self.to(line, Self.bob).count == 1)
+        let fromLaptop = master.receive(MasterRoomTests.groupchat(Self.laptop, "from the laptop"), fromShadowDomain: false).stanzas
+        #expect(fromLaptop.count == 3 && fromLaptop.allSatisfy { $0["from"] == "ops@rooms.test/Alice" })
+        let pm = XMLElement.stanza(.message, from: Self.bob, to: Self.room.with(resource: "Alice"), type: "chat", children: [.text("body", namespace: NS.component, "psst")])
+        let pms = master.receive(pm, fromShadowDomain: false).stanzas
+        #expect(Set(pms.compactMap { $0["to"] }) == [Self.phone.description, Self.laptop.description])
+        var away = XMLElement.stanza(.presence, from: Self.bob, to: Self.room.with(resource: "Bob"))
+        away.append(.text("show", namespace: NS.component, "away"))
+        let presence = master.receive(away, fromShadowDomain: false).stanzas
+        #expect(Self.to(presence, Self.phone).count == 1 && Self.to(presence, Self.laptop).count == 1)
+    }
+
+    @Test("one client leaving is told alone; the occupant leaves when its last client does; a shared nick cannot be changed by one client")
+    mutating func leaving() {
+        bothJoined()
+        var nickChange = XMLElement.stanza(.presence, from: Self.laptop, to: Self.room.with(resource: "Alicia"))
+        nickChange.append(XMLElement("x", namespace: NS.muc))
+        #expect(master.receive(nickChange, fromShadowDomain: false).stanzas.first?.errorCondition == "not-acceptable")
+        var out = master.receive(.stanza(.presence, from: Self.phone, to: Self.room.with(resource: "Alice"), type: "unavailable"), fromShadowDomain: false).stanzas
+        #expect(out.count == 1 && out[0]["to"] == Self.phone.description && out[0]["type"] == "unavailable" && MasterRoomTests.codes(out[0]) == ["110"])
+        // The laptop is the occupant now: it still speaks and hears.
+        #expect(master.receive(MasterRoomTests.groupchat(Self.laptop, "still here"), fromShadowDomain: false).stanzas.count == 2)
+        out = master.receive(.stanza(.presence, from: Self.laptop, to: Self.room.with(resource: "Alice"), type: "unavailable"), fromShadowDomain: false).stanzas
+        #expect(Self.to(out, Self.bob).first?["type"] == "unavailable")
+        #expect(master.occupantList.map(\.nick) == ["Bob"])
+    }
+
+    @Test("a kick removes every client of the nick, each told with 307")
+    mutating func kick() {
+        master.serviceAdmins = [JID("bob@xmpp.test")!]
+        bothJoined()
+        let kick = XMLElement.stanza(.iq, from: Self.bob, to: Self.room, type: "set", id: "k1", children: [
+            XMLElement("query", namespace: NS.mucAdmin, children: [.element(XMLElement("item", namespace: NS.mucAdmin, attributes: ["nick": "Alice", "role": "none"]))]),
+        ])
+        let out = master.receive(kick, fromShadowDomain: false).stanzas
+        for session in [Self.phone, Self.laptop] {
+            let told = Self.to(out, session)
+            #expect(told.count == 1 && MasterRoomTests.codes(told[0]).contains("307"), "\(session)")
+        }
+        #expect(master.occupantList.map(\.nick) == ["Bob"])
+    }
+}
