@@ -121,6 +121,7 @@ public final class ProsodyServer: Sendable {
         text += """
             Component "conference.\(domain)" "muc"
                 muc_room_locking = false
+                modules_enabled = { "muc_mam" }
 
             """
         return text
