@@ -57,6 +57,15 @@ public enum LinkElements {
         return element
     }
 
+    /// `<fmuc><reject>reason</reject></fmuc>`: the master refuses a node's federation whole.
+    public static func reject(_ reason: String) -> XMLElement {
+        XMLElement("fmuc", namespace: NS.fmuc, children: [.element(.text("reject", namespace: NS.fmuc, reason))])
+    }
+
+    public static func rejection(_ stanza: XMLElement) -> String? {
+        stanza.child("fmuc", namespace: NS.fmuc)?.child("reject", namespace: NS.fmuc)?.text
+    }
+
     /// `<origin-id xmlns='urn:xmpp:sid:0' id/>` (XEP-0359).
     public static func originID(_ id: String) -> XMLElement {
         XMLElement("origin-id", namespace: NS.sid, attributes: ["id": id])

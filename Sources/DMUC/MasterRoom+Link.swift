@@ -30,6 +30,10 @@ extension MasterRoom {
             return
         }
         replay.append(ReplayEntry(seq: seq, date: now, stanza: stanza))
+        // Trimmed in batches, so a busy room does not shift the whole buffer on every stanza:
+        // it may hold a quarter more than the limit, which only makes a replay likelier.
+        let slack = max(16, replayLimit.stanzas / 4)
+        guard replay.count > replayLimit.stanzas + slack || (replay.count > 1 && replay[0].date < now.addingTimeInterval(-replayLimit.seconds - 60)) else { return }
         let tooOld = now.addingTimeInterval(-replayLimit.seconds)
         var drop = max(0, replay.count - replayLimit.stanzas)
         while drop < replay.count, replay[drop].date < tooOld { drop += 1 }

@@ -247,6 +247,13 @@ public struct MasterRoom: Sendable {
             }
         } else {
             real = nil
+            if stanza.name == "presence", stanza["type"] == nil, stanza.child("link", namespace: NS.link) != nil {
+                // A node from a domain not in allowed_shadows asks to federate: refused whole,
+                // bare to bare (flow A), and nobody joins.
+                out.stanzas.append(.stanza(.presence, from: jid, to: from.bare, type: "unavailable", children: [LinkElements.reject("\(from.domain) may not federate with this room")]))
+                out.notes.append(.refused(from: from, condition: "federation not allowed"))
+                return out
+            }
         }
         if fromShadowDomain {
             let node = from.bare
@@ -435,7 +442,7 @@ public struct MasterRoom: Sendable {
             return
         }
         guard occupants[Self.fold(nick)] == nil else {
-            refuseConflict(stanza, nick: nick, out: &out)
+            refuseConflict(stanza, nick: nick, collision: node != .local, out: &out)
             return
         }
         if let current {
@@ -612,8 +619,20 @@ public struct MasterRoom: Sendable {
             // Removed by someone else, with the actor and the reason on the item: a shadow's
             // "kick" or a moderator's kick is 307 (XEP-0045 §8.2); the room's own removals give
             // their code as the kind (ban 301, affiliation change 321...).
-            let code = Int(removal.kind) ?? 307
-            broadcastPresence(of: occupant, unavailable: true, extra: [code] + codes, actor: removal.by, reason: removal.reason, out: &out)
+            // The link's kinds (PROTOCOL.md §3 E): an IRC kick is 307, a ban 301, a netsplit 333
+            // (the status says which servers); a quit is a plain leave with its reason.
+            let code: Int? = switch removal.kind {
+            case "kick": 307
+            case "ban": 301
+            case "netsplit": 333
+            case "quit": nil
+            default: Int(removal.kind) ?? 307
+            }
+            if let code {
+                broadcastPresence(of: occupant, unavailable: true, extra: [code] + codes, actor: removal.by, reason: removal.reason, out: &out)
+            } else {
+                broadcastPresence(of: occupant, unavailable: true, extra: codes, out: &out)
+            }
         } else {
             broadcastPresence(of: occupant, unavailable: true, extra: codes, out: &out)
         }
@@ -639,10 +658,18 @@ public struct MasterRoom: Sendable {
         broadcastPresence(of: occupant, unavailable: false, extra: [], out: &out)
     }
 
-    private func refuseConflict(_ stanza: XMLElement, nick: String, out: inout Output) {
+    /// `collision`: the refused user is behind a shadow, which is told which nick collided
+    /// (`<collision nick/>` in the error, flow A) so it can retry with a suffix (flow I).
+    private func refuseConflict(_ stanza: XMLElement, nick: String, collision: Bool = false, out: inout Output) {
         var reply = stanza.errorReply(
             type: "cancel", condition: "conflict", text: "the nick \(nick) is already in use in this room")
         reply.removeElements { $0.namespace == NS.muc }
+        if collision, var error = reply.child("error", namespace: reply.namespace) {
+            let holder = occupants[Self.fold(nick)]?.nick ?? nick
+            error.append(XMLElement("collision", namespace: NS.link, attributes: ["nick": holder]))
+            reply.removeElements { $0.name == "error" }
+            reply.append(error)
+        }
         out.stanzas.append(reply)
         out.notes.append(.refused(from: stanza["from"].flatMap(JID.init) ?? jid, condition: "conflict"))
     }
@@ -661,9 +688,9 @@ public struct MasterRoom: Sendable {
             return p
         }
         for other in localOccupants {
-            for session in other.sessions {
-                out.stanzas.append(make(to: session, selfPresence: other.realJID == occupant.realJID, seesJIDs: seesJIDs(other)))
-            }
+            let isSelf = other.realJID == occupant.realJID, sees = seesJIDs(other)
+            out.stanzas.append(make(to: other.realJID, selfPresence: isSelf, seesJIDs: sees))
+            for session in other.otherSessions { out.stanzas.append(make(to: session, selfPresence: isSelf, seesJIDs: sees)) }
         }
         if occupant.node == .local && occupantKey(realJID: occupant.realJID, node: .local).flatMap({ occupants[$0] }) == nil {
             // The leaving (or renaming) client is not in the list now: it still gets its own.
@@ -802,9 +829,13 @@ public struct MasterRoom: Sendable {
                 }
             }
         }
+        // Every client of every local occupant; a second client of a nick is rare, so the loop
+        // does not build a session list per occupant.
         for occupant in localOccupants {
-            for session in occupant.sessions {
-                var copy = reflected
+            var copy = reflected
+            copy["to"] = occupant.realJID.description
+            out.stanzas.append(copy)
+            for session in occupant.otherSessions {
                 copy["to"] = session.description
                 out.stanzas.append(copy)
             }

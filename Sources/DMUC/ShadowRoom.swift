@@ -285,6 +285,13 @@ public struct ShadowRoom: Sendable {
         if stanza.name == "message", stanza["type"] != "groupchat" {
             return privateMessage(stanza, from: from)
         }
+        if stanza.name == "presence", let reason = LinkElements.rejection(stanza) {
+            // The master refuses this node altogether (its domain is not allowed): retried
+            // slowly, in case the master's configuration changes.
+            guard case .federating = federation else { return [] }
+            federation = .idle
+            return [.federationFailed(condition: "rejected: \(reason)")]
+        }
         if stanza.name == "presence" && LinkElements.isLeft(stanza) {
             // Remote occupants stay on IRC until a new burst confirms or removes them.
             unconfirmed = Set(remotes.keys)

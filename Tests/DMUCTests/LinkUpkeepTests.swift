@@ -63,9 +63,9 @@ struct LinkUpkeepTests {
     @Test("resync is answered <full/> when the buffer no longer holds the stanzas, the epoch differs, or the node is not federated")
     mutating func fullAnswers() {
         master.replayLimit = (stanzas: 3, seconds: 600)
-        federated(lines: 6)
+        federated(lines: 30)
         let full = { (out: MasterRoom.Output) in out.stanzas.count == 1 && out.stanzas[0].child("full", namespace: NS.link) != nil }
-        #expect(full(master.receive(Self.resync(from: master.seq - 3), fromShadowDomain: true, at: Self.t0)))
+        #expect(full(master.receive(Self.resync(from: master.seq - 25), fromShadowDomain: true, at: Self.t0)))
         #expect(!full(master.receive(Self.resync(from: master.seq - 2), fromShadowDomain: true, at: Self.t0)))
         #expect(full(master.receive(Self.resync(epoch: "old", from: master.seq), fromShadowDomain: true, at: Self.t0)))
         // Nothing missing: an empty replay.
@@ -287,5 +287,48 @@ extension XMLElement {
         var copy = self
         copy["from"] = jid.description
         return copy
+    }
+}
+
+/// Flow A's refusals and flow E's removal kinds.
+@Suite("Link refusals and removals")
+struct LinkRefusalTests {
+    static let room = LinkUpkeepTests.room
+    static let node = LinkUpkeepTests.node
+    static let carol = LinkUpkeepTests.carol
+    var master = MasterRoom(jid: room, rid: "rid-1", epoch: "e1")
+
+    @Test("a node from a domain not allowed is rejected bare to bare with <reject/>, and nobody joins; the shadow sees a failed federation")
+    mutating func rejected() {
+        let out = master.receive(LinkUpkeepTests.shadowJoin(nick: "carol", real: Self.carol), fromShadowDomain: false).stanzas
+        #expect(out.count == 1 && out[0]["to"] == Self.node.description && out[0]["from"] == Self.room.description)
+        #expect(LinkElements.rejection(out[0]) != nil)
+        #expect(master.occupantList.isEmpty)
+        var shadow = ShadowRoom(masterRoom: Self.room, jid: Self.node)
+        _ = shadow.ircJoined(nick: "carol", realJID: Self.carol)
+        #expect(shadow.receive(out[0]).first.map { if case .federationFailed(let c) = $0 { c.hasPrefix("rejected") } else { false } } == true)
+    }
+
+    @Test("a shadow's user refused for a taken nick gets <collision nick/> naming the holder")
+    mutating func collision() {
+        _ = master.receive(LinkUpkeepTests.join(LinkUpkeepTests.alice, nick: "Alice"), fromShadowDomain: false)
+        let out = master.receive(LinkUpkeepTests.shadowJoin(nick: "alice", real: Self.carol), fromShadowDomain: true).stanzas
+        #expect(out.count == 1 && out[0].errorCondition == "conflict")
+        #expect(out[0].child("error", namespace: NS.component)?.child("collision", namespace: NS.link)?["nick"] == "Alice")
+    }
+
+    @Test("removal kinds from a shadow: kick 307, ban 301, netsplit 333, quit a plain leave")
+    mutating func removalKinds() {
+        _ = master.receive(LinkUpkeepTests.join(LinkUpkeepTests.alice, nick: "alice"), fromShadowDomain: false)
+        for (n, kind, code) in [(1, "kick", "307"), (2, "ban", "301"), (3, "netsplit", "333"), (4, "quit", nil)] as [(Int, String, String?)] {
+            let real = JID("u\(n)%net@irc.test/irc")!
+            _ = master.receive(LinkUpkeepTests.shadowJoin(nick: "irc\(n)", real: real), fromShadowDomain: true)
+            let leave = XMLElement.stanza(.presence, from: Self.node.with(resource: "irc\(n)"), to: Self.room.with(resource: "irc\(n)"), type: "unavailable", children: [
+                LinkElements.fmuc(from: real), LinkElements.removed(kind: kind, by: kind == "kick" || kind == "ban" ? "op" : nil, reason: "why"),
+                .text("status", namespace: NS.component, "why"),
+            ])
+            let seen = master.receive(leave, fromShadowDomain: true).stanzas.first { $0["to"] == LinkUpkeepTests.alice.description }
+            #expect(LinkUpkeepTests.codes(seen!) == (code.map { [$0] } ?? []), "\(kind)")
+        }
     }
 }
