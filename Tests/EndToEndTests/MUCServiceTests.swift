@@ -98,62 +98,6 @@ struct MUCServiceTests {
         #expect(items.xml?.contains(room) == false, "\(items.xml ?? "")")
     }
 
-    @Test("moderation from a stock client: voice in a moderated room, kick (307), ban (301, then forbidden), password (not-authorized)")
-    func moderation() throws {
-        let servers = try LabServers.require()
-        let lab = try MasterOnly(servers, name: "muc-moderation")
-        defer { lab.close() }
-        let agent = lab.agent
-        let room = "mod1@\(Self.domain)"
-        try agent.xmppUserJoins("olga2", prosody: servers.prosody, room: room, nick: "olga")
-        #expect(try agent.iq("olga2", to: room, type: "set", Self.ownerSubmit(["muc#roomconfig_moderatedroom": "1"])).type == "result")
-        try agent.xmppUserJoins("alic2", prosody: servers.prosody, room: room, nick: "alice")
-        try agent.xmppUserJoins("bob2", prosody: servers.prosody, room: room, nick: "bob")
-        #expect(agent.events(since: 0).last { $0.user == "alic2" && $0.codes.contains(110) }?.role == "visitor")
-
-        // A visitor's line is refused; with voice it goes through.
-        var mark = agent.mark
-        agent.send(["cmd": "xmpp_say", "user": "alic2", "room": room, "body": "may I?"])
-        let refused = try agent.waitFor("alice's line is refused", since: mark) { $0.user == "alic2" && $0.kind == "message" && $0.type == "error" }
-        #expect(refused.xml?.contains("forbidden") == true)
-        #expect(!agent.events(since: mark).contains { $0.user == "olga2" && $0.body == "may I?" })
-        #expect(try agent.iq("olga2", to: room, type: "set", Self.admin(["nick": "alice", "role": "participant"])).type == "result")
-        try agent.waitFor("alice gets voice") { $0.user == "alic2" && $0.kind == "presence" && $0.codes.contains(110) && $0.role == "participant" }
-        mark = agent.mark
-        agent.send(["cmd": "xmpp_say", "user": "alic2", "room": room, "body": "now I may"])
-        try agent.expectExactlyOnce(
-            ["olga2", "alic2", "bob2"].map { On.xmppMessage(to: $0, from: "\(room)/alice", body: "now I may") }, since: mark)
-
-        // A participant cannot kick; the owner can, and everyone sees 307 with the actor.
-        let notAllowed = try agent.iq("bob2", to: room, type: "set", Self.admin(["nick": "alice", "role": "none"]))
-        #expect(notAllowed.type == "error" && notAllowed.error == "forbidden")
-        mark = agent.mark
-        #expect(try agent.iq("olga2", to: room, type: "set", Self.admin(["nick": "alice", "role": "none"], reason: "enough")).type == "result")
-        let kicked = try agent.waitFor("alice is kicked", since: mark) { $0.user == "alic2" && $0.type == "unavailable" && $0.codes.contains(307) && $0.codes.contains(110) }
-        #expect(kicked.xml?.contains("nick=\"olga\"") == true && kicked.xml?.contains("enough") == true, "\(kicked)")
-        try agent.waitFor("bob sees it", since: mark) { $0.user == "bob2" && $0.from == "\(room)/alice" && $0.codes == [307] }
-
-        // Ban by JID: 301, and the next join is forbidden.
-        mark = agent.mark
-        let bobJID = "bob2@\(servers.prosody.domain)"
-        #expect(try agent.iq("olga2", to: room, type: "set", Self.admin(["jid": bobJID, "affiliation": "outcast"])).type == "result")
-        try agent.waitFor("bob is banned", since: mark) { $0.user == "bob2" && $0.type == "unavailable" && $0.codes.contains(301) }
-        mark = agent.mark
-        agent.send(["cmd": "xmpp_join", "user": "bob2", "room": room, "nick": "bob"])
-        let again = try agent.waitFor("bob's rejoin is refused", since: mark) { $0.user == "bob2" && $0.kind == "presence" && $0.type == "error" }
-        #expect(again.error == "forbidden")
-
-        // A password: refused without it, in with it.
-        #expect(try agent.iq("olga2", to: room, type: "set", Self.ownerSubmit(["muc#roomconfig_passwordprotectedroom": "1", "muc#roomconfig_roomsecret": "sesame"])).type == "result")
-        mark = agent.mark
-        agent.send(["cmd": "xmpp_join", "user": "alic2", "room": room, "nick": "alice"])
-        let noPassword = try agent.waitFor("alice needs the password", since: mark) { $0.user == "alic2" && $0.kind == "presence" && $0.type == "error" }
-        #expect(noPassword.error == "not-authorized")
-        mark = agent.mark
-        agent.send(["cmd": "xmpp_join", "user": "alic2", "room": room, "nick": "alice", "password": "sesame"])
-        try agent.waitFor("alice is in with the password", since: mark) { $0.user == "alic2" && $0.kind == "presence" && $0.codes.contains(110) && $0.type != "unavailable" }
-    }
-
     @Test("an XMPP admin kicks an IRC user: the room sees 307, the IRC user is told once and no longer relayed")
     func kickIRCUser() throws {
         let servers = try LabServers.require()
