@@ -105,15 +105,19 @@ public enum LinkElements {
         stanza.name == "iq" && stanza["type"] == "get" && stanza.elements.first.map { $0.name == "ping" && $0.namespace == NS.ping } == true
     }
 
-    /// An error that means the other node is unreachable (its server answered, not the room):
-    /// a split (flow G). `remote-server-*` always; `service-unavailable` of type `wait` (an XMPP
-    /// server's answer for a component that is down) only on a ping, because a full room
-    /// refuses a join with the same error.
-    public static func meansUnreachable(_ error: XMLElement) -> Bool {
-        guard error["type"] == "error", let condition = error.errorCondition else { return false }
+    /// An error from the other side's XMPP server rather than from the other node: its domain
+    /// unreachable (`remote-server-*`) or its component down (`service-unavailable` of type
+    /// `wait`, what a server answers for a component that is not connected).
+    public static func isBounce(_ stanza: XMLElement) -> Bool {
+        guard stanza["type"] == "error", let condition = stanza.errorCondition else { return false }
         if condition.hasPrefix("remote-server-") { return true }
-        let type = error.child("error", namespace: error.namespace)?["type"]
-        return condition == "service-unavailable" && type == "wait" && error.name == "iq"
+        return condition == "service-unavailable" && stanza.child("error", namespace: stanza.namespace)?["type"] == "wait"
+    }
+
+    /// A bounce that makes the master split a node (flow G): `remote-server-*` on anything; a
+    /// component-down bounce only on its ping, the one stanza whose errors can only be that.
+    public static func meansUnreachable(_ error: XMLElement) -> Bool {
+        isBounce(error) && (error.name == "iq" || error.errorCondition?.hasPrefix("remote-server-") == true)
     }
 
     /// True for the elements that belong to the link and must never reach a client.

@@ -25,10 +25,7 @@ extension MasterRoom {
     public static let missedPingsForSplit = 3
 
     mutating func remember(_ stanza: XMLElement, seq: UInt64) {
-        guard replayLimit.stanzas > 0, !shadows.isEmpty || !splitNodes.isEmpty else {
-            replay.removeAll()
-            return
-        }
+        guard replayLimit.stanzas > 0 else { return }
         replay.append(ReplayEntry(seq: seq, date: now, stanza: stanza))
         // Trimmed in batches, so a busy room does not shift the whole buffer on every stanza:
         // it may hold a quarter more than the limit, which only makes a replay likelier.
@@ -53,17 +50,8 @@ extension MasterRoom {
     mutating func resync(_ stanza: XMLElement, request: XMLElement, from: JID, out: inout Output) {
         let node = from.bare
         let fromSeq = request["from-seq"].flatMap { UInt64($0) }
-        guard shadows.contains(node), request["epoch"] == epoch, let fromSeq else {
-            out.stanzas.append(stanza.iqResult(LinkElements.full()))
-            out.notes.append(.resync(shadow: node, replayed: nil))
-            return
-        }
-        if fromSeq > seq {
-            out.stanzas.append(stanza.iqResult(LinkElements.replayed(0)))
-            out.notes.append(.resync(shadow: node, replayed: 0))
-            return
-        }
-        guard let first = replay.first, first.seq <= fromSeq else {
+        // Answerable: nothing is missing (from-seq beyond the last), or the buffer reaches back.
+        guard shadows.contains(node), request["epoch"] == epoch, let fromSeq, fromSeq > seq || replay.first.map({ $0.seq <= fromSeq }) == true else {
             out.stanzas.append(stanza.iqResult(LinkElements.full()))
             out.notes.append(.resync(shadow: node, replayed: nil))
             return
@@ -122,13 +110,6 @@ extension MasterRoom {
     /// knows to federate (a re-federating presence carries `<link/>` and is let through).
     func refuseFromSplitNode(_ stanza: XMLElement, out: inout Output) {
         guard stanza["type"] != "error", stanza["type"] != "result", !(stanza.name == "presence" && stanza["type"] == "unavailable") else { return }
-        var reply = stanza.errorReply(type: "wait", condition: "not-acceptable", text: "this node was split from the room; federate again")
-        reply.removeElements { $0.namespace == NS.muc }
-        if var error = reply.child("error", namespace: reply.namespace) {
-            error.append(LinkElements.split())
-            reply.removeElements { $0.name == "error" }
-            reply.append(error)
-        }
-        out.stanzas.append(reply)
+        refuse(stanza, type: "wait", condition: "not-acceptable", text: "this node was split from the room; federate again", application: LinkElements.split(), out: &out)
     }
 }

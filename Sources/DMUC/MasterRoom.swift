@@ -417,10 +417,7 @@ public struct MasterRoom: Sendable {
             // Another client of the same account takes the same nick: one occupant, several
             // sessions (XEP-0045 §7.2, multi-session nick). Its join is checked like any other.
             if let (type, condition, text) = joinRefusal(stanza, affiliation: affiliation(of: realJID), adding: false) {
-                var reply = stanza.errorReply(type: type, condition: condition, text: text)
-                reply.removeElements { $0.namespace == NS.muc }
-                out.stanzas.append(reply)
-                out.notes.append(.refused(from: realJID, condition: condition))
+                refuse(stanza, type: type, condition: condition, text: text, noting: realJID, out: &out)
                 return
             }
             addSession(realJID, key: Self.fold(nick), stanza: stanza, out: &out)
@@ -448,9 +445,7 @@ public struct MasterRoom: Sendable {
         if let current {
             guard occupants[current]!.otherSessions.isEmpty else {
                 // The nick is shared by several clients: one of them cannot take it elsewhere.
-                var reply = stanza.errorReply(type: "cancel", condition: "not-acceptable", text: "this nick is used by several of your clients; leave from the others first")
-                reply.removeElements { $0.namespace == NS.muc }
-                out.stanzas.append(reply)
+                refuse(stanza, type: "cancel", condition: "not-acceptable", text: "this nick is used by several of your clients; leave from the others first", out: &out)
                 return
             }
             changeNick(key: current, to: nick, stanza: stanza, out: &out)
@@ -458,10 +453,7 @@ public struct MasterRoom: Sendable {
         }
         let affiliation = node == .local ? self.affiliation(of: realJID) : affiliations[realJID.bare] ?? "none"
         if let (type, condition, text) = joinRefusal(stanza, affiliation: affiliation) {
-            var reply = stanza.errorReply(type: type, condition: condition, text: text)
-            reply.removeElements { $0.namespace == NS.muc }
-            out.stanzas.append(reply)
-            out.notes.append(.refused(from: realJID, condition: condition))
+            refuse(stanza, type: type, condition: condition, text: text, noting: realJID, out: &out)
             return
         }
         var occupant = Occupant(nick: nick, realJID: realJID, node: node, role: role ?? defaultRole(for: affiliation), affiliation: affiliation)
@@ -504,20 +496,32 @@ public struct MasterRoom: Sendable {
         // A local client first receives everyone already present (XEP-0045 §7.2.3).
         // Moderators, and everyone in a non-anonymous room, see real JIDs from the first presence.
         if occupant.node == .local {
-            for existing in occupantList {
-                out.stanzas.append(presence(of: existing, to: occupant.realJID, selfPresence: false, withJID: seesJIDs(occupant)))
-            }
+            out.stanzas += othersPresence(for: occupant, to: occupant.realJID)
         }
         addOccupant(occupant, key: key)
-        var selfCodes: [Int] = []
-        if config.whois == "anyone" { selfCodes.append(100) }
-        if config.logging { selfCodes.append(170) }
-        if created { selfCodes.append(201) }
-        broadcastPresence(of: occupant, unavailable: false, extra: [], selfExtra: selfCodes, out: &out)
+        broadcastPresence(of: occupant, unavailable: false, extra: [], selfExtra: joinStatusCodes + (created ? [201] : []), out: &out)
         if occupant.node == .local {
-            out.stanzas += historyMessages(for: occupant.realJID, join: stanza)
-            out.stanzas.append(subjectMessage(to: occupant.realJID))
+            out.stanzas += historyAndSubject(to: occupant.realJID, join: stanza)
         }
+    }
+
+    /// The codes of a joining client's self-presence that describe the room (XEP-0045 §7.2.2):
+    /// 100 non-anonymous, 170 logged.
+    private var joinStatusCodes: [Int] {
+        (config.whois == "anyone" ? [100] : []) + (config.logging ? [170] : [])
+    }
+
+    /// Everyone but `occupant`, as `occupant` sees them, for one of its clients joining
+    /// (XEP-0045 §7.2.3; moderators, and everyone in a non-anonymous room, see real JIDs).
+    private func othersPresence(for occupant: Occupant, to session: JID) -> [XMLElement] {
+        occupantList.filter { $0.realJID != occupant.realJID }.map {
+            presence(of: $0, to: session, selfPresence: false, withJID: seesJIDs(occupant))
+        }
+    }
+
+    /// What closes a join: the history the client asked for, then the subject (§7.2.15-16).
+    private func historyAndSubject(to session: JID, join: XMLElement) -> [XMLElement] {
+        historyMessages(for: session, join: join) + [subjectMessage(to: session)]
     }
 
     /// XEP-0045 §7.2.15: the last messages, oldest first, each with `<delay from=room>`,
@@ -551,16 +555,13 @@ public struct MasterRoom: Sendable {
 
     private mutating func rejoin(key: String, session: JID, stanza: XMLElement, out: inout Output) {
         guard let occupant = occupants[key] else { return }
-        for existing in occupantList where existing.realJID != occupant.realJID {
-            out.stanzas.append(presence(of: existing, to: session, selfPresence: false, withJID: seesJIDs(occupant)))
-        }
+        out.stanzas += othersPresence(for: occupant, to: session)
         if Self.payload(of: stanza) != occupant.presencePayload {
             update(key: key, stanza: stanza, out: &out)
         } else {
             out.stanzas.append(presence(of: occupant, to: session, selfPresence: true))
         }
-        out.stanzas += historyMessages(for: session, join: stanza)
-        out.stanzas.append(subjectMessage(to: session))
+        out.stanzas += historyAndSubject(to: session, join: stanza)
     }
 
     /// A second client of the occupant's account joins under its nick: it gets the whole join
@@ -570,15 +571,9 @@ public struct MasterRoom: Sendable {
         occupant.otherSessions.append(session)
         occupants[key] = occupant
         keyByRealJID[.local, default: [:]][session] = key
-        for existing in occupantList where existing.realJID != occupant.realJID {
-            out.stanzas.append(presence(of: existing, to: session, selfPresence: false, withJID: seesJIDs(occupant)))
-        }
-        var selfCodes: [Int] = []
-        if config.whois == "anyone" { selfCodes.append(100) }
-        if config.logging { selfCodes.append(170) }
-        out.stanzas.append(presence(of: occupant, to: session, selfPresence: true, extra: selfCodes))
-        out.stanzas += historyMessages(for: session, join: stanza)
-        out.stanzas.append(subjectMessage(to: session))
+        out.stanzas += othersPresence(for: occupant, to: session)
+        out.stanzas.append(presence(of: occupant, to: session, selfPresence: true, extra: joinStatusCodes))
+        out.stanzas += historyAndSubject(to: session, join: stanza)
     }
 
     /// One session of a multi-session occupant goes; the occupant stays with the others. The
@@ -661,17 +656,22 @@ public struct MasterRoom: Sendable {
     /// `collision`: the refused user is behind a shadow, which is told which nick collided
     /// (`<collision nick/>` in the error, flow A) so it can retry with a suffix (flow I).
     private func refuseConflict(_ stanza: XMLElement, nick: String, collision: Bool = false, out: inout Output) {
-        var reply = stanza.errorReply(
-            type: "cancel", condition: "conflict", text: "the nick \(nick) is already in use in this room")
+        let holder = occupants[Self.fold(nick)]?.nick ?? nick
+        refuse(
+            stanza, type: "cancel", condition: "conflict", text: "the nick \(nick) is already in use in this room",
+            application: collision ? XMLElement("collision", namespace: NS.link, attributes: ["nick": holder]) : nil,
+            noting: stanza["from"].flatMap(JID.init) ?? jid, out: &out)
+    }
+
+    /// An error reply to a presence or message the room will not take, without the MUC
+    /// elements the sender put in it, and a `refused` note naming `noting` when given.
+    func refuse(
+        _ stanza: XMLElement, type: String, condition: String, text: String, application: XMLElement? = nil, noting: JID? = nil, out: inout Output
+    ) {
+        var reply = stanza.errorReply(type: type, condition: condition, text: text, application: application)
         reply.removeElements { $0.namespace == NS.muc }
-        if collision, var error = reply.child("error", namespace: reply.namespace) {
-            let holder = occupants[Self.fold(nick)]?.nick ?? nick
-            error.append(XMLElement("collision", namespace: NS.link, attributes: ["nick": holder]))
-            reply.removeElements { $0.name == "error" }
-            reply.append(error)
-        }
         out.stanzas.append(reply)
-        out.notes.append(.refused(from: stanza["from"].flatMap(JID.init) ?? jid, condition: "conflict"))
+        if let noting { out.notes.append(.refused(from: noting, condition: condition)) }
     }
 
     /// Sends an occupant's presence to every local client (with 110 to the occupant itself)
@@ -735,6 +735,11 @@ public struct MasterRoom: Sendable {
         // Every room-wide stanza is numbered, shadows or not, so a later node's `sync` tells
         // it where the room stands.
         seq += 1
+        guard !shadows.isEmpty || !splitNodes.isEmpty else {
+            // Nobody to number it for, nor to replay it to: no copy on a local room's hot path.
+            replay.removeAll()
+            return
+        }
         var numbered = stanza
         numbered["to"] = nil
         numbered.append(LinkElements.fmuc(from: real))

@@ -253,7 +253,7 @@ public struct ShadowRoom: Sendable {
         guard let from = stanza["from"].flatMap(JID.init), from.bare == masterRoom else { return [] }
         // A bounce from the XMPP server (the master's component down, its server unreachable)
         // comes "from" the room too, but says nothing of the master being alive.
-        let bounced = Self.isBounce(stanza)
+        let bounced = LinkElements.isBounce(stanza)
         if !bounced {
             heardSinceTick = true
             missedPings = 0
@@ -324,19 +324,14 @@ public struct ShadowRoom: Sendable {
             return [.note(.resynced(replayed: nil))] + refederate()
         }
         guard resyncID == nil, let epoch else { return [] }
-        let id = "resync-" + RandomID.make(bytes: 6)
-        resyncID = id
-        return [
-            .note(.seqGap(expected: lastSeq + 1, got: n)),
-            .send(.stanza(.iq, from: jid, to: masterRoom, type: "set", id: id, children: [LinkElements.resync(epoch: epoch, fromSeq: lastSeq + 1)])),
-        ]
+        return [.note(.seqGap(expected: lastSeq + 1, got: n)), requestResync(epoch: epoch, from: lastSeq + 1)]
     }
 
-    /// An error from the master's XMPP server rather than the master: its domain unreachable
-    /// or its component down.
-    static func isBounce(_ stanza: XMLElement) -> Bool {
-        guard stanza["type"] == "error", let condition = stanza.errorCondition else { return false }
-        return condition.hasPrefix("remote-server-") || (condition == "service-unavailable" && stanza.child("error", namespace: stanza.namespace)?["type"] == "wait")
+    /// `<resync/>` for the stanzas from `seq` on; its answer is matched by `resyncID`.
+    private mutating func requestResync(epoch: String, from seq: UInt64) -> Action {
+        let id = "resync-" + RandomID.make(bytes: 6)
+        resyncID = id
+        return .send(.stanza(.iq, from: jid, to: masterRoom, type: "set", id: id, children: [LinkElements.resync(epoch: epoch, fromSeq: seq)]))
     }
 
     /// After a split's burst: the messages said since this node's last seq, if the master
@@ -346,9 +341,7 @@ public struct ShadowRoom: Sendable {
         resumeFrom = nil
         guard resume.epoch == epoch, resume.seq < lastSeq, resyncID == nil else { return [] }
         catchUp = (resume.seq + 1)...lastSeq
-        let id = "resync-" + RandomID.make(bytes: 6)
-        resyncID = id
-        return [.send(.stanza(.iq, from: jid, to: masterRoom, type: "set", id: id, children: [LinkElements.resync(epoch: resume.epoch, fromSeq: resume.seq + 1)]))]
+        return [requestResync(epoch: resume.epoch, from: resume.seq + 1)]
     }
 
     /// The held stanzas that now follow on, in order.
@@ -368,7 +361,7 @@ public struct ShadowRoom: Sendable {
         guard let id = stanza["id"] else { return [] }
         if id == pingID {
             pingID = nil
-            if Self.isBounce(stanza), federation == .federated {
+            if LinkElements.isBounce(stanza), federation == .federated {
                 return [.note(.split(why: "the master is unreachable (\(stanza.errorCondition ?? "error"))"))] + refederate(resuming: true)
             }
             return []

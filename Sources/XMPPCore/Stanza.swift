@@ -36,8 +36,9 @@ extension XMLElement {
     }
 
     /// An error reply to this stanza (RFC 6120 §8.3): addresses swapped, original children kept
-    /// for messages and presences, the `<error/>` appended.
-    public func errorReply(type errorType: String, condition: String, text: String? = nil) -> XMLElement {
+    /// for messages and presences, the `<error/>` appended, with an application-specific
+    /// condition element in it when given (§8.3.3.3).
+    public func errorReply(type errorType: String, condition: String, text: String? = nil, application: XMLElement? = nil) -> XMLElement {
         var reply = self
         reply["from"] = self["to"]
         reply["to"] = self["from"]
@@ -46,6 +47,7 @@ extension XMLElement {
         var error = XMLElement("error", namespace: NS.component, attributes: ["type": errorType])
         error.append(XMLElement(condition, namespace: NS.stanzas))
         if let text { error.append(.text("text", namespace: NS.stanzas, text)) }
+        if let application { error.append(application) }
         reply.append(error)
         return reply
     }

@@ -264,12 +264,7 @@ struct LinkUpkeepTests {
     mutating func splitRefusalKeepsTheLine() {
         shadowFederated()
         let line = Self.sent(shadow.ircMessage(nick: "carol", body: "lost?", originID: "o-1"))[0]
-        var refusal = line.errorReply(type: "wait", condition: "not-acceptable")
-        if var error = refusal.child("error", namespace: refusal.namespace) {
-            error.append(LinkElements.split())
-            refusal.removeElements { $0.name == "error" }
-            refusal.append(error)
-        }
+        let refusal = line.errorReply(type: "wait", condition: "not-acceptable", application: LinkElements.split())
         let actions = shadow.receive(refusal)
         #expect(actions.contains { if case .note(.split) = $0 { true } else { false } })
         #expect(Self.sent(actions).count == 1, "one federating presence")
