@@ -42,11 +42,10 @@ extension BridgeService {
         network.puppets[key] = puppet
         networks[name] = network
         guard let server = network.configuration.servers.first else { return }
-        let irc = IRCConnectionConfiguration(
-            host: server.host, port: server.port,
+        let irc = connectionSettings(
+            network.configuration, server: server,
             nick: PuppetNick.make(template: network.configuration.puppetNick, nick: occupant.nick, maximumLength: network.isupport.nickLength),
-            username: "xmpp", realname: "\(occupant.nick) (XMPP, via Shadowbridge)", fallbackEncoding: network.fallback,
-            floodBurst: network.configuration.floodBurst, floodLinesPerSecond: network.configuration.floodLinesPerSecond)
+            username: "xmpp", realname: "\(occupant.nick) (XMPP, via Shadowbridge)", bridge: false)
         let logger = self.logger.with("network", name).with("puppet", occupant.nick)
         let group = self.group
         Task { [self] in
@@ -128,7 +127,7 @@ extension BridgeService {
             default:
                 break
             }
-        case .isupport, .capabilities:
+        case .isupport, .capabilities, .authenticated:
             break
         case .closed(let reason):
             logger.info("puppet connection closed", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(reason)"])

@@ -177,17 +177,29 @@ public actor BridgeService {
 
     // MARK: - The bridge connection of a network
 
+    /// Connects the bridge's own connection, keeps it up, and rotates through the network's
+    /// servers. A server that bans us, refuses our SASL credentials or fails TLS is not tried
+    /// again (the same attempt would fail the same way, and hammering a ban gets the whole
+    /// address range banned); when no server is left the network stops and says why, until a
+    /// reload. A throttle waits longer than a plain loss.
     private func runNetwork(_ name: String, generation: Int) async {
         guard let network = networks[name]?.configuration else { return }
         var failures = 0
         var serverIndex = 0
+        var refusedBy: [Network.Server: IRCDisconnect] = [:]
         func current() -> Bool { networks[name]?.generation == generation && !Task.isCancelled && !stopping }
         while current() {
-            let server = network.servers[serverIndex % network.servers.count]
-            let irc = IRCConnectionConfiguration(
-                host: server.host, port: server.port, nick: network.nick, username: "shadowbridge",
-                realname: "Shadowbridge IRC-XMPP bridge", password: network.password,
-                fallbackEncoding: networks[name]!.fallback, floodBurst: network.floodBurst, floodLinesPerSecond: network.floodLinesPerSecond)
+            guard let server = (0..<network.servers.count).lazy.map({ network.servers[(serverIndex + $0) % network.servers.count] })
+                .first(where: { refusedBy[$0] == nil })
+            else {
+                let why = refusedBy.map { "\($0.key): \($0.value.reason)" }.sorted().joined(separator: "; ")
+                networks[name]?.lastError = "stopped: no server will take the bridge (\(why)); fix the mapping and reload"
+                logger.error("IRC network stopped: every server refused the bridge; fix the mapping and reload", metadata: ["network": "\(name)", "why": "\(why)"])
+                return
+            }
+            serverIndex = network.servers.firstIndex(of: server) ?? 0
+            let irc = connectionSettings(network, server: server, nick: network.nick, username: "shadowbridge", realname: "Shadowbridge IRC-XMPP bridge", bridge: true)
+            var disconnect: IRCDisconnect
             do {
                 let connection = try await IRCConnection.connect(irc, group: group, logger: logger.with("network", name))
                 guard current() else {
@@ -196,28 +208,65 @@ public actor BridgeService {
                     return
                 }
                 networks[name]?.connection = connection
-                failures = 0
-                var lastReason = "connection closed"
+                var registered = false
+                disconnect = IRCDisconnect(.lost, "connection closed")
                 for await event in connection.events {
                     guard current() else { break }
-                    if case .closed(let reason) = event { lastReason = reason }
+                    if case .closed(let reason) = event { disconnect = reason }
+                    if case .registered = event { registered = true }
                     handleNetworkEvent(name, event)
                 }
                 guard current() else { return }
                 metrics.ircReconnects.increment()
-                networks[name]?.lastError = "connection to \(server) lost: \(lastReason)"
                 networkLost(name)
-                logger.warning("IRC connection lost; reconnecting", metadata: ["network": "\(name)", "server": "\(server)"])
+                // A connection that registered and then dropped starts the backoff over.
+                if registered && disconnect.kind == .lost { failures = 0 }
             } catch {
-                failures += 1
-                serverIndex += 1
                 metrics.ircConnectFailures.increment()
-                networks[name]?.lastError = "cannot connect to \(server): \(error)"
-                logger.warning("cannot connect to the IRC server", metadata: ["network": "\(name)", "server": "\(server)", "error": "\(error)", "attempt": "\(failures)"])
+                disconnect = IRCDisconnect(.lost, "cannot connect: \(error)")
+            }
+            failures += 1
+            networks[name]?.lastError = "\(server): \(disconnect.reason)"
+            let metadata: Logger.Metadata = ["network": "\(name)", "server": "\(server)", "reason": "\(disconnect.reason)", "attempt": "\(failures)"]
+            if disconnect.isPermanent {
+                refusedBy[server] = disconnect
+                logger.error("IRC server refused the bridge; not trying it again until a reload", metadata: metadata)
+                serverIndex += 1
+                continue
+            }
+            switch disconnect.kind {
+            case .throttled, .connectionLimit:
+                logger.warning("IRC server asks us to slow down; waiting before the next attempt", metadata: metadata)
+                serverIndex += 1
+            default:
+                logger.warning("IRC connection lost; reconnecting", metadata: metadata)
+                if failures > 1 { serverIndex += 1 }
             }
             guard current() else { return }
-            try? await Task.sleep(for: Backoff.delay(attempt: max(failures, 1)))
+            let slow = disconnect.kind == .throttled || disconnect.kind == .connectionLimit
+            try? await Task.sleep(for: slow ? Backoff.delay(attempt: failures + 6, base: 1, cap: 300) : Backoff.delay(attempt: failures))
         }
+    }
+
+    /// How one connection to `network` is made: TLS for ircs:// servers (every connection),
+    /// SASL and the bot mode for the bridge's own connection only.
+    func connectionSettings(_ network: Network, server: Network.Server, nick: String, username: String, realname: String, bridge: Bool) -> IRCConnectionConfiguration {
+        let tls = server.tls
+            ? IRCTLSConfiguration(
+                verify: network.tls.verify, caFile: network.tls.caFile, pinnedSHA256: network.tls.pinnedSHA256,
+                certificateFile: network.tls.certificateFile, keyFile: network.tls.keyFile)
+            : nil
+        var sasl: IRCSASL?
+        if bridge, let settings = network.sasl {
+            switch settings.mechanism {
+            case .plain: sasl = .plain(account: settings.account, password: settings.password ?? "")
+            case .external: sasl = .external
+            }
+        }
+        return IRCConnectionConfiguration(
+            host: server.host, port: server.port, nick: nick, username: username, realname: realname, password: network.password,
+            fallbackEncoding: IRCTextEncoding(rawValue: network.encodingFallback) ?? .cp1252,
+            floodBurst: network.floodBurst, floodLinesPerSecond: network.floodLinesPerSecond, tls: tls, sasl: sasl, markAsBot: bridge)
     }
 
     private func handleNetworkEvent(_ name: String, _ event: IRCConnectionEvent) {
@@ -236,6 +285,8 @@ public actor BridgeService {
         case .capabilities(let capabilities):
             network.capabilities = capabilities
             logger.info("IRC capabilities", metadata: ["network": "\(name)", "enabled": "\(capabilities.sorted().joined(separator: " "))"])
+        case .authenticated(let account):
+            logger.info("IRC bridge connection logged in with SASL", metadata: ["network": "\(name)", "account": "\(account)"])
         case .closed:
             break
         case .message(let message):

@@ -85,6 +85,25 @@ public struct Network: Sendable {
         public var description: String { "\(tls ? "ircs" : "irc")://\(host):\(port)" }
     }
 
+    public struct TLS: Sendable, Hashable {
+        public var verify = true
+        public var caFile: String?
+        public var pinnedSHA256: [UInt8]?
+        public var certificateFile: String?
+        public var keyFile: String?
+    }
+
+    public struct SASL: Sendable, Hashable {
+        public enum Mechanism: String, Sendable {
+            case plain, external
+        }
+        public var mechanism: Mechanism
+        public var account: String
+        /// PLAIN only. Never logged, never printed by `check`.
+        public var password: String?
+        var passwordInline: Bool
+    }
+
     public enum XMPPUsers: String, Sendable {
         case puppet
         case relay
@@ -114,6 +133,10 @@ public struct Network: Sendable {
     /// New puppet connections per second at most, so a join storm does not look like a
     /// connection flood to the network.
     public var puppetConnectionsPerSecond: Double
+    /// How `ircs://` servers are secured (every connection to this network).
+    public var tls: TLS
+    /// SASL for the bridge's own connection; puppets do not log in.
+    public var sasl: SASL?
     public var channels: [Channel]
     /// The server password was written in the mapping file rather than in password_file.
     var passwordInline = false
@@ -199,6 +222,12 @@ extension ShadowbridgeConfiguration {
             let networks = try loadMappings(directory: mappings, configFile: path, line: line, masterDomain: master?.domain)
             for network in networks where network.passwordInline {
                 warnings.append("\(network.file): network.password is written inline; use password_file outside tests and demos")
+            }
+            for network in networks where network.sasl?.passwordInline == true {
+                warnings.append("\(network.file): network.sasl_password is written inline; use sasl_password_file outside tests and demos")
+            }
+            for network in networks where !network.tls.verify && network.tls.pinnedSHA256 == nil {
+                warnings.append("\(network.file): network.tls_verify is false: anyone on the path can read and change this network's traffic")
             }
             bridge = Bridge(
                 domain: domain, secret: secret, mappingsDirectory: mappings, networks: networks,
@@ -333,9 +362,6 @@ extension Network {
             guard let server = Server(parsing: s) else {
                 throw document.error("network.servers", "\(s) is not an irc://host:port or ircs://host:port address")
             }
-            if server.tls {
-                throw document.error("network.servers", "\(s): TLS to IRC servers is not implemented yet; use irc://")
-            }
             servers.append(server)
         }
         let nick = try reader.requiredString("nick")
@@ -370,6 +396,8 @@ extension Network {
         guard floodBurst >= 1 else { throw document.error("network.flood_burst", "must be at least 1") }
         let floodRate = try reader.double("flood_lines_per_second") ?? 2
         guard floodRate > 0 else { throw document.error("network.flood_lines_per_second", "must be more than 0") }
+        let tls = try TLS.load(&reader, document: document, path: path, servers: servers)
+        let sasl = try SASL.load(&reader, document: document, path: path, nick: nick, tls: tls, servers: servers)
         try reader.rejectUnknownKeys()
 
         var channels: [Channel] = []
@@ -405,7 +433,88 @@ extension Network {
         return Network(
             name: name, file: path, nameLine: document.line(of: "network.name"), servers: servers, nick: nick, password: password, encodingFallback: fallback, xmppUsers: users,
             puppetNick: template, maxPuppets: maxPuppets, floodBurst: floodBurst, floodLinesPerSecond: floodRate,
-            puppetConnectionsPerSecond: admission, channels: channels, passwordInline: passwordInline != nil)
+            puppetConnectionsPerSecond: admission, tls: tls, sasl: sasl, channels: channels, passwordInline: passwordInline != nil)
+    }
+}
+
+extension Network.TLS {
+    static func load(_ reader: inout TableReader, document: TOMLDocument, path: String, servers: [Network.Server]) throws(ConfigurationError) -> Network.TLS {
+        var tls = Network.TLS()
+        tls.verify = try reader.bool("tls_verify") ?? true
+        tls.caFile = try reader.string("tls_ca_file")
+        if let caFile = tls.caFile {
+            _ = try ShadowbridgeConfiguration.readText(caFile, file: path, key: "network.tls_ca_file", line: document.line(of: "network.tls_ca_file"))
+        }
+        if let fingerprint = try reader.string("tls_fingerprint") {
+            guard let bytes = Self.parseFingerprint(fingerprint) else {
+                throw document.error("network.tls_fingerprint", "must be the certificate's SHA-256 fingerprint: 64 hex digits, colons allowed")
+            }
+            tls.pinnedSHA256 = bytes
+        }
+        tls.certificateFile = try reader.string("tls_certificate")
+        tls.keyFile = try reader.string("tls_key")
+        if (tls.certificateFile == nil) != (tls.keyFile == nil) {
+            throw document.error(tls.certificateFile == nil ? "network.tls_key" : "network.tls_certificate", "give tls_certificate and tls_key together")
+        }
+        for (key, file) in [("tls_certificate", tls.certificateFile), ("tls_key", tls.keyFile)] {
+            if let file { _ = try ShadowbridgeConfiguration.readText(file, file: path, key: "network.\(key)", line: document.line(of: "network.\(key)")) }
+        }
+        let given = [("tls_verify", !tls.verify), ("tls_ca_file", tls.caFile != nil), ("tls_fingerprint", tls.pinnedSHA256 != nil), ("tls_certificate", tls.certificateFile != nil)]
+        if let (key, _) = given.first(where: { $0.1 }), !servers.contains(where: \.tls) {
+            throw document.error("network.\(key)", "applies to ircs:// servers, and this network has none")
+        }
+        return tls
+    }
+
+    /// `AB:CD:...` or `abcd...`: 32 bytes.
+    static func parseFingerprint(_ text: String) -> [UInt8]? {
+        let hex = Array(text.filter { $0 != ":" && !$0.isWhitespace }.lowercased().utf8)
+        guard hex.count == 64 else { return nil }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: 64, by: 2) {
+            guard let byte = UInt8(String(decoding: hex[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
+    }
+}
+
+extension Network.SASL {
+    static func load(
+        _ reader: inout TableReader, document: TOMLDocument, path: String, nick: String, tls: Network.TLS, servers: [Network.Server]
+    ) throws(ConfigurationError) -> Network.SASL? {
+        let account = try reader.string("sasl_account")
+        let inline = try reader.string("sasl_password")
+        let file = try reader.string("sasl_password_file")
+        guard let mechanismName = try reader.string("sasl") else {
+            let given = [("sasl_account", account), ("sasl_password", inline), ("sasl_password_file", file)]
+            if let (key, _) = given.first(where: { $0.1 != nil }) {
+                throw document.error("network.\(key)", "needs sasl = \"plain\" or \"external\"")
+            }
+            return nil
+        }
+        guard let mechanism = Mechanism(rawValue: mechanismName) else {
+            throw document.error("network.sasl", "must be \"plain\" or \"external\"")
+        }
+        switch mechanism {
+        case .plain:
+            if inline != nil && file != nil { throw document.error("network.sasl_password", "give sasl_password or sasl_password_file, not both") }
+            var password = inline
+            if let file {
+                password = try ShadowbridgeConfiguration.readText(file, file: path, key: "network.sasl_password_file", line: document.line(of: "network.sasl_password_file"))
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            guard let password, !password.isEmpty else {
+                throw document.error("network.sasl", "plain needs sasl_password_file (or sasl_password)")
+            }
+            return Network.SASL(mechanism: .plain, account: account ?? nick, password: password, passwordInline: inline != nil)
+        case .external:
+            if inline != nil || file != nil { throw document.error("network.sasl_password", "external uses the TLS client certificate, not a password") }
+            guard tls.certificateFile != nil, servers.allSatisfy(\.tls) else {
+                throw document.error("network.sasl", "external needs tls_certificate and tls_key, and ircs:// servers only")
+            }
+            return Network.SASL(mechanism: .external, account: account ?? nick, password: nil, passwordInline: false)
+        }
     }
 }
 
@@ -444,6 +553,6 @@ extension Network {
         servers == other.servers && nick == other.nick && password == other.password
             && encodingFallback == other.encodingFallback && xmppUsers == other.xmppUsers && puppetNick == other.puppetNick
             && maxPuppets == other.maxPuppets && floodBurst == other.floodBurst && floodLinesPerSecond == other.floodLinesPerSecond
-            && puppetConnectionsPerSecond == other.puppetConnectionsPerSecond
+            && puppetConnectionsPerSecond == other.puppetConnectionsPerSecond && tls == other.tls && sasl == other.sasl
     }
 }

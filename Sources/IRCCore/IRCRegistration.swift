@@ -12,13 +12,21 @@ public struct IRCRegistration: Sendable {
         case capabilitiesChanged(Set<String>)
         /// RPL_ISUPPORT changed what the server supports.
         case isupportChanged(ISupport)
+        /// SASL logged the connection in to this account (900).
+        case authenticated(account: String)
+        /// Registration cannot succeed as configured (SASL refused or not offered): close the
+        /// connection and join nothing. The reason never contains the password.
+        case failed(reason: String)
     }
 
     enum State: Sendable, Equatable {
         case listing
         case requesting
+        /// SASL in progress (ircv3.net/specs/extensions/sasl-3.1): CAP END waits for 903.
+        case authenticating
         case registering
         case registered
+        case failed
     }
 
     /// What the bridge uses when offered (issue 5's list).
@@ -39,16 +47,25 @@ public struct IRCRegistration: Sendable {
     private let realname: String
     private let password: String?
     private var nickAttempts = 0
+    private let sasl: IRCSASL?
+    /// Set the bot user mode once ISUPPORT names it (the bridge's own connection).
+    private let markAsBot: Bool
+    private var botModeSent = false
     /// CAP REQ lines not yet answered with ACK or NAK during registration.
     private var pendingRequests = 0
 
-    public init(nick: String, username: String, realname: String, password: String? = nil, wanted: Set<String> = IRCRegistration.wantedCapabilities) {
+    public init(
+        nick: String, username: String, realname: String, password: String? = nil, sasl: IRCSASL? = nil, markAsBot: Bool = false,
+        wanted: Set<String> = IRCRegistration.wantedCapabilities
+    ) {
         self.nick = nick
         self.requestedNick = nick
         self.username = username
         self.realname = realname
         self.password = password
-        self.wanted = wanted
+        self.sasl = sasl
+        self.markAsBot = markAsBot
+        self.wanted = sasl == nil ? wanted : wanted.union(["sasl"])
     }
 
     public var isRegistered: Bool { state == .registered }
@@ -66,18 +83,25 @@ public struct IRCRegistration: Sendable {
     }
 
     public mutating func receive(_ message: IRCMessage) -> [Action] {
+        guard state != .failed else { return [] }
         switch message.command {
         case "CAP":
             return capability(message)
+        case "AUTHENTICATE", "900", "902", "903", "904", "905", "906", "907", "908":
+            return authentication(message)
         case "001":
+            if sasl != nil && state != .registered && state != .registering {
+                // The server registered us without the authentication we require.
+                return fail("the server completed registration before SASL did")
+            }
             let wasRegistered = state == .registered
             state = .registered
             if let given = message.parameters.first { nick = given }
-            return wasRegistered ? [] : [.registered(nick: nick)]
+            return wasRegistered ? [] : [.registered(nick: nick)] + botMode()
         case "005":
             guard message.parameters.count >= 2 else { return [] }
             isupport.apply(message.parameters.dropFirst().dropLast())
-            return [.isupportChanged(isupport)]
+            return [.isupportChanged(isupport)] + botMode()
         case "432", "433", "436", "437":
             guard state != .registered else { return [] }
             nickAttempts += 1
@@ -87,7 +111,8 @@ public struct IRCRegistration: Sendable {
             // Our own nick changed after registration (a forced change, or ours).
             return []
         case let numeric where (numeric == "410" || numeric == "421") && message.parameters.dropFirst().first?.uppercased() == "CAP":
-            // CAP is unknown here: registration goes on without it.
+            // CAP is unknown here: registration goes on without it, unless we need SASL.
+            if sasl != nil { return fail("the server does not support CAP, so it cannot do SASL") }
             if state == .listing || state == .requesting { state = .registering }
             return []
         default:
@@ -108,12 +133,29 @@ public struct IRCRegistration: Sendable {
         case "LS":
             for (name, value) in list.compactMap(Self.capability) { offered[name] = value }
             guard !more, state == .listing else { return [] }
+            if let sasl {
+                guard let mechanisms = offered["sasl"] else {
+                    return fail("the server offers no SASL (its CAP LS has no sasl); not joining unauthenticated")
+                }
+                // `sasl=PLAIN,EXTERNAL` (302); a bare `sasl` names no mechanism and we try.
+                if !mechanisms.isEmpty && !mechanisms.uppercased().split(separator: ",").contains(Substring(sasl.mechanism)) {
+                    return fail("the server offers SASL \(mechanisms), not \(sasl.mechanism)")
+                }
+            }
             return request(Set(offered.keys).intersection(wanted), thenEnd: true)
         case "ACK":
             enabled.formUnion(list.filter { !$0.hasPrefix("-") })
             enabled.subtract(list.filter { $0.hasPrefix("-") }.map { String($0.dropFirst()) })
-            return [.capabilitiesChanged(enabled)] + answered()
+            var actions: [Action] = [.capabilitiesChanged(enabled)]
+            if let sasl, state == .requesting, list.contains("sasl") {
+                state = .authenticating
+                actions.append(.send(IRCMessage(command: "AUTHENTICATE", sasl.mechanism)))
+            }
+            return actions + answered()
         case "NAK":
+            if sasl != nil && state == .requesting && list.contains("sasl") {
+                return fail("the server refused the sasl capability (CAP NAK)")
+            }
             return answered()
         case "NEW":
             let added = list.compactMap(Self.capability)
@@ -161,13 +203,54 @@ public struct IRCRegistration: Sendable {
         return lines.map(Action.send)
     }
 
-    /// One REQ answered; the last answer during registration ends negotiation.
+    /// One REQ answered; the last answer during registration ends negotiation, unless SASL
+    /// still runs (then 903 ends it).
     private mutating func answered() -> [Action] {
-        guard state == .requesting else { return [] }
+        guard state == .requesting || state == .authenticating else { return [] }
         pendingRequests -= 1
-        guard pendingRequests <= 0 else { return [] }
+        guard pendingRequests <= 0, state == .requesting else { return [] }
         state = .registering
         return [.send(IRCMessage(command: "CAP", "END"))]
+    }
+
+    /// SASL 3.1: `AUTHENTICATE +` asks for the credentials; 903 is success; 902, 904-907 end it.
+    private mutating func authentication(_ message: IRCMessage) -> [Action] {
+        guard let sasl, state == .authenticating else { return [] }
+        let text = message.parameters.last ?? ""
+        switch message.command {
+        case "AUTHENTICATE":
+            guard message.parameters.first == "+" else { return [] }
+            return sasl.responseLines().map { .send(IRCMessage(command: "AUTHENTICATE", $0)) }
+        case "900":
+            // 900 <nick> <nick!user@host> <account> :You are now logged in as <account>
+            let account = message.parameters.count >= 3 ? message.parameters[2] : "?"
+            return [.authenticated(account: account)]
+        case "903":
+            guard pendingRequests <= 0 else {
+                state = .requesting
+                return []
+            }
+            state = .registering
+            return [.send(IRCMessage(command: "CAP", "END"))]
+        case "908":
+            // RPL_SASLMECHS: the mechanisms it has; 904 follows.
+            return []
+        default:
+            return fail("SASL \(sasl.mechanism) failed: \(message.command) \(text)")
+        }
+    }
+
+    private mutating func fail(_ reason: String) -> [Action] {
+        state = .failed
+        return [.failed(reason: reason)]
+    }
+
+    /// `MODE nick +B` once, when the server names a bot mode and this is the bridge's own
+    /// connection.
+    private mutating func botMode() -> [Action] {
+        guard markAsBot, !botModeSent, state == .registered, let mode = isupport.botMode else { return [] }
+        botModeSent = true
+        return [.send(IRCMessage(command: "MODE", nick, "+\(mode)"))]
     }
 
     /// `nick_`, `nick__`, then a numeric suffix, within the server's NICKLEN.
@@ -177,5 +260,66 @@ public struct IRCRegistration: Sendable {
         }
         let suffix = "_" + String(attempt)
         return String(nick.prefix(max(1, maximumLength - suffix.count))) + suffix
+    }
+}
+
+/// How a connection authenticates with SASL before registering. Credentials stay in memory,
+/// never in a description or a log line.
+public enum IRCSASL: Sendable, Hashable, CustomStringConvertible {
+    /// RFC 4616: the account name and its password.
+    case plain(account: String, password: String)
+    /// The TLS client certificate speaks for the account (RFC 4422 appendix A).
+    case external
+
+    public var mechanism: String {
+        switch self {
+        case .plain: return "PLAIN"
+        case .external: return "EXTERNAL"
+        }
+    }
+
+    public var description: String { "SASL \(mechanism)" }
+
+    /// The AUTHENTICATE payloads: base64 in chunks of 400 bytes, with `+` after a last chunk of
+    /// exactly 400 (and for an empty response).
+    func responseLines() -> [String] {
+        let response: [UInt8]
+        switch self {
+        case .plain(let account, let password):
+            response = Array(account.utf8) + [0] + Array(account.utf8) + [0] + Array(password.utf8)
+        case .external:
+            response = []
+        }
+        let encoded = Base64.encode(response)
+        var lines: [String] = []
+        var rest = Substring(encoded)
+        while !rest.isEmpty {
+            lines.append(String(rest.prefix(400)))
+            rest = rest.dropFirst(400)
+        }
+        if lines.isEmpty || lines.last!.utf8.count == 400 { lines.append("+") }
+        return lines
+    }
+}
+
+/// RFC 4648 base64, for SASL payloads (IRCCore has no Foundation).
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var index = 0
+        while index < bytes.count {
+            let b0 = bytes[index]
+            let b1 = index + 1 < bytes.count ? bytes[index + 1] : 0
+            let b2 = index + 2 < bytes.count ? bytes[index + 2] : 0
+            out.append(alphabet[Int(b0 >> 2)])
+            out.append(alphabet[Int((b0 & 0x03) << 4 | b1 >> 4)])
+            out.append(index + 1 < bytes.count ? alphabet[Int((b1 & 0x0F) << 2 | b2 >> 6)] : UInt8(ascii: "="))
+            out.append(index + 2 < bytes.count ? alphabet[Int(b2 & 0x3F)] : UInt8(ascii: "="))
+            index += 3
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -1,9 +1,12 @@
+import CCrypto
 import IRCCore
 import Logging
 import Metrics
-import Synchronization
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
+import Synchronization
 
 /// Who a connection registers as, where, and how politely it sends.
 public struct IRCConnectionConfiguration: Sendable {
@@ -20,12 +23,22 @@ public struct IRCConnectionConfiguration: Sendable {
     public var floodLinesPerSecond: Double
     /// Silence after which we PING; a second silence of this length closes the connection.
     public var pingInterval: TimeAmount
+    /// TLS (`ircs://`), or nil for a plain connection.
+    public var tls: IRCTLSConfiguration?
+    /// SASL before registration completes; a failure closes the connection unjoined.
+    public var sasl: IRCSASL?
+    /// Set the network's bot user mode (ISUPPORT BOT) after registering.
+    public var markAsBot: Bool
 
     public init(
         host: String, port: Int, nick: String, username: String, realname: String, password: String? = nil,
         fallbackEncoding: IRCTextEncoding = .cp1252, maximumLineBytes: Int = IRCLineDecoder.defaultMaximumLineBytes,
-        floodBurst: Int = 5, floodLinesPerSecond: Double = 2, pingInterval: TimeAmount = .seconds(60)
+        floodBurst: Int = 5, floodLinesPerSecond: Double = 2, pingInterval: TimeAmount = .seconds(60),
+        tls: IRCTLSConfiguration? = nil, sasl: IRCSASL? = nil, markAsBot: Bool = false
     ) {
+        self.tls = tls
+        self.sasl = sasl
+        self.markAsBot = markAsBot
         self.host = host
         self.port = port
         self.nick = nick
@@ -40,6 +53,64 @@ public struct IRCConnectionConfiguration: Sendable {
     }
 }
 
+/// How an `ircs://` connection is secured (swift-nio-ssl).
+public struct IRCTLSConfiguration: Sendable, Hashable {
+    /// Verify the server's certificate (chain and name). Off only when the mapping says so.
+    public var verify: Bool
+    /// PEM file of the certificate authorities to trust instead of the system's.
+    public var caFile: String?
+    /// SHA-256 of the server's certificate (DER, 32 bytes): when set, a certificate with this
+    /// fingerprint is accepted whoever signed it, and no other is.
+    public var pinnedSHA256: [UInt8]?
+    /// The client certificate and key (PEM), for SASL EXTERNAL or networks that want one.
+    public var certificateFile: String?
+    public var keyFile: String?
+
+    public init(verify: Bool = true, caFile: String? = nil, pinnedSHA256: [UInt8]? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+        self.verify = verify
+        self.caFile = caFile
+        self.pinnedSHA256 = pinnedSHA256
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+    }
+
+    /// The NIOSSL context for these settings; errors name the file that could not be read.
+    func makeContext() throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = verify || pinnedSHA256 != nil ? .fullVerification : .none
+        if let caFile { configuration.trustRoots = .file(caFile) }
+        if let certificateFile, let keyFile {
+            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
+            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
+        }
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    /// A client handler that sends SNI for host names (never for IP literals) and, with a pin,
+    /// accepts exactly the pinned certificate.
+    func makeHandler(context: NIOSSLContext, host: String) throws -> NIOSSLClientHandler {
+        let serverName = Self.isIPAddress(host) ? nil : host
+        guard let pinned = pinnedSHA256 else { return try NIOSSLClientHandler(context: context, serverHostname: serverName) }
+        return try NIOSSLClientHandler(context: context, serverHostname: serverName) { certificates, promise in
+            guard let leaf = certificates.first, let der = try? leaf.toDERBytes() else {
+                promise.succeed(.failed)
+                return
+            }
+            promise.succeed(Self.sha256(der) == pinned ? .certificateVerified : .failed)
+        }
+    }
+
+    static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 32)
+        _ = bytes.withUnsafeBufferPointer { shadowbridge_sha256($0.baseAddress, $0.count, &digest) }
+        return digest
+    }
+
+    static func isIPAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+}
+
 /// What an IRC connection reports, in the order the server sent it.
 public enum IRCConnectionEvent: Sendable {
     /// 001 arrived: the connection may join channels. `nick` is the nick the server gave.
@@ -48,9 +119,11 @@ public enum IRCConnectionEvent: Sendable {
     case isupport(ISupport)
     /// The enabled IRCv3 capabilities changed.
     case capabilities(Set<String>)
+    /// SASL logged the connection in.
+    case authenticated(account: String)
     case message(IRCMessage)
-    /// The connection is gone; no more events follow.
-    case closed(reason: String)
+    /// The connection is gone, and why; no more events follow.
+    case closed(IRCDisconnect)
 }
 
 /// What the connection's owner hands its handler.
@@ -85,11 +158,15 @@ public final class IRCConnection: Sendable {
         let depth = QueueDepth()
         let channel: any Channel
         do {
+            let tls = try configuration.tls.map { settings in (settings, try settings.makeContext()) }
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.seconds(10))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let (settings, context) = tls {
+                            try channel.pipeline.syncOperations.addHandler(settings.makeHandler(context: context, host: configuration.host))
+                        }
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: configuration.maximumLineBytes)))
                         try channel.pipeline.syncOperations.addHandler(
@@ -142,7 +219,10 @@ final class IRCClientHandler: ChannelDuplexHandler {
     private let logger: Logger
     private let depth: QueueDepth
     private var registration: IRCRegistration
-    private var closeReason = "connection closed"
+    private var disconnect = IRCDisconnect(.lost, "connection closed")
+    /// Set once the TLS handshake is done (or at once without TLS): an error before it is a
+    /// TLS failure.
+    private var secured: Bool
 
     private var flood: IRCFloodControl
     /// Outgoing lines by priority (index = IRCLinePriority.rawValue), with when each was queued.
@@ -161,7 +241,9 @@ final class IRCClientHandler: ChannelDuplexHandler {
         self.depth = depth
         self.logger = logger
         self.registration = IRCRegistration(
-            nick: configuration.nick, username: configuration.username, realname: configuration.realname, password: configuration.password)
+            nick: configuration.nick, username: configuration.username, realname: configuration.realname, password: configuration.password,
+            sasl: configuration.sasl, markAsBot: configuration.markAsBot)
+        self.secured = configuration.tls == nil
         self.flood = IRCFloodControl(burst: configuration.floodBurst, linesPerSecond: configuration.floodLinesPerSecond)
     }
 
@@ -198,8 +280,14 @@ final class IRCClientHandler: ChannelDuplexHandler {
         case "PONG":
             return
         case "ERROR":
-            closeReason = message.parameters.last ?? "ERROR"
-            logger.warning("IRC server closed the connection", metadata: ["reason": "\(closeReason)"])
+            let text = message.parameters.last ?? "ERROR"
+            if disconnect.kind != .banned && disconnect.kind != .authenticationFailed {
+                disconnect = IRCDisconnect.classify(errorText: text)
+            }
+            logger.warning("IRC server closed the connection", metadata: ["reason": "\(text)"])
+        case "465":
+            // ERR_YOUREBANNEDCREEP: the ERROR that follows says the same or less.
+            disconnect = IRCDisconnect(.banned, message.parameters.last ?? "banned from this server (465)")
         case "NICK" where registration.isRegistered && message.sourceNick.map(registration.isupport.caseMapping.fold) == registration.isupport.caseMapping.fold(registration.nick):
             if let newNick = message.parameters.first { registration.ownNickChanged(to: newNick) }
         default:
@@ -220,6 +308,15 @@ final class IRCClientHandler: ChannelDuplexHandler {
                 continuation.yield(.capabilities(capabilities))
             case .isupportChanged(let isupport):
                 continuation.yield(.isupport(isupport))
+            case .authenticated(let account):
+                continuation.yield(.authenticated(account: account))
+            case .failed(let reason):
+                disconnect = IRCDisconnect(.authenticationFailed, reason)
+                logger.error("IRC registration failed; closing the connection", metadata: ["reason": "\(reason)"])
+                dropQueues()
+                writeNow([IRCMessage(command: "QUIT", "Authentication failed")], context: context)
+                context.close(promise: nil)
+                return
             }
         }
         drain(context: context)
@@ -305,7 +402,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
             if self.readSinceCheck {
                 self.readSinceCheck = false
             } else if self.pingOutstanding {
-                self.closeReason = "no answer from the server for \(self.configuration.pingInterval.nanoseconds / 1_000_000_000 * 2) s"
+                self.disconnect = IRCDisconnect(.lost, "no answer from the server for \(self.configuration.pingInterval.nanoseconds / 1_000_000_000 * 2) s")
                 self.logger.warning("IRC server silent; closing the connection")
                 context.close(promise: nil)
                 return
@@ -320,13 +417,29 @@ final class IRCClientHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         livenessTimer?.cancel()
         dropQueues()
-        continuation.yield(.closed(reason: closeReason))
+        continuation.yield(.closed(disconnect))
         continuation.finish()
         context.fireChannelInactive()
     }
 
+    /// A server closing TCP without TLS close_notify, as IRC servers do after ERROR: the ERROR
+    /// said why, this adds nothing.
+    private static func isUncleanShutdown(_ error: any Error) -> Bool {
+        if let error = error as? NIOSSLError, case .uncleanShutdown = error { return true }
+        return false
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent { secured = true }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        closeReason = "\(error)"
+        if !secured {
+            disconnect = IRCDisconnect(.tlsFailed, "TLS handshake failed: \(error)")
+        } else if disconnect.kind == .lost, !Self.isUncleanShutdown(error) {
+            disconnect = IRCDisconnect(.lost, "\(error)")
+        }
         context.close(promise: nil)
     }
 }

@@ -98,6 +98,12 @@ public enum Lab {
 
     /// Runs a command to completion; throws with its output when it fails.
     public static func runCommand(_ executable: String, _ arguments: [String]) throws {
+        _ = try commandOutput(executable, arguments)
+    }
+
+    /// Runs a command to completion and returns what it printed (stdout and stderr); throws
+    /// with that output when it fails.
+    public static func commandOutput(_ executable: String, _ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -105,11 +111,12 @@ public enum Lab {
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw LabError("\(executable) \(arguments.joined(separator: " ")) failed: \(String(decoding: output, as: UTF8.self))")
+            throw LabError("\(executable) \(arguments.joined(separator: " ")) failed: \(output)")
         }
+        return output
     }
 
     /// Removes a lab directory, unless `SHADOWBRIDGE_KEEP_LAB` is set (to read the servers'

@@ -7,6 +7,9 @@
 /// SHA-1 of `length` bytes into `digest` (20 bytes). Returns 1 on success.
 int shadowbridge_sha1(const uint8_t *data, size_t length, uint8_t digest[20]);
 
+/// SHA-256 of `length` bytes into `digest` (32 bytes). Returns 1 on success.
+int shadowbridge_sha256(const uint8_t *data, size_t length, uint8_t digest[32]);
+
 /// HMAC-SHA256 into `mac` (32 bytes). Returns 1 on success.
 int shadowbridge_hmac_sha256(const uint8_t *key, size_t key_length,
                              const uint8_t *data, size_t length, uint8_t mac[32]);
