@@ -17,7 +17,7 @@ final class BridgedRoom: Sendable {
 
     init(
         servers: LabServers, name: String, ircUsers: [String], xmppUsers: [(user: String, nick: String)], metricsPort: Int? = nil,
-        link: ShadowbridgeProcess.LinkTransport = .memory, extraConfig: String = ""
+        link: ShadowbridgeProcess.LinkTransport = .memory, extraConfig: String = "", ircPort: Int? = nil, server: String? = nil, networkSettings: String = ""
     ) throws {
         directory = try Lab.makeTemporaryDirectory(prefix: name)
         channel = "#\(name)"
@@ -25,8 +25,11 @@ final class BridgedRoom: Sendable {
         self.ircUsers = ircUsers
         self.xmppUsers = xmppUsers
         agent = try LabAgent(directory: directory)
-        for nick in ircUsers { try agent.ircUserJoins(nick, port: servers.ngircd.port, channel: channel) }
-        bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [(channel, name)], metricsPort: metricsPort, link: link, extraConfig: extraConfig)
+        let port = ircPort ?? servers.ngircd.port
+        for nick in ircUsers { try agent.ircUserJoins(nick, port: port, channel: channel) }
+        bridge = try ShadowbridgeProcess(
+            servers: servers, directory: directory, channels: [(channel, name)], metricsPort: metricsPort, link: link, extraConfig: extraConfig,
+            server: server ?? "irc://127.0.0.1:\(port)", networkSettings: networkSettings)
         try bridge.waitForLog("link federated", "shadow=\(channel)%lab@")
         for (user, nick) in xmppUsers { try agent.xmppUserJoins(user, prosody: servers.prosody, room: room, nick: nick) }
         if let watcher = ircUsers.first {

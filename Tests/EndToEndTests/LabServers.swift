@@ -18,8 +18,10 @@ final class LabServers: Sendable {
     let directory: URL
     let prosody: ProsodyServer
     let ngircd: NgircdServer
+    /// InspIRCd with Atheme, for the suites that ask for the IRCv3 server.
+    let inspircd: InspIRCdServer?
 
-    init() throws {
+    init(withInspIRCd: Bool = false) throws {
         directory = try Lab.makeTemporaryDirectory(prefix: "shadowbridge-e2e")
         prosody = try ProsodyServer.start(
             in: directory.appendingPathComponent("prosody"),
@@ -34,9 +36,17 @@ final class LabServers: Sendable {
             prosody.stop()
             throw error
         }
+        do {
+            inspircd = withInspIRCd ? try InspIRCdServer.start(in: directory.appendingPathComponent("inspircd")) : nil
+        } catch {
+            ngircd.stop()
+            prosody.stop()
+            throw error
+        }
     }
 
     func stop() {
+        inspircd?.stop()
         ngircd.stop()
         prosody.stop()
         Lab.removeUnlessKept(directory)
@@ -49,10 +59,11 @@ final class LabServers: Sendable {
 
 /// Starts the servers once around a whole suite.
 struct LabServersTrait: SuiteTrait, TestScoping {
+    var withInspIRCd = false
     var isRecursive: Bool { false }
 
     func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        let servers = try LabServers()
+        let servers = try LabServers(withInspIRCd: withInspIRCd)
         defer { servers.stop() }
         try await LabServers.$current.withValue(servers) { try await function() }
     }
@@ -60,6 +71,8 @@ struct LabServersTrait: SuiteTrait, TestScoping {
 
 extension Trait where Self == LabServersTrait {
     static var labServers: Self { LabServersTrait() }
+    /// Prosody, ngircd, and InspIRCd with Atheme.
+    static var labServersWithInspIRCd: Self { LabServersTrait(withInspIRCd: true) }
 }
 
 /// One `shadowbridge run` with a generated config, for one scenario.
@@ -68,14 +81,19 @@ final class ShadowbridgeProcess: Sendable {
     let process: ManagedProcess
 
     /// `channels` maps IRC channels on the lab's ngircd to room local parts on the master.
+    /// `server` is the IRC server's address (the lab's ngircd unless given); `networkSettings`
+    /// are more lines for the mapping's [network] table.
     convenience init(
         servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)], metricsPort: Int? = nil,
-        link: LinkTransport = .memory, extraConfig: String = ""
+        link: LinkTransport = .memory, extraConfig: String = "", server: String? = nil, networkSettings: String = ""
     ) throws {
         try self.init(
             directory: directory,
             config: Self.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), metricsPort: metricsPort, link: link) + extraConfig,
-            mappings: ["\(network).toml": Self.mapping(network: network, ircPort: servers.ngircd.port, nick: nick, channels: channels)])
+            mappings: [
+                "\(network).toml": Self.mapping(
+                    network: network, server: server ?? "irc://127.0.0.1:\(servers.ngircd.port)", nick: nick, channels: channels, networkSettings: networkSettings)
+            ])
     }
 
     /// Any config and mapping files, written into `directory`.
@@ -147,11 +165,16 @@ final class ShadowbridgeProcess: Sendable {
     }
 
     static func mapping(network: String, ircPort: Int, nick: String = "sbridge", channels: [(irc: String, room: String)]) -> String {
+        mapping(network: network, server: "irc://127.0.0.1:\(ircPort)", nick: nick, channels: channels)
+    }
+
+    static func mapping(network: String, server: String, nick: String = "sbridge", channels: [(irc: String, room: String)], networkSettings: String = "") -> String {
         var text = """
             [network]
             name = "\(network)"
-            servers = ["irc://127.0.0.1:\(ircPort)"]
+            servers = ["\(server)"]
             nick = "\(nick)"
+            \(networkSettings)
 
             """
         for channel in channels {

@@ -1,0 +1,130 @@
+import Foundation
+import Lab
+import Testing
+
+/// Issue 5 against the IRCv3 server of the lab: InspIRCd 3 with Atheme services, through
+/// Prosody. SASL, TLS, and every capability InspIRCd offers switched on at once.
+@Suite("IRC connections through InspIRCd with Atheme: SASL, TLS, IRCv3", .serialized, .labServersWithInspIRCd)
+struct IRCv3ServerTests {
+    @Test("SASL PLAIN with a good password, echo-message and away-notify on: one line each way, exactly once, and the bridge is marked a bot")
+    func saslAndEveryCapability() throws {
+        let servers = try LabServers.require()
+        let inspircd = try #require(servers.inspircd)
+        try inspircd.registerAccount("sbacct", password: "bridge-secret")
+        let secrets = try Lab.makeTemporaryDirectory(prefix: "secrets")
+        defer { Lab.removeUnlessKept(secrets) }
+        let passwordFile = secrets.appendingPathComponent("sasl-password")
+        try "bridge-secret\n".write(to: passwordFile, atomically: true, encoding: .utf8)
+
+        let r = try BridgedRoom(
+            servers: servers, name: "v3sasl", ircUsers: ["carol", "dave"], xmppUsers: [("v3x", "xena")], ircPort: inspircd.port,
+            networkSettings: "sasl = \"plain\"\nsasl_account = \"sbacct\"\nsasl_password_file = \"\(passwordFile.path)\"")
+        defer { r.close() }
+        try r.bridge.waitForLog("logged in with SASL", "account=sbacct")
+        try r.bridge.waitForLog("IRC capabilities", "echo-message")
+        #expect(r.bridge.logLines(containing: "IRC capabilities").last.map { line in
+            ["away-notify", "account-tag", "batch", "extended-join", "multi-prefix", "server-time", "userhost-in-names"].allSatisfy(line.contains)
+        } == true)
+        #expect(!r.bridge.log.contains("bridge-secret"), "the password never reaches the log")
+
+        var mark = r.agent.mark
+        r.irc("carol", "PRIVMSG \(r.channel) :hello from InspIRCd")
+        try r.agent.expectExactlyOnce(
+            [On.xmppMessage(to: "v3x", from: r.occupant("carol"), body: "hello from InspIRCd"), On.ircPrivmsg(to: "dave", from: "carol", channel: r.channel, text: "hello from InspIRCd")],
+            since: mark)
+
+        // The puppet's own line comes back to it with echo-message: it must not cross again.
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "v3x", "room": r.room, "body": "hello from XMPP"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "v3x", from: r.occupant("xena"), body: "hello from XMPP"),
+                On.ircPrivmsg(to: "carol", from: "xena", channel: r.channel, text: "hello from XMPP"),
+                On.ircPrivmsg(to: "dave", from: "xena", channel: r.channel, text: "hello from XMPP"),
+            ], since: mark)
+
+        // BOT=B in ISUPPORT: the bridge's own connection set +B (WHOIS answers 335).
+        mark = r.agent.mark
+        r.irc("carol", "WHOIS sbridge")
+        try r.agent.waitFor("WHOIS says the bridge is a bot", since: mark) { $0.user == "carol" && $0.command == "335" }
+        r.irc("carol", "WHOIS xena")
+        try r.agent.waitFor("the end of WHOIS xena", since: mark) { $0.user == "carol" && $0.command == "318" && $0.params.dropFirst().first == "xena" }
+        #expect(!r.agent.events(since: mark).contains { $0.user == "carol" && $0.command == "335" && $0.params.dropFirst().first == "xena" }, "puppets are people, not bots")
+    }
+
+    @Test("SASL PLAIN with a wrong password: a clear error, no JOIN, and the server is not tried again")
+    func saslWrongPassword() throws {
+        let servers = try LabServers.require()
+        let inspircd = try #require(servers.inspircd)
+        try inspircd.registerAccount("sbbad", password: "right-password")
+        let directory = try Lab.makeTemporaryDirectory(prefix: "v3bad")
+        defer { Lab.removeUnlessKept(directory) }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        try agent.ircUserJoins("carol", port: inspircd.port, channel: "#v3bad")
+        let mark = agent.mark
+        let bridge = try ShadowbridgeProcess(
+            servers: servers, directory: directory, channels: [("#v3bad", "v3bad")], server: "irc://127.0.0.1:\(inspircd.port)",
+            networkSettings: "sasl = \"plain\"\nsasl_account = \"sbbad\"\nsasl_password = \"wrong-password\"")
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("IRC registration failed", "SASL PLAIN failed: 904")
+        try bridge.waitForLog("IRC network stopped", "network=lab")
+        Thread.sleep(forTimeInterval: 3)
+        #expect(bridge.logLines(containing: "IRC server refused the bridge").count == 1, "one attempt, no retry storm")
+        #expect(!agent.events(since: mark).contains { $0.user == "carol" && $0.command == "JOIN" }, "nothing joined")
+        #expect(!bridge.log.contains("wrong-password"))
+        #expect(bridge.process.isRunning, "the rest of the bridge goes on")
+    }
+
+    @Test("TLS: a self-signed certificate fails verification; the same certificate as CA file passes; a pinned fingerprint passes, a wrong pin fails")
+    func tls() throws {
+        let servers = try LabServers.require()
+        let inspircd = try #require(servers.inspircd)
+        let directory = try Lab.makeTemporaryDirectory(prefix: "v3tls")
+        defer { Lab.removeUnlessKept(directory) }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        try agent.ircUserJoins("carol", port: inspircd.port, channel: "#tlsca")
+        try agent.ircUserJoins("dave", port: inspircd.port, channel: "#tlspin")
+        let server = "ircs://127.0.0.1:\(inspircd.tlsPort)"
+        let networks: [(name: String, nick: String, settings: String)] = [
+            ("tlsnone", "sbnone", ""),
+            ("tlsca", "sbca", "tls_ca_file = \"\(inspircd.certificateFile.path)\""),
+            ("tlspin", "sbpin", "tls_fingerprint = \"\(inspircd.certificateSHA256)\""),
+            ("tlswrong", "sbwrong", "tls_fingerprint = \"\(String(repeating: "00:", count: 31))00\""),
+        ]
+        var mappings: [String: String] = [:]
+        for network in networks {
+            mappings["\(network.name).toml"] = ShadowbridgeProcess.mapping(
+                network: network.name, server: server, nick: network.nick, channels: [("#\(network.name)", network.name)], networkSettings: network.settings)
+        }
+        let bridge = try ShadowbridgeProcess(
+            directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
+            mappings: mappings)
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("link federated", "shadow=#tlsca%tlsca@")
+        try bridge.waitForLog("link federated", "shadow=#tlspin%tlspin@")
+        for failing in ["tlsnone", "tlswrong"] {
+            try bridge.waitForLog("IRC server refused the bridge", "network=\(failing)", "TLS handshake failed")
+        }
+        let verifyFailure = bridge.logLines(containing: "network=tlsnone", "TLS handshake failed").first ?? ""
+        #expect(verifyFailure.contains("CERTIFICATE_VERIFY_FAILED") || verifyFailure.lowercased().contains("certificate"), "\(verifyFailure)")
+
+        // Puppets connect through TLS too: a line each way across both verified networks. (Two
+        // room nicks: both "networks" are the same InspIRCd, where one nick is one user.)
+        try agent.xmppUserJoins("tlx", prosody: servers.prosody, room: "tlsca@\(LabServers.masterDomain)", nick: "xena")
+        try agent.xmppJoin("tlx", room: "tlspin@\(LabServers.masterDomain)", nick: "xenp")
+        try agent.waitFor("xena's puppet joins #tlsca", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xena" }
+        try agent.waitFor("xenp's puppet joins #tlspin", timeout: 20) { $0.user == "dave" && $0.command == "JOIN" && $0.nick == "xenp" }
+        Thread.sleep(forTimeInterval: 0.5)
+        let mark = agent.mark
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG #tlsca :over TLS, CA file"])
+        agent.send(["cmd": "xmpp_say", "user": "tlx", "room": "tlspin@\(LabServers.masterDomain)", "body": "over TLS, pinned"])
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "tlx", from: "tlsca@\(LabServers.masterDomain)/carol", body: "over TLS, CA file"),
+                On.xmppMessage(to: "tlx", from: "tlspin@\(LabServers.masterDomain)/xenp", body: "over TLS, pinned"),
+                On.ircPrivmsg(to: "dave", from: "xenp", channel: "#tlspin", text: "over TLS, pinned"),
+            ], since: mark)
+    }
+}
