@@ -317,3 +317,66 @@ struct ConfigurationTests {
         #expect(loaded.warnings.isEmpty, "\(loaded.warnings)")
     }
 }
+
+/// Issue 5's keys: TLS and SASL per network.
+@Suite("Configuration: TLS and SASL")
+struct TLSAndSASLConfigurationTests {
+    typealias C = ConfigurationTests
+
+    static func network(servers: String = "ircs://irc.example.org", _ settings: String) -> String {
+        C.network.replacingOccurrences(of: "servers = [\"irc://127.0.0.1:6667\"]", with: "servers = [\"\(servers)\"]")
+            .replacingOccurrences(of: "nick = \"bridge\"", with: "nick = \"bridge\"\n\(settings)")
+    }
+
+    static func error(_ mapping: String) throws -> ConfigurationError? {
+        let (_, error, files) = try C.load(C.good, mappings: ["example.toml": mapping])
+        files.remove()
+        return error
+    }
+
+    @Test("ircs:// with a pin, a CA file and SASL PLAIN from a file load; the secrets stay out of warnings")
+    func good() throws {
+        let secret = FileManager.default.temporaryDirectory.appendingPathComponent("sasl-\(UUID().uuidString.prefix(8))").path
+        try "s3cret\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: secret) }
+        let pin = String(repeating: "AB:", count: 31) + "AB"
+        let mapping = Self.network("tls_fingerprint = \"\(pin)\"\ntls_ca_file = \"\(secret)\"\nsasl = \"plain\"\nsasl_password_file = \"\(secret)\"")
+        let (loaded, error, files) = try C.load(C.good, mappings: ["example.toml": mapping])
+        defer { files.remove() }
+        #expect(error == nil)
+        let network = try #require(loaded?.bridge?.networks.first)
+        #expect(network.servers.first?.tls == true && network.servers.first?.port == 6697)
+        #expect(network.tls.pinnedSHA256 == [UInt8](repeating: 0xAB, count: 32))
+        #expect(network.sasl?.mechanism == .plain && network.sasl?.account == "bridge" && network.sasl?.password == "s3cret")
+        #expect(loaded?.warnings.contains { $0.contains("s3cret") } == false)
+    }
+
+    @Test("each mistake names its key: bad pin, TLS keys without ircs://, half a client certificate, SASL without a password or a mechanism, EXTERNAL without a certificate")
+    func mistakes() throws {
+        let cases: [(String, String, String)] = [
+            (Self.network("tls_fingerprint = \"abc\""), "network.tls_fingerprint", "64 hex digits"),
+            (Self.network(servers: "irc://irc.example.org", "tls_verify = false"), "network.tls_verify", "applies to ircs:// servers"),
+            (Self.network("tls_certificate = \"/etc/hostname\""), "network.tls_certificate", "together"),
+            (Self.network("tls_ca_file = \"/nonexistent/ca.pem\""), "network.tls_ca_file", "/nonexistent/ca.pem"),
+            (Self.network("sasl = \"plain\""), "network.sasl", "sasl_password_file"),
+            (Self.network("sasl = \"scram\""), "network.sasl", "\"plain\" or \"external\""),
+            (Self.network("sasl_account = \"x\""), "network.sasl_account", "needs sasl"),
+            (Self.network("sasl = \"external\""), "network.sasl", "tls_certificate"),
+            (Self.network("sasl = \"plain\"\nsasl_password = \"a\"\nsasl_password_file = \"/etc/hostname\""), "network.sasl_password", "not both"),
+        ]
+        for (mapping, key, text) in cases {
+            let error = try #require(try Self.error(mapping), "\(key)")
+            #expect(error.key == key && error.description.contains(text), "\(error)")
+            #expect(error.line != nil, "\(error)")
+        }
+    }
+
+    @Test("an inline SASL password and tls_verify = false warn")
+    func warnings() throws {
+        let (loaded, _, files) = try C.load(C.good, mappings: ["example.toml": Self.network("tls_verify = false\nsasl = \"plain\"\nsasl_password = \"pw\"")])
+        defer { files.remove() }
+        let warnings = try #require(loaded?.warnings)
+        #expect(warnings.contains { $0.contains("sasl_password is written inline") })
+        #expect(warnings.contains { $0.contains("tls_verify is false") })
+    }
+}
