@@ -3,6 +3,7 @@ import DMUC
 import IRCCore
 import IRCNIO
 import Logging
+import XMPPNIO
 
 extension BridgeService {
     func puppetEnsure(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String) {
@@ -41,26 +42,37 @@ extension BridgeService {
         let wait = start - now
         network.puppets[key] = puppet
         networks[name] = network
-        guard let server = network.configuration.servers.first else { return }
+        puppetConnect(key: key, network: name, after: wait)
+    }
+
+    /// Connects the puppet `key` (again) after `delay`, to the server the bridge's own
+    /// connection is on; its events are ignored once a newer generation exists.
+    private func puppetConnect(key: String, network name: String, after delay: Duration) {
+        guard let network = networks[name], let puppet = network.puppets[key] else { return }
+        let generation = puppet.generation
+        let server = network.server ?? network.configuration.servers[0]
         let irc = connectionSettings(
             network.configuration, server: server,
-            nick: PuppetNick.make(template: network.configuration.puppetNick, nick: occupant.nick, maximumLength: network.isupport.nickLength),
-            username: "xmpp", realname: "\(occupant.nick) (XMPP, via Shadowbridge)", bridge: false)
-        let logger = self.logger.with("network", name).with("puppet", occupant.nick)
+            nick: PuppetNick.make(template: network.configuration.puppetNick, nick: puppet.roomNick, maximumLength: network.isupport.nickLength),
+            username: "xmpp", realname: "\(puppet.roomNick) (XMPP, via Shadowbridge)", bridge: false)
+        let logger = self.logger.with("network", name).with("puppet", puppet.roomNick)
         let group = self.group
         Task { [self] in
+            var outcome = IRCDisconnect(.lost, "connection closed")
             do {
-                if wait > .zero { try await Task.sleep(for: wait) }
+                if delay > .zero { try await Task.sleep(for: delay) }
                 guard self.networks[name]?.puppets[key]?.generation == generation else { return }
                 let connection = try await IRCConnection.connect(irc, group: group, logger: logger)
                 guard self.puppetConnected(connection, key: key, generation: generation, network: name) else { return }
                 for await event in connection.events {
+                    if case .closed(let why) = event { outcome = why }
                     self.puppetEvent(event, key: key, generation: generation, network: name)
                 }
             } catch {
+                outcome = IRCDisconnect(.lost, "cannot connect: \(error)")
                 logger.warning("puppet cannot connect", metadata: ["error": "\(error)"])
             }
-            self.puppetGone(key: key, generation: generation, network: name)
+            self.puppetGone(key: key, generation: generation, network: name, outcome: outcome)
         }
     }
 
@@ -88,6 +100,7 @@ extension BridgeService {
         switch event {
         case .registered(let nick):
             puppet.nick = nick
+            puppet.reconnects = 0
             network.puppetNicks[network.fold(nick)] = key
             puppet.connection?.send(puppet.wanted.values.sorted().map { IRCMessage(command: "JOIN", $0) })
             if let away = puppet.away { puppet.connection?.send(IRCMessage(command: "AWAY", away)) }
@@ -134,9 +147,11 @@ extension BridgeService {
         }
     }
 
-    /// The puppet's connection ended. If the occupant is still in a room (the network refused
-    /// the connection, or dropped it), they go on through the bridge's own connection.
-    private func puppetGone(key: String, generation: Int, network name: String) {
+    /// The puppet's connection ended while the occupant is still in a room. A connection that
+    /// was merely lost (the server restarted, the network dropped) connects again with backoff,
+    /// its lines queued meanwhile; one the network refused (a connection limit, a ban) leaves
+    /// the occupant speaking through the bridge's own connection, so nothing is lost.
+    private func puppetGone(key: String, generation: Int, network name: String, outcome: IRCDisconnect) {
         guard var network = networks[name], var puppet = network.puppets[key], puppet.generation == generation else { return }
         if let nick = puppet.nick { network.puppetNicks.removeValue(forKey: network.fold(nick)) }
         guard !puppet.wanted.isEmpty, !stopping else {
@@ -147,12 +162,23 @@ extension BridgeService {
         puppet.connection = nil
         puppet.nick = nil
         puppet.joined = []
+        if outcome.kind == .lost {
+            puppetGeneration += 1
+            puppet.generation = puppetGeneration
+            puppet.reconnects += 1
+            network.puppets[key] = puppet
+            networks[name] = network
+            logger.info("puppet connection lost; reconnecting", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(outcome.reason)", "attempt": "\(puppet.reconnects)"])
+            updatePuppetGauges()
+            puppetConnect(key: key, network: name, after: Backoff.delay(attempt: puppet.reconnects))
+            return
+        }
         puppet.relayed = true
         if !network.relayAnnounced {
             network.relayAnnounced = true
             logger.warning(
                 "the IRC network refused a puppet connection; occupants beyond its limit are relayed through the bridge's connection",
-                metadata: ["network": "\(name)"])
+                metadata: ["network": "\(name)", "reason": "\(outcome.reason)"])
         }
         let queued = puppet.queued
         puppet.queued = []

@@ -208,6 +208,7 @@ public actor BridgeService {
                     return
                 }
                 networks[name]?.connection = connection
+                networks[name]?.server = server
                 var registered = false
                 disconnect = IRCDisconnect(.lost, "connection closed")
                 for await event in connection.events {

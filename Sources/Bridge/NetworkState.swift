@@ -12,6 +12,8 @@ struct NetworkState {
     /// The last connection failure, for the status command.
     var lastError: String?
     var connection: IRCConnection?
+    /// The server the bridge's own connection uses (puppets follow it).
+    var server: Network.Server?
     /// The bridge connection's nick, once registered.
     var nick: String?
     /// What the server said in RPL_ISUPPORT (casemapping, NICKLEN, PREFIX...).
@@ -74,5 +76,7 @@ struct Puppet {
     var relayedChannels: Set<String> = []
     /// The AWAY message to show, set again whenever the puppet (re)registers.
     var away: String?
+    /// Connections lost in a row, for the reconnection backoff.
+    var reconnects = 0
     static let maximumQueuedLines = 500
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// ngircd (Debian's package) in the foreground on a free loopback port.
 public final class NgircdServer: Sendable {
@@ -20,7 +21,8 @@ public final class NgircdServer: Sendable {
     public let directory: URL
     public let port: Int
     public let serverName: String
-    let process: ManagedProcess
+    private let current: Mutex<ManagedProcess>
+    var process: ManagedProcess { current.withLock { $0 } }
 
     public var pid: Int32 { process.pid }
 
@@ -46,10 +48,25 @@ public final class NgircdServer: Sendable {
         self.directory = directory
         self.port = port
         self.serverName = serverName
-        self.process = process
+        self.current = Mutex(process)
     }
 
     public func stop() { process.stop() }
+
+    /// Stops ngircd and starts it again on the same port (a fault test's server restart): every
+    /// client connection drops and channels are gone until clients join again.
+    public func restart() throws {
+        process.stop()
+        let ngircd = try Lab.executable("ngircd", package: "ngircd")
+        let next = try ManagedProcess(
+            name: "ngircd", executable: ngircd, arguments: ["--nodaemon", "--config", directory.appendingPathComponent("ngircd.conf").path],
+            directory: directory, logFile: directory.appendingPathComponent("ngircd.log"))
+        guard Lab.waitUntilListening([port], process: next, timeout: 10) else {
+            next.stop()
+            throw LabError("ngircd did not come back on port \(port)")
+        }
+        current.withLock { $0 = next }
+    }
 
     static func configuration(directory: URL, port: Int, options: Options) -> String {
         """

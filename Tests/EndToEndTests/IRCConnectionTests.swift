@@ -116,4 +116,65 @@ struct IRCConnectionTests {
             ], since: mark)
         #expect(!agent.events(since: 0).contains { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "mp2" }, "no second puppet")
     }
+
+    @Test("the IRC server restarted mid-conversation: the bridge and the puppet reconnect and rejoin (the puppet is not replaced by the relay), lines cross once after, nothing doubles")
+    func serverRestart() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "ircrestart")
+        defer { Lab.removeUnlessKept(directory) }
+        // Its own ngircd: the restart must not disturb the suite's other scenarios.
+        let ngircd = try NgircdServer.start(in: directory.appendingPathComponent("ngircd"))
+        defer { ngircd.stop() }
+        let (channel, room) = ("#restart1", "restart1@\(LabServers.masterDomain)")
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        try agent.ircUserJoins("carol", port: ngircd.port, channel: channel)
+        let bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [(channel, "restart1")], server: "irc://127.0.0.1:\(ngircd.port)")
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("link federated", "shadow=\(channel)%lab@")
+        try agent.xmppUserJoins("rsx", prosody: servers.prosody, room: room, nick: "xena")
+        try agent.waitFor("xena's puppet joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xena" }
+        Thread.sleep(forTimeInterval: 0.5)
+        var mark = agent.mark
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :before the restart"])
+        try agent.expectExactlyOnce([On.xmppMessage(to: "rsx", from: "\(room)/carol", body: "before the restart")], since: mark)
+
+        mark = agent.mark
+        try ngircd.restart()
+        try agent.waitFor("carol is cut off", since: mark) { $0.user == "carol" && $0.kind == "irc_closed" }
+        try bridge.waitForLog("IRC connection lost; reconnecting", "network=lab")
+        try bridge.waitForLog("puppet connection lost; reconnecting", "puppet=xena")
+        // Said while nobody is in the channel on IRC (the bridge's IRC users left the room with
+        // its connection): XMPP users get it; IRC, which keeps no history, never does, not
+        // even late (issue 9's category "sent while the other side was disconnected").
+        agent.send(["cmd": "xmpp_say", "user": "rsx", "room": room, "body": "said during the outage"])
+
+        // carol comes back like a person would, and joins again.
+        agent.send(["cmd": "irc_connect", "user": "carol", "port": ngircd.port, "nick": "carol"])
+        try agent.waitFor("carol registered again", since: mark) { $0.user == "carol" && $0.command == "001" }
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "JOIN \(channel)"])
+        let deadline = Date().addingTimeInterval(30)
+        while bridge.logLines(containing: "IRC bridge connection registered").count < 2, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(bridge.logLines(containing: "IRC bridge connection registered").count == 2, "the bridge's connection registers again")
+        try agent.waitFor("xena's puppet joins again", since: mark, timeout: 30) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xena" }
+        try agent.waitFor("xena sees carol in the room again", since: mark, timeout: 20) {
+            $0.user == "rsx" && $0.kind == "presence" && $0.from == "\(room)/carol" && $0.type != "unavailable"
+        }
+        Thread.sleep(forTimeInterval: 1.5)
+        let since = agent.events(since: mark)
+        #expect(!since.contains { $0.user == "carol" && $0.command == "PRIVMSG" && $0.params.last == "said during the outage" })
+        #expect(since.filter { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xena" }.count == 1, "one puppet rejoin")
+        #expect(since.filter { $0.user == "rsx" && $0.kind == "message" && $0.body == "said during the outage" }.count == 1)
+        #expect(!since.contains { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "sbridge" }, "the puppet was not replaced by the relay")
+
+        mark = agent.mark
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :after the restart"])
+        agent.send(["cmd": "xmpp_say", "user": "rsx", "room": room, "body": "me too"])
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "rsx", from: "\(room)/carol", body: "after the restart"),
+                On.xmppMessage(to: "rsx", from: "\(room)/xena", body: "me too"),
+                On.ircPrivmsg(to: "carol", from: "xena", channel: channel, text: "me too"),
+            ], since: mark)
+    }
 }
