@@ -12,7 +12,12 @@ let package = Package(
     platforms: [.macOS(.v14)],
     dependencies: [.package(path: "..")],
     targets: [
-        .executableTarget(name: "MasterRoomBenchmark", dependencies: [.product(name: "DMUC", package: parent)])
+        .executableTarget(name: "MasterRoomBenchmark", dependencies: [.product(name: "DMUC", package: parent)]),
+        .executableTarget(
+            name: "IRCBenchmark",
+            dependencies: [
+                .product(name: "IRCCore", package: parent), .product(name: "IRCNIO", package: parent), .product(name: "Lab", package: parent),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )
