@@ -128,7 +128,7 @@ extension BridgeService {
                 puppet.joined.insert(channel)
                 let ready = puppet.queued.filter { $0.channel == channel }
                 puppet.queued.removeAll { $0.channel == channel }
-                puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[channel] ?? channel, text: $0.text, nick: puppet.nick ?? "", lineLength: network.isupport.lineLength) })
+                puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[channel] ?? channel, text: $0.text, nick: puppet.nick ?? "", lineLength: network.isupport.lineLength, multiline: puppet.multiline) })
             case "PART", "KICK":
                 if let channel = message.parameters.first.map(network.fold) { puppet.joined.remove(channel) }
             case "NICK":
@@ -140,7 +140,11 @@ extension BridgeService {
             default:
                 break
             }
-        case .isupport, .capabilities, .authenticated:
+        case .capabilities(let enabled, let values):
+            // draft/multiline needs batch and message-tags to be on as well.
+            puppet.multiline = enabled.isSuperset(of: ["draft/multiline", "batch", "message-tags"])
+                ? values["draft/multiline"].flatMap(IRCMultiline.init(capabilityValue:)) : nil
+        case .isupport, .authenticated:
             break
         case .closed(let reason):
             logger.info("puppet connection closed", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(reason)"])
@@ -222,7 +226,7 @@ extension BridgeService {
             return
         }
         if puppet.joined.contains(folded), let nick = puppet.nick {
-            puppet.connection?.send(privmsgs(channel: channel, text: body, nick: nick, lineLength: network.isupport.lineLength))
+            puppet.connection?.send(privmsgs(channel: channel, text: body, nick: nick, lineLength: network.isupport.lineLength, multiline: puppet.multiline))
         } else if puppet.queued.count < Puppet.maximumQueuedLines {
             puppet.queued.append((folded, body))
         } else {
@@ -328,7 +332,9 @@ extension BridgeService {
     }
 
     /// One PRIVMSG per line, each split so the relayed line with a full prefix fits 512 bytes.
-    func privmsgs(channel: String, text: String, nick: String, lineLength: Int = 512) -> [IRCMessage] {
+    /// One XMPP message as PRIVMSGs that each fit the line with our prefix; several lines go as
+    /// one `draft/multiline` batch where the puppet's server offers it.
+    func privmsgs(channel: String, text: String, nick: String, lineLength: Int = 512, multiline: IRCMultiline? = nil) -> [IRCMessage] {
         var action = false
         // A \u{1} inside XMPP text would make the line CTCP on IRC: only /me is CTCP.
         var text = Substring(text.filter { $0 != "\u{1}" })
@@ -338,8 +344,19 @@ extension BridgeService {
         }
         // ":nick!user@host PRIVMSG #channel :" with room for a 63-byte host, plus CR LF.
         let overhead = 1 + nick.utf8.count + 1 + 10 + 1 + 63 + 9 + channel.utf8.count + 2 + 2 + (action ? 9 : 0)
-        return IRCLineSplitter.split(String(text), maximumBytes: max(64, lineLength - overhead)).map { piece in
-            IRCMessage(command: "PRIVMSG", channel, action ? "\u{1}ACTION \(piece)\u{1}" : piece)
+        // "@batch=<ref>;draft/multiline-concat " in front when batched.
+        let tagOverhead = multiline == nil || action ? 0 : 48
+        let pieces = IRCLineSplitter.pieces(String(text), maximumBytes: max(64, lineLength - overhead - tagOverhead))
+        if let multiline, !action {
+            return multiline.messages(target: channel, pieces: pieces) { Self.batchReference() }
         }
+        return pieces.map { piece in
+            IRCMessage(command: "PRIVMSG", channel, action ? "\u{1}ACTION \(piece.text)\u{1}" : piece.text)
+        }
+    }
+
+    /// A batch reference unique enough for one connection's open batches.
+    static func batchReference() -> String {
+        String(UInt64.random(in: 0...UInt64.max), radix: 36)
     }
 }

@@ -200,6 +200,7 @@ public actor BridgeService {
             serverIndex = network.servers.firstIndex(of: server) ?? 0
             let irc = connectionSettings(network, server: server, nick: network.nick, username: "shadowbridge", realname: "Shadowbridge IRC-XMPP bridge", bridge: true)
             var disconnect: IRCDisconnect
+            var connected = false
             do {
                 let connection = try await IRCConnection.connect(irc, group: group, logger: logger.with("network", name))
                 guard current() else {
@@ -207,6 +208,7 @@ public actor BridgeService {
                     connection.quit("This network is no longer bridged", immediately: true)
                     return
                 }
+                connected = true
                 networks[name]?.connection = connection
                 networks[name]?.server = server
                 var registered = false
@@ -240,7 +242,7 @@ public actor BridgeService {
                 logger.warning("IRC server asks us to slow down; waiting before the next attempt", metadata: metadata)
                 serverIndex += 1
             default:
-                logger.warning("IRC connection lost; reconnecting", metadata: metadata)
+                logger.warning(connected ? "IRC connection lost; reconnecting" : "cannot connect to the IRC server", metadata: metadata)
                 if failures > 1 { serverIndex += 1 }
             }
             guard current() else { return }
@@ -283,7 +285,7 @@ public actor BridgeService {
             network.connection?.send(channels.map { IRCMessage(command: "JOIN", $0) })
         case .isupport(let isupport):
             network.isupport = isupport
-        case .capabilities(let capabilities):
+        case .capabilities(let capabilities, _):
             network.capabilities = capabilities
             logger.info("IRC capabilities", metadata: ["network": "\(name)", "enabled": "\(capabilities.sorted().joined(separator: " "))"])
         case .authenticated(let account):

@@ -78,5 +78,7 @@ struct Puppet {
     var away: String?
     /// Connections lost in a row, for the reconnection backoff.
     var reconnects = 0
+    /// The server's draft/multiline limits, when this puppet's connection has it on.
+    var multiline: IRCMultiline?
     static let maximumQueuedLines = 500
 }

@@ -26,10 +26,17 @@ public enum IRCCaseMapping: String, Sendable, Hashable {
 /// space and never inside a character (grapheme cluster).
 public enum IRCLineSplitter {
     public static func split(_ text: String, maximumBytes: Int) -> [String] {
+        pieces(text, maximumBytes: maximumBytes).map(\.text)
+    }
+
+    /// The same pieces, each marked when it continues the previous piece's line (it was cut for
+    /// length, not at a line break): what `draft/multiline-concat` says.
+    public static func pieces(_ text: String, maximumBytes: Int) -> [(text: String, continues: Bool)] {
         precondition(maximumBytes >= 4)
-        var pieces: [String] = []
+        var pieces: [(text: String, continues: Bool)] = []
         for line in text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) {
             var rest = Substring(line)
+            var continues = false
             while rest.utf8.count > maximumBytes {
                 var cut = rest.startIndex
                 var lastSpace: String.Index?
@@ -43,10 +50,11 @@ public enum IRCLineSplitter {
                 }
                 if cut == rest.startIndex { cut = rest.index(after: rest.startIndex) }  // one huge grapheme
                 let end = lastSpace.map { $0 > rest.startIndex ? $0 : cut } ?? cut
-                pieces.append(String(rest[..<end]))
+                pieces.append((String(rest[..<end]), continues))
+                continues = true
                 rest = rest[end...]
             }
-            if !rest.isEmpty { pieces.append(String(rest)) }
+            if !rest.isEmpty { pieces.append((String(rest), continues)) }
         }
         return pieces
     }

@@ -117,8 +117,9 @@ public enum IRCConnectionEvent: Sendable {
     case registered(nick: String)
     /// RPL_ISUPPORT told more about the server (casemapping, NICKLEN, PREFIX...).
     case isupport(ISupport)
-    /// The enabled IRCv3 capabilities changed.
-    case capabilities(Set<String>)
+    /// The enabled IRCv3 capabilities changed; `values` has what the server offered with each
+    /// (`draft/multiline` -> `max-bytes=4096`).
+    case capabilities(Set<String>, values: [String: String])
     /// SASL logged the connection in.
     case authenticated(account: String)
     case message(IRCMessage)
@@ -305,7 +306,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
             case .registered(let nick):
                 continuation.yield(.registered(nick: nick))
             case .capabilitiesChanged(let capabilities):
-                continuation.yield(.capabilities(capabilities))
+                continuation.yield(.capabilities(capabilities, values: registration.offeredCapabilities))
             case .isupportChanged(let isupport):
                 continuation.yield(.isupport(isupport))
             case .authenticated(let account):

@@ -177,4 +177,49 @@ struct IRCConnectionTests {
                 On.ircPrivmsg(to: "carol", from: "xena", channel: channel, text: "me too"),
             ], since: mark)
     }
+
+    @Test("draft/multiline (scripted IRC peer: no Debian IRC server offers it): a three-line XMPP message goes as one batch, and a long line is cut with multiline-concat")
+    func multilineScriptedPeer() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "multiline")
+        defer { Lab.removeUnlessKept(directory) }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        agent.send([
+            "cmd": "scripted_irc_server", "user": "ml", "names": ["carol"],
+            "caps": "batch message-tags draft/multiline=max-bytes=4096,max-lines=24 server-time",
+        ])
+        let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
+        let bridge = try ShadowbridgeProcess(
+            directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
+            mappings: ["scripted.toml": ShadowbridgeProcess.mapping(network: "scripted", ircPort: port, channels: [("#ml", "ml1")])])
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("IRC capabilities", "draft/multiline")
+        try bridge.waitForLog("link federated", "shadow=#ml%scripted@")
+        let room = "ml1@\(LabServers.masterDomain)"
+        try agent.xmppUserJoins("mlx", prosody: servers.prosody, room: room, nick: "xena")
+        try agent.waitFor("the puppet joins", timeout: 20) { $0.kind == "scripted_irc_received" && $0.command == "JOIN" && $0.nick == "xena" }
+        Thread.sleep(forTimeInterval: 0.5)
+
+        let long = String(repeating: "word ", count: 120).trimmingCharacters(in: .whitespaces)
+        let mark = agent.mark
+        agent.send(["cmd": "xmpp_say", "user": "mlx", "room": room, "body": "first line\nsecond line\n\(long)"])
+        try agent.waitFor("the batch closes", since: mark) { $0.kind == "scripted_irc_received" && $0.nick == "xena" && $0.command == "BATCH" && $0.params.first?.hasPrefix("-") == true }
+        Thread.sleep(forTimeInterval: 0.5)
+        let sent = agent.events(since: mark).filter { $0.kind == "scripted_irc_received" && $0.nick == "xena" && ["BATCH", "PRIVMSG"].contains($0.command ?? "") }
+        let raw = sent.compactMap(\.raw)
+        #expect(raw.first?.hasPrefix("BATCH +") == true && raw.first?.hasSuffix(" draft/multiline #ml") == true, "\(raw)")
+        let reference = String(raw.first?.split(separator: " ")[1].dropFirst() ?? "")
+        let lines = sent.filter { $0.command == "PRIVMSG" }
+        #expect(lines.count >= 4, "the long line is cut: \(raw)")
+        #expect(lines.allSatisfy { $0.raw?.hasPrefix("@batch=\(reference)") == true }, "\(raw)")
+        #expect(lines.prefix(3).map { $0.raw?.contains("draft/multiline-concat") == true } == [false, false, false])
+        #expect(lines.dropFirst(3).allSatisfy { $0.raw?.contains("draft/multiline-concat") == true })
+        #expect(lines.map { $0.params.last ?? "" }.dropFirst(2).joined() == long, "the pieces join back to the line")
+        #expect(raw.last == "BATCH -\(reference)")
+        // Without its tags (their own 8,191-byte budget), each line relayed with the puppet's
+        // prefix (":xena!xmpp@" and a host of up to 63 bytes) fits 512 bytes with CR LF.
+        let untagged = raw.map { $0.hasPrefix("@") ? String($0.split(separator: " ", maxSplits: 1)[1]) : $0 }
+        #expect(untagged.allSatisfy { ":xena!xmpp@".utf8.count + 63 + 1 + $0.utf8.count + 2 <= 512 }, "\(untagged.map(\.utf8.count))")
+    }
 }

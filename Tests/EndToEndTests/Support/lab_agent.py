@@ -131,9 +131,10 @@ class ScriptedIRCServer:
     client, echoes JOINs with a NAMES reply, and sends whatever raw bytes the test asks to
     the clients in a channel. For inputs a real IRC server never sends (over-long lines)."""
 
-    def __init__(self, name, names):
+    def __init__(self, name, names, caps=""):
         self.name = name
         self.names = names  # extra nicks listed in every channel
+        self.caps = caps    # what CAP LS offers (empty: CAP is an unknown command)
         self.clients = {}   # writer -> {"nick":..., "channels": set()}
 
     async def start(self):
@@ -141,7 +142,7 @@ class ScriptedIRCServer:
         return server.sockets[0].getsockname()[1]
 
     async def serve(self, reader, writer):
-        state = {"nick": None, "channels": set()}
+        state = {"nick": None, "channels": set(), "cap": False}
         self.clients[writer] = state
         emit(self.name, "scripted_irc_connected", count=len(self.clients))
         try:
@@ -149,12 +150,23 @@ class ScriptedIRCServer:
                 line = await reader.readline()
                 if not line:
                     break
-                prefix, command, params = parse_irc(line.rstrip(b"\r\n").decode("utf-8", errors="replace"))
-                emit(self.name, "scripted_irc_received", nick=state["nick"], command=command, params=params)
-                if command == "NICK":
+                raw = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+                prefix, command, params = parse_irc(raw)
+                emit(self.name, "scripted_irc_received", nick=state["nick"], command=command, params=params, raw=raw)
+                welcome = f":scripted.test 001 {state['nick']} :Welcome\r\n".encode()
+                if command == "CAP" and self.caps and params:
+                    sub = params[0].upper()
+                    if sub == "LS":
+                        state["cap"] = True
+                        writer.write(f":scripted.test CAP * LS :{self.caps}\r\n".encode())
+                    elif sub == "REQ":
+                        writer.write(f":scripted.test CAP * ACK :{params[-1]}\r\n".encode())
+                    elif sub == "END" and state["nick"]:
+                        writer.write(welcome)
+                elif command == "NICK":
                     state["nick"] = params[0]
-                elif command == "USER":
-                    writer.write(f":scripted.test 001 {state['nick']} :Welcome\r\n".encode())
+                elif command == "USER" and not state["cap"]:
+                    writer.write(welcome)
                 elif command == "JOIN":
                     for channel in params[0].split(","):
                         state["channels"].add(channel.lower())
@@ -305,7 +317,7 @@ async def main():
                 data = bytes.fromhex(cmd["hex"]) if "hex" in cmd else cmd["line"].encode("utf-8")
                 users[name].send_raw(data)
             elif op == "scripted_irc_server":
-                server = ScriptedIRCServer(name, cmd.get("names", []))
+                server = ScriptedIRCServer(name, cmd.get("names", []), cmd.get("caps", ""))
                 users[name] = server
                 emit(name, "scripted_irc_listening", port=await server.start())
             elif op == "scripted_irc_send":
