@@ -311,6 +311,8 @@ extension BridgeService {
         guard let key, let puppet = network.puppets[key], let connection = puppet.connection else {
             return .error("no puppet connection for \(nick) on \(name)")
         }
+        // Relayed from now on: the puppet is not reconnected when its connection ends.
+        networks[name]?.puppets[key]?.relayed = true
         connection.quit("Disconnected by a Shadowbridge admin")
         logger.notice("puppet disconnected by an admin", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)"])
         return AdHoc.Outcome(note: "\(puppet.nick ?? nick) (\(puppet.roomNick)) disconnected from \(name); their lines are relayed through the bridge's connection until they rejoin the room")

@@ -54,7 +54,7 @@ extension BridgeService {
         let irc = connectionSettings(
             network.configuration, server: server,
             nick: PuppetNick.make(template: network.configuration.puppetNick, nick: puppet.roomNick, maximumLength: network.isupport.nickLength),
-            username: "xmpp", realname: "\(puppet.roomNick) (XMPP, via Shadowbridge)", bridge: false)
+            username: "xmpp", realname: "\(puppet.roomNick) (XMPP, via Shadowbridge)", bridge: false, puppetKey: key)
         let logger = self.logger.with("network", name).with("puppet", puppet.roomNick)
         let group = self.group
         Task { [self] in
@@ -69,7 +69,7 @@ extension BridgeService {
                     self.puppetEvent(event, key: key, generation: generation, network: name)
                 }
             } catch {
-                outcome = IRCDisconnect(.lost, "cannot connect: \(error)")
+                outcome = IRCDisconnect(error is IRCTLSSetupError ? .tlsFailed : .lost, "cannot connect: \(error)")
                 logger.warning("puppet cannot connect", metadata: ["error": "\(error)"])
             }
             self.puppetGone(key: key, generation: generation, network: name, outcome: outcome)
@@ -166,7 +166,10 @@ extension BridgeService {
         puppet.connection = nil
         puppet.nick = nil
         puppet.joined = []
-        if outcome.kind == .lost {
+        // Lost connections are retried; but a network that is up (the bridge's own connection
+        // is in) and drops this puppet three times in a row is refusing it without saying so.
+        let networkUp = network.connection != nil && !network.joined.isEmpty
+        if outcome.kind == .lost && !puppet.relayed && !(networkUp && puppet.reconnects >= 3) {
             puppetGeneration += 1
             puppet.generation = puppetGeneration
             puppet.reconnects += 1

@@ -224,6 +224,9 @@ public actor BridgeService {
                 networkLost(name)
                 // A connection that registered and then dropped starts the backoff over.
                 if registered && disconnect.kind == .lost { failures = 0 }
+            } catch let error as IRCTLSSetupError {
+                metrics.ircConnectFailures.increment()
+                disconnect = IRCDisconnect(.tlsFailed, "\(error)")
             } catch {
                 metrics.ircConnectFailures.increment()
                 disconnect = IRCDisconnect(.lost, "cannot connect: \(error)")
@@ -251,13 +254,16 @@ public actor BridgeService {
         }
     }
 
-    /// How one connection to `network` is made: TLS for ircs:// servers (every connection),
-    /// SASL and the bot mode for the bridge's own connection only.
-    func connectionSettings(_ network: Network, server: Network.Server, nick: String, username: String, realname: String, bridge: Bool) -> IRCConnectionConfiguration {
+    /// How one connection to `network` is made: TLS for ircs:// servers (every connection);
+    /// the client certificate, SASL and the bot mode for the bridge's own connection only (a
+    /// network that identifies by certificate fingerprint must not log puppets in as the bridge).
+    func connectionSettings(
+        _ network: Network, server: Network.Server, nick: String, username: String, realname: String, bridge: Bool, puppetKey: String? = nil
+    ) -> IRCConnectionConfiguration {
         let tls = server.tls
             ? IRCTLSConfiguration(
                 verify: network.tls.verify, caFile: network.tls.caFile, pinnedSHA256: network.tls.pinnedSHA256,
-                certificateFile: network.tls.certificateFile, keyFile: network.tls.keyFile)
+                certificateFile: bridge ? network.tls.certificateFile : nil, keyFile: bridge ? network.tls.keyFile : nil)
             : nil
         var sasl: IRCSASL?
         if bridge, let settings = network.sasl {
@@ -269,7 +275,8 @@ public actor BridgeService {
         return IRCConnectionConfiguration(
             host: server.host, port: server.port, nick: nick, username: username, realname: realname, password: network.password,
             fallbackEncoding: IRCTextEncoding(rawValue: network.encodingFallback) ?? .cp1252,
-            floodBurst: network.floodBurst, floodLinesPerSecond: network.floodLinesPerSecond, tls: tls, sasl: sasl, markAsBot: bridge)
+            floodBurst: network.floodBurst, floodLinesPerSecond: network.floodLinesPerSecond, tls: tls, sasl: sasl, markAsBot: bridge,
+            bindAddress: network.bindAddress.map { address in puppetKey.map(address.puppetAddress(for:)) ?? address.bridgeAddress })
     }
 
     private func handleNetworkEvent(_ name: String, _ event: IRCConnectionEvent) {

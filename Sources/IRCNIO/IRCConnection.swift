@@ -29,13 +29,16 @@ public struct IRCConnectionConfiguration: Sendable {
     public var sasl: IRCSASL?
     /// Set the network's bot user mode (ISUPPORT BOT) after registering.
     public var markAsBot: Bool
+    /// The local address to connect from, or nil for the system's choice.
+    public var bindAddress: String?
 
     public init(
         host: String, port: Int, nick: String, username: String, realname: String, password: String? = nil,
         fallbackEncoding: IRCTextEncoding = .cp1252, maximumLineBytes: Int = IRCLineDecoder.defaultMaximumLineBytes,
         floodBurst: Int = 5, floodLinesPerSecond: Double = 2, pingInterval: TimeAmount = .seconds(60),
-        tls: IRCTLSConfiguration? = nil, sasl: IRCSASL? = nil, markAsBot: Bool = false
+        tls: IRCTLSConfiguration? = nil, sasl: IRCSASL? = nil, markAsBot: Bool = false, bindAddress: String? = nil
     ) {
+        self.bindAddress = bindAddress
         self.tls = tls
         self.sasl = sasl
         self.markAsBot = markAsBot
@@ -74,8 +77,24 @@ public struct IRCTLSConfiguration: Sendable, Hashable {
         self.keyFile = keyFile
     }
 
-    /// The NIOSSL context for these settings; errors name the file that could not be read.
-    func makeContext() throws -> NIOSSLContext {
+    /// One context per settings, shared by every connection that uses them: loading the trust
+    /// roots once per network, not once per puppet.
+    private static let contexts = Mutex<[IRCTLSConfiguration: NIOSSLContext]>([:])
+
+    /// The NIOSSL context for these settings.
+    func context() throws(IRCTLSSetupError) -> NIOSSLContext {
+        if let cached = Self.contexts.withLock({ $0[self] }) { return cached }
+        let context: NIOSSLContext
+        do {
+            context = try makeContext()
+        } catch {
+            throw IRCTLSSetupError(reason: "\(error)")
+        }
+        Self.contexts.withLock { $0[self] = context }
+        return context
+    }
+
+    private func makeContext() throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = verify || pinnedSHA256 != nil ? .fullVerification : .none
         if let caFile { configuration.trustRoots = .file(caFile) }
@@ -109,6 +128,23 @@ public struct IRCTLSConfiguration: Sendable, Hashable {
     static func isIPAddress(_ host: String) -> Bool {
         (try? SocketAddress(ipAddress: host, port: 0)) != nil
     }
+
+    /// Whether an error before the handshake completed is about TLS itself (a certificate, the
+    /// pin, the name, the protocol) rather than the connection dropping under it.
+    static func isTLSFailure(_ error: any Error) -> Bool {
+        if let error = error as? NIOSSLError {
+            if case .uncleanShutdown = error { return false }
+            return true
+        }
+        return error is NIOSSLExtraError || error is BoringSSLError
+    }
+}
+
+/// The TLS settings cannot be used (an unreadable CA file, a key that does not parse): no
+/// connection can succeed until the mapping changes.
+public struct IRCTLSSetupError: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { "TLS settings unusable: \(reason)" }
 }
 
 /// What an IRC connection reports, in the order the server sent it.
@@ -159,8 +195,10 @@ public final class IRCConnection: Sendable {
         let depth = QueueDepth()
         let channel: any Channel
         do {
-            let tls = try configuration.tls.map { settings in (settings, try settings.makeContext()) }
-            channel = try await ClientBootstrap(group: group)
+            let tls = try configuration.tls.map { settings in (settings, try settings.context()) }
+            var bootstrap = ClientBootstrap(group: group)
+            if let bindAddress = configuration.bindAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: bindAddress, port: 0)) }
+            channel = try await bootstrap
                 .connectTimeout(.seconds(10))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
@@ -436,7 +474,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if !secured {
+        if !secured && IRCTLSConfiguration.isTLSFailure(error) {
             disconnect = IRCDisconnect(.tlsFailed, "TLS handshake failed: \(error)")
         } else if disconnect.kind == .lost, !Self.isUncleanShutdown(error) {
             disconnect = IRCDisconnect(.lost, "\(error)")
