@@ -133,6 +133,8 @@ public struct Network: Sendable {
     /// New puppet connections per second at most, so a join storm does not look like a
     /// connection flood to the network.
     public var puppetConnectionsPerSecond: Double
+    /// The local address (or prefix: one address per puppet) connections come from.
+    public var bindAddress: BindAddress?
     /// How `ircs://` servers are secured (every connection to this network).
     public var tls: TLS
     /// SASL for the bridge's own connection; puppets do not log in.
@@ -396,6 +398,13 @@ extension Network {
         guard floodBurst >= 1 else { throw document.error("network.flood_burst", "must be at least 1") }
         let floodRate = try reader.double("flood_lines_per_second") ?? 2
         guard floodRate > 0 else { throw document.error("network.flood_lines_per_second", "must be more than 0") }
+        var bind: BindAddress?
+        if let text = try reader.string("bind_address") {
+            guard let parsed = BindAddress(parsing: text) else {
+                throw document.error("network.bind_address", "\(text) is not an IPv4 or IPv6 address, or a prefix (address/length) leaving at least 8 bits for hosts")
+            }
+            bind = parsed
+        }
         let tls = try TLS.load(&reader, document: document, path: path, servers: servers)
         let sasl = try SASL.load(&reader, document: document, path: path, nick: nick, tls: tls, servers: servers)
         try reader.rejectUnknownKeys()
@@ -433,7 +442,7 @@ extension Network {
         return Network(
             name: name, file: path, nameLine: document.line(of: "network.name"), servers: servers, nick: nick, password: password, encodingFallback: fallback, xmppUsers: users,
             puppetNick: template, maxPuppets: maxPuppets, floodBurst: floodBurst, floodLinesPerSecond: floodRate,
-            puppetConnectionsPerSecond: admission, tls: tls, sasl: sasl, channels: channels, passwordInline: passwordInline != nil)
+            puppetConnectionsPerSecond: admission, bindAddress: bind, tls: tls, sasl: sasl, channels: channels, passwordInline: passwordInline != nil)
     }
 }
 
@@ -553,6 +562,6 @@ extension Network {
         servers == other.servers && nick == other.nick && password == other.password
             && encodingFallback == other.encodingFallback && xmppUsers == other.xmppUsers && puppetNick == other.puppetNick
             && maxPuppets == other.maxPuppets && floodBurst == other.floodBurst && floodLinesPerSecond == other.floodLinesPerSecond
-            && puppetConnectionsPerSecond == other.puppetConnectionsPerSecond && tls == other.tls && sasl == other.sasl
+            && puppetConnectionsPerSecond == other.puppetConnectionsPerSecond && tls == other.tls && sasl == other.sasl && bindAddress == other.bindAddress
     }
 }

@@ -380,3 +380,25 @@ struct TLSAndSASLConfigurationTests {
         #expect(warnings.contains { $0.contains("tls_verify is false") })
     }
 }
+
+@Suite("Configuration: bind_address")
+struct BindAddressTests {
+    @Test("a single address is used by every connection; a prefix gives the bridge its first host and each puppet its own stable one")
+    func addresses() throws {
+        let single = try #require(BindAddress(parsing: "192.0.2.7"))
+        #expect(!single.isPrefix && single.bridgeAddress == "192.0.2.7" && single.puppetAddress(for: "a@x/r") == "192.0.2.7")
+        let v4 = try #require(BindAddress(parsing: "127.77.9.9/16"))
+        #expect(v4.description == "127.77.0.0/16" && v4.bridgeAddress == "127.77.0.1")
+        let alice = v4.puppetAddress(for: "alice@xmpp.test/r1")
+        #expect(alice.hasPrefix("127.77.") && alice != v4.bridgeAddress && alice != "127.77.0.0" && alice != "127.77.255.255")
+        #expect(alice == v4.puppetAddress(for: "alice@xmpp.test/r1"), "stable")
+        let many = Set((0..<200).map { v4.puppetAddress(for: "user\($0)@xmpp.test") })
+        #expect(many.count > 190, "spread over the prefix: \(many.count)")
+        let v6 = try #require(BindAddress(parsing: "2001:db8:5::/64"))
+        #expect(v6.bridgeAddress == "2001:db8:5::1")
+        #expect(v6.puppetAddress(for: "bob@xmpp.test").hasPrefix("2001:db8:5:0:"))
+        for bad in ["", "example.org", "10.0.0.0/25", "10.0.0.0/0", "::1/121", "1.2.3.4/x"] {
+            #expect(BindAddress(parsing: bad) == nil, "\(bad)")
+        }
+    }
+}

@@ -222,4 +222,41 @@ struct IRCConnectionTests {
         let untagged = raw.map { $0.hasPrefix("@") ? String($0.split(separator: " ", maxSplits: 1)[1]) : $0 }
         #expect(untagged.allSatisfy { ":xena!xmpp@".utf8.count + 63 + 1 + $0.utf8.count + 2 <= 512 }, "\(untagged.map(\.utf8.count))")
     }
+
+    @Test("bind_address with a prefix: each puppet connects from its own stable address, so ngircd's stock limit of 5 per address refuses nobody")
+    func bindPrefix() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "bind")
+        defer { Lab.removeUnlessKept(directory) }
+        let stock = try NgircdServer.start(in: directory.appendingPathComponent("ngircd"), options: .init(maxConnectionsIP: 5))
+        defer { stock.stop() }
+        let room = "bind1@\(LabServers.masterDomain)"
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        try agent.ircUserJoins("carol", port: stock.port, channel: "#bind1")
+        // All of 127.0.0.0/8 is this host's on Linux: no routing to set up.
+        let bridge = try ShadowbridgeProcess(
+            servers: servers, directory: directory, channels: [("#bind1", "bind1")], server: "irc://127.0.0.1:\(stock.port)",
+            networkSettings: "bind_address = \"127.77.0.0/16\"")
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("link federated", "shadow=#bind1%lab@")
+        let users = (1...6).map { "bnd\($0)" }
+        var hosts: [String: String] = [:]
+        for user in users {
+            try agent.xmppUserJoins(user, prosody: servers.prosody, room: room, nick: user)
+            let join = try agent.waitFor("the puppet \(user) joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == user }
+            // ":bnd1!~xmpp@127.77.x.y JOIN :#bind1"
+            hosts[user] = join.raw?.split(separator: " ").first?.split(separator: "@").last.map(String.init)
+        }
+        #expect(Set(hosts.values).count == users.count, "one address each: \(hosts)")
+        #expect(hosts.values.allSatisfy { $0.hasPrefix("127.77.") }, "\(hosts)")
+        Thread.sleep(forTimeInterval: 0.5)
+        let mark = agent.mark
+        agent.send(["cmd": "xmpp_say", "user": "bnd6", "room": room, "body": "the sixth puppet speaks for itself"])
+        try agent.expectExactlyOnce(
+            users.map { On.xmppMessage(to: $0, from: "\(room)/bnd6", body: "the sixth puppet speaks for itself") }
+                + [On.ircPrivmsg(to: "carol", from: "bnd6", channel: "#bind1", text: "the sixth puppet speaks for itself")],
+            since: mark)
+        #expect(bridge.logLines(containing: "refused a puppet connection").isEmpty)
+    }
 }

@@ -127,4 +127,26 @@ struct IRCv3ServerTests {
                 On.ircPrivmsg(to: "dave", from: "xenp", channel: "#tlspin", text: "over TLS, pinned"),
             ], since: mark)
     }
+
+    @Test("SASL EXTERNAL over TLS with a client certificate whose fingerprint the account holds: logged in before joining, a line crosses once")
+    func saslExternal() throws {
+        let servers = try LabServers.require()
+        let inspircd = try #require(servers.inspircd)
+        let client = try inspircd.makeClientCertificate(named: "sbext")
+        try inspircd.registerAccount("sbextacct", password: "unused-by-external", certificateFingerprint: client.fingerprint)
+        let r = try BridgedRoom(
+            servers: servers, name: "v3ext", ircUsers: ["carol"], xmppUsers: [("v3e", "xena")], ircPort: inspircd.port,
+            server: "ircs://127.0.0.1:\(inspircd.tlsPort)",
+            networkSettings: """
+                tls_fingerprint = "\(inspircd.certificateSHA256)"
+                tls_certificate = "\(client.certificate.path)"
+                tls_key = "\(client.key.path)"
+                sasl = "external"
+                """)
+        defer { r.close() }
+        try r.bridge.waitForLog("logged in with SASL", "account=sbextacct")
+        let mark = r.agent.mark
+        r.irc("carol", "PRIVMSG \(r.channel) :hello over EXTERNAL")
+        try r.agent.expectExactlyOnce([On.xmppMessage(to: "v3e", from: r.occupant("carol"), body: "hello over EXTERNAL")], since: mark)
+    }
 }

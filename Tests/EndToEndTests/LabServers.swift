@@ -174,9 +174,9 @@ final class ShadowbridgeProcess: Sendable {
             name = "\(network)"
             servers = ["\(server)"]
             nick = "\(nick)"
-            \(networkSettings)
 
             """
+        if !networkSettings.isEmpty { text += networkSettings + "\n" }
         for channel in channels {
             text += """
 
