@@ -1,6 +1,7 @@
 import Configuration
 import DMUC
 import IRCCore
+import IRCNIO
 import Logging
 import XMPPCore
 
@@ -38,6 +39,8 @@ extension BridgeService {
     /// Unchanged mappings are not touched.
     public func apply(_ newNetworks: [Network]) -> ReloadReport {
         var report = ReloadReport()
+        // Certificates and keys rotated at the same paths are read again by new connections.
+        IRCTLSConfiguration.forgetContexts()
         let wanted = Dictionary(newNetworks.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for name in networks.keys.sorted() where wanted[name] == nil {
             stopNetwork(name, reason: "This channel is no longer bridged to XMPP")

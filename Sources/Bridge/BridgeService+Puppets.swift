@@ -100,7 +100,7 @@ extension BridgeService {
         switch event {
         case .registered(let nick):
             puppet.nick = nick
-            puppet.reconnects = 0
+            puppet.registeredAt = .now
             network.puppetNicks[network.fold(nick)] = key
             puppet.connection?.send(puppet.wanted.values.sorted().map { IRCMessage(command: "JOIN", $0) })
             if let away = puppet.away { puppet.connection?.send(IRCMessage(command: "AWAY", away)) }
@@ -166,6 +166,9 @@ extension BridgeService {
         puppet.connection = nil
         puppet.nick = nil
         puppet.joined = []
+        puppet.multiline = nil
+        if let registeredAt = puppet.registeredAt, ContinuousClock.now - registeredAt >= Self.stableConnection { puppet.reconnects = 0 }
+        puppet.registeredAt = nil
         // Lost connections are retried; but a network that is up (the bridge's own connection
         // is in) and drops this puppet three times in a row is refusing it without saying so.
         let networkUp = network.connection != nil && !network.joined.isEmpty
@@ -177,7 +180,12 @@ extension BridgeService {
             networks[name] = network
             logger.info("puppet connection lost; reconnecting", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(outcome.reason)", "attempt": "\(puppet.reconnects)"])
             updatePuppetGauges()
-            puppetConnect(key: key, network: name, after: Backoff.delay(attempt: puppet.reconnects))
+            // Through the admission rate too, so an outage's reconnects do not come in one burst.
+            let backoff = ContinuousClock.now + Backoff.delay(attempt: puppet.reconnects)
+            let start = max(backoff, network.nextPuppetAdmission)
+            network.nextPuppetAdmission = start + .milliseconds(Int(1000 / network.configuration.puppetConnectionsPerSecond))
+            networks[name] = network
+            puppetConnect(key: key, network: name, after: start - ContinuousClock.now)
             return
         }
         puppet.relayed = true

@@ -211,19 +211,20 @@ public actor BridgeService {
                 connected = true
                 networks[name]?.connection = connection
                 networks[name]?.server = server
-                var registered = false
+                var registeredAt: ContinuousClock.Instant?
                 disconnect = IRCDisconnect(.lost, "connection closed")
                 for await event in connection.events {
                     guard current() else { break }
                     if case .closed(let reason) = event { disconnect = reason }
-                    if case .registered = event { registered = true }
+                    if case .registered = event { registeredAt = .now }
                     handleNetworkEvent(name, event)
                 }
                 guard current() else { return }
                 metrics.ircReconnects.increment()
                 networkLost(name)
-                // A connection that registered and then dropped starts the backoff over.
-                if registered && disconnect.kind == .lost { failures = 0 }
+                // A connection that stayed up a while starts the backoff over; one killed soon
+                // after registering (a kill loop) keeps backing off.
+                if let registeredAt, ContinuousClock.now - registeredAt >= Self.stableConnection { failures = 0 }
             } catch let error as IRCTLSSetupError {
                 metrics.ircConnectFailures.increment()
                 disconnect = IRCDisconnect(.tlsFailed, "\(error)")
@@ -241,7 +242,7 @@ public actor BridgeService {
                 continue
             }
             switch disconnect.kind {
-            case .throttled, .connectionLimit:
+            case .throttled, .connectionLimit, .unavailable:
                 logger.warning("IRC server asks us to slow down; waiting before the next attempt", metadata: metadata)
                 serverIndex += 1
             default:
@@ -249,10 +250,13 @@ public actor BridgeService {
                 if failures > 1 { serverIndex += 1 }
             }
             guard current() else { return }
-            let slow = disconnect.kind == .throttled || disconnect.kind == .connectionLimit
+            let slow = [.throttled, .connectionLimit, .unavailable].contains(disconnect.kind)
             try? await Task.sleep(for: slow ? Backoff.delay(attempt: failures + 6, base: 1, cap: 300) : Backoff.delay(attempt: failures))
         }
     }
+
+    /// How long a connection must have stayed registered for its loss to reset the backoff.
+    static let stableConnection = Duration.seconds(60)
 
     /// How one connection to `network` is made: TLS for ircs:// servers (every connection);
     /// the client certificate, SASL and the bot mode for the bridge's own connection only (a

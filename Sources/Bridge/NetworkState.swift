@@ -78,6 +78,8 @@ struct Puppet {
     var away: String?
     /// Connections lost in a row, for the reconnection backoff.
     var reconnects = 0
+    /// When the current connection registered: a loss long after resets `reconnects`.
+    var registeredAt: ContinuousClock.Instant?
     /// The server's draft/multiline limits, when this puppet's connection has it on.
     var multiline: IRCMultiline?
     static let maximumQueuedLines = 500

@@ -48,7 +48,17 @@ public enum IRCLineSplitter {
                     cut = rest.index(after: index)
                     if rest[index] == " " { lastSpace = cut }
                 }
-                if cut == rest.startIndex { cut = rest.index(after: rest.startIndex) }  // one huge grapheme
+                if cut == rest.startIndex {
+                    // One grapheme longer than the limit (hundreds of combining marks): cut it
+                    // between scalars, so no line ever exceeds the limit.
+                    var scalars = rest.unicodeScalars.startIndex
+                    var size = 0
+                    while scalars < rest.unicodeScalars.endIndex, size + rest.unicodeScalars[scalars].utf8.count <= maximumBytes {
+                        size += rest.unicodeScalars[scalars].utf8.count
+                        scalars = rest.unicodeScalars.index(after: scalars)
+                    }
+                    cut = scalars
+                }
                 let end = lastSpace.map { $0 > rest.startIndex ? $0 : cut } ?? cut
                 pieces.append((String(rest[..<end]), continues))
                 continues = true

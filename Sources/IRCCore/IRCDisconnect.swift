@@ -12,6 +12,9 @@ public struct IRCDisconnect: Sendable, Hashable, CustomStringConvertible {
         case throttled
         /// Too many connections from this address (or class): not ours to retry quickly.
         case connectionLimit
+        /// The server cannot do what we require right now (SASL missing while its services are
+        /// unlinked, say): retry, slowly.
+        case unavailable
         /// K-, G-, Z- or D-lined, or 465: stop retrying this server and say why.
         case banned
         /// SASL failed or the server cannot do it: retrying with the same credentials fails the
@@ -35,7 +38,7 @@ public struct IRCDisconnect: Sendable, Hashable, CustomStringConvertible {
     public var isPermanent: Bool {
         switch kind {
         case .banned, .authenticationFailed, .tlsFailed: true
-        case .lost, .throttled, .connectionLimit: false
+        case .lost, .throttled, .connectionLimit, .unavailable: false
         }
     }
 
@@ -44,6 +47,9 @@ public struct IRCDisconnect: Sendable, Hashable, CustomStringConvertible {
     public static func classify(errorText text: String) -> IRCDisconnect {
         let lower = text.lowercased()
         func any(_ words: [String]) -> Bool { words.contains { lower.contains($0) } }
+        // An operator's KILL quotes the oper's own words, which may mention a ban: a kill is a
+        // loss (the backoff keeps a kill loop slow), not a ban.
+        if any(["killed ("]) { return IRCDisconnect(.lost, text) }
         if any(["throttl", "reconnecting too fast", "connecting too fast", "too many times in too short"]) {
             return IRCDisconnect(.throttled, text)
         }

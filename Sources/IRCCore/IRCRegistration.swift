@@ -14,9 +14,11 @@ public struct IRCRegistration: Sendable {
         case isupportChanged(ISupport)
         /// SASL logged the connection in to this account (900).
         case authenticated(account: String)
-        /// Registration cannot succeed as configured (SASL refused or not offered): close the
-        /// connection and join nothing. The reason never contains the password.
-        case failed(reason: String)
+        /// Registration cannot succeed as configured: close the connection and join nothing.
+        /// `permanent` when the credentials were refused (904, 902); otherwise SASL is missing
+        /// for now (services unlinked after a restart, a NAK) and a later attempt may work.
+        /// The reason never contains the password.
+        case failed(reason: String, permanent: Bool)
     }
 
     enum State: Sendable, Equatable {
@@ -48,6 +50,8 @@ public struct IRCRegistration: Sendable {
     private let password: String?
     private var nickAttempts = 0
     private let sasl: IRCSASL?
+    /// 903 arrived.
+    private var authenticated = false
     /// Set the bot user mode once ISUPPORT names it (the bridge's own connection).
     private let markAsBot: Bool
     private var botModeSent = false
@@ -90,7 +94,7 @@ public struct IRCRegistration: Sendable {
         case "AUTHENTICATE", "900", "902", "903", "904", "905", "906", "907", "908":
             return authentication(message)
         case "001":
-            if sasl != nil && state != .registered && state != .registering {
+            if sasl != nil && !authenticated && state != .registered {
                 // The server registered us without the authentication we require.
                 return fail("the server completed registration before SASL did")
             }
@@ -209,6 +213,10 @@ public struct IRCRegistration: Sendable {
         guard state == .requesting || state == .authenticating else { return [] }
         pendingRequests -= 1
         guard pendingRequests <= 0, state == .requesting else { return [] }
+        if sasl != nil && !authenticated {
+            // Every REQ answered and sasl never ACKed (a server that ACKs part of a line).
+            return fail("the server did not enable the sasl capability")
+        }
         state = .registering
         return [.send(IRCMessage(command: "CAP", "END"))]
     }
@@ -226,6 +234,7 @@ public struct IRCRegistration: Sendable {
             let account = message.parameters.count >= 3 ? message.parameters[2] : "?"
             return [.authenticated(account: account)]
         case "903":
+            authenticated = true
             guard pendingRequests <= 0 else {
                 state = .requesting
                 return []
@@ -236,13 +245,15 @@ public struct IRCRegistration: Sendable {
             // RPL_SASLMECHS: the mechanisms it has; 904 follows.
             return []
         default:
-            return fail("SASL \(sasl.mechanism) failed: \(message.command) \(text)")
+            // 904 (wrong credentials) and 902 (the account is locked) will not change by
+            // trying again; 905-907 are about this attempt.
+            return fail("SASL \(sasl.mechanism) failed: \(message.command) \(text)", permanent: ["902", "904"].contains(message.command))
         }
     }
 
-    private mutating func fail(_ reason: String) -> [Action] {
+    private mutating func fail(_ reason: String, permanent: Bool = false) -> [Action] {
         state = .failed
-        return [.failed(reason: reason)]
+        return [.failed(reason: reason, permanent: permanent)]
     }
 
     /// `MODE nick +B` once, when the server names a bot mode and this is the bridge's own

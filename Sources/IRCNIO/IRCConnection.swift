@@ -96,7 +96,9 @@ public struct IRCTLSConfiguration: Sendable, Hashable {
 
     private func makeContext() throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.certificateVerification = verify || pinnedSHA256 != nil ? .fullVerification : .none
+        // A pin decides alone (the callback below replaces chain checks, and the name is not
+        // checked either: pinned self-signed certificates rarely name the host).
+        configuration.certificateVerification = pinnedSHA256 != nil ? .noHostnameVerification : verify ? .fullVerification : .none
         if let caFile { configuration.trustRoots = .file(caFile) }
         if let certificateFile, let keyFile {
             configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { .certificate($0) }
@@ -130,14 +132,17 @@ public struct IRCTLSConfiguration: Sendable, Hashable {
     }
 
     /// Whether an error before the handshake completed is about TLS itself (a certificate, the
-    /// pin, the name, the protocol) rather than the connection dropping under it.
+    /// pin, the name, the protocol version) rather than the connection dropping under it (an
+    /// end of file or a reset during the handshake is a server restarting, not a refusal).
     static func isTLSFailure(_ error: any Error) -> Bool {
-        if let error = error as? NIOSSLError {
-            if case .uncleanShutdown = error { return false }
-            return true
-        }
-        return error is NIOSSLExtraError || error is BoringSSLError
+        if error is NIOSSLExtraError { return true }
+        guard let error = error as? NIOSSLError, case .handshakeFailed(let cause) = error else { return false }
+        let text = "\(cause)".uppercased()
+        return ["CERTIFICATE", "VERIFY", "WRONG_VERSION", "UNSUPPORTED_PROTOCOL", "NO_SHARED_CIPHER", "HANDSHAKE_FAILURE"].contains { text.contains($0) }
     }
+
+    /// Forgets the shared contexts, so a reload reads rotated CA, certificate and key files.
+    public static func forgetContexts() { contexts.withLock { $0.removeAll() } }
 }
 
 /// The TLS settings cannot be used (an unreadable CA file, a key that does not parse): no
@@ -349,8 +354,8 @@ final class IRCClientHandler: ChannelDuplexHandler {
                 continuation.yield(.isupport(isupport))
             case .authenticated(let account):
                 continuation.yield(.authenticated(account: account))
-            case .failed(let reason):
-                disconnect = IRCDisconnect(.authenticationFailed, reason)
+            case .failed(let reason, let permanent):
+                disconnect = IRCDisconnect(permanent ? .authenticationFailed : .unavailable, reason)
                 logger.error("IRC registration failed; closing the connection", metadata: ["reason": "\(reason)"])
                 dropQueues()
                 writeNow([IRCMessage(command: "QUIT", "Authentication failed")], context: context)
@@ -474,7 +479,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if !secured && IRCTLSConfiguration.isTLSFailure(error) {
+        if !secured && disconnect.kind == .lost && IRCTLSConfiguration.isTLSFailure(error) {
             disconnect = IRCDisconnect(.tlsFailed, "TLS handshake failed: \(error)")
         } else if disconnect.kind == .lost, !Self.isUncleanShutdown(error) {
             disconnect = IRCDisconnect(.lost, "\(error)")

@@ -49,4 +49,13 @@ struct IRCMultilineTests {
             "BATCH +r1 draft/multiline #c", "@batch=r1 PRIVMSG #c bbbbbb", "@batch=r1;draft/multiline-concat PRIVMSG #c cc", "BATCH -r1",
         ])
     }
+
+    @Test("one grapheme longer than the limit (Zalgo text) is cut between scalars: no piece exceeds the limit, nothing is lost")
+    func hugeGrapheme() {
+        let zalgo = "e" + String(repeating: "\u{0301}", count: 300) + " tail"
+        let pieces = IRCLineSplitter.pieces(zalgo, maximumBytes: 100)
+        #expect(pieces.allSatisfy { $0.text.utf8.count <= 100 }, "\(pieces.map { $0.text.utf8.count })")
+        #expect(pieces.map(\.text).joined() == zalgo)
+        #expect(pieces.dropFirst().allSatisfy { $0.continues })
+    }
 }
