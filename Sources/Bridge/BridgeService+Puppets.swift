@@ -36,10 +36,7 @@ extension BridgeService {
             return
         }
         // Admission: at most puppet_connections_per_second new connections to this network.
-        let now = ContinuousClock.now
-        let start = max(now, network.nextPuppetAdmission)
-        network.nextPuppetAdmission = start + .milliseconds(Int(1000 / network.configuration.puppetConnectionsPerSecond))
-        let wait = start - now
+        let wait = network.admitPuppet()
         network.puppets[key] = puppet
         networks[name] = network
         puppetConnect(key: key, network: name, after: wait)
@@ -100,7 +97,7 @@ extension BridgeService {
         switch event {
         case .registered(let nick):
             puppet.nick = nick
-            puppet.registeredAt = .now
+            puppet.reconnects.registered()
             network.puppetNicks[network.fold(nick)] = key
             puppet.connection?.send(puppet.wanted.values.sorted().map { IRCMessage(command: "JOIN", $0) })
             if let away = puppet.away { puppet.connection?.send(IRCMessage(command: "AWAY", away)) }
@@ -167,25 +164,20 @@ extension BridgeService {
         puppet.nick = nil
         puppet.joined = []
         puppet.multiline = nil
-        if let registeredAt = puppet.registeredAt, ContinuousClock.now - registeredAt >= Self.stableConnection { puppet.reconnects = 0 }
-        puppet.registeredAt = nil
         // Lost connections are retried; but a network that is up (the bridge's own connection
         // is in) and drops this puppet three times in a row is refusing it without saying so.
         let networkUp = network.connection != nil && !network.joined.isEmpty
-        if outcome.kind == .lost && !puppet.relayed && !(networkUp && puppet.reconnects >= 3) {
+        let attempt = puppet.reconnects.lost()
+        if outcome.kind == .lost && !puppet.relayed && !(networkUp && attempt > 3) {
             puppetGeneration += 1
             puppet.generation = puppetGeneration
-            puppet.reconnects += 1
+            logger.info("puppet connection lost; reconnecting", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(outcome.reason)", "attempt": "\(attempt)"])
+            // Through the admission rate too, so an outage's reconnects do not come in one burst.
+            let wait = network.admitPuppet(notBefore: .now + Backoff.delay(attempt: attempt))
             network.puppets[key] = puppet
             networks[name] = network
-            logger.info("puppet connection lost; reconnecting", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(outcome.reason)", "attempt": "\(puppet.reconnects)"])
             updatePuppetGauges()
-            // Through the admission rate too, so an outage's reconnects do not come in one burst.
-            let backoff = ContinuousClock.now + Backoff.delay(attempt: puppet.reconnects)
-            let start = max(backoff, network.nextPuppetAdmission)
-            network.nextPuppetAdmission = start + .milliseconds(Int(1000 / network.configuration.puppetConnectionsPerSecond))
-            networks[name] = network
-            puppetConnect(key: key, network: name, after: start - ContinuousClock.now)
+            puppetConnect(key: key, network: name, after: wait)
             return
         }
         puppet.relayed = true

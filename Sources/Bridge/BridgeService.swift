@@ -184,20 +184,22 @@ public actor BridgeService {
     /// reload. A throttle waits longer than a plain loss.
     private func runNetwork(_ name: String, generation: Int) async {
         guard let network = networks[name]?.configuration else { return }
-        var failures = 0
+        var reconnects = Reconnects()
         var serverIndex = 0
         var refusedBy: [Network.Server: IRCDisconnect] = [:]
         func current() -> Bool { networks[name]?.generation == generation && !Task.isCancelled && !stopping }
         while current() {
-            guard let server = (0..<network.servers.count).lazy.map({ network.servers[(serverIndex + $0) % network.servers.count] })
-                .first(where: { refusedBy[$0] == nil })
+            // The next server, from the current one on, that has not refused us for good.
+            guard let index = (0..<network.servers.count).lazy.map({ (serverIndex + $0) % network.servers.count })
+                .first(where: { refusedBy[network.servers[$0]] == nil })
             else {
                 let why = refusedBy.map { "\($0.key): \($0.value.reason)" }.sorted().joined(separator: "; ")
                 networks[name]?.lastError = "stopped: no server will take the bridge (\(why)); fix the mapping and reload"
                 logger.error("IRC network stopped: every server refused the bridge; fix the mapping and reload", metadata: ["network": "\(name)", "why": "\(why)"])
                 return
             }
-            serverIndex = network.servers.firstIndex(of: server) ?? 0
+            serverIndex = index
+            let server = network.servers[index]
             let irc = connectionSettings(network, server: server, nick: network.nick, username: "shadowbridge", realname: "Shadowbridge IRC-XMPP bridge", bridge: true)
             var disconnect: IRCDisconnect
             var connected = false
@@ -211,20 +213,16 @@ public actor BridgeService {
                 connected = true
                 networks[name]?.connection = connection
                 networks[name]?.server = server
-                var registeredAt: ContinuousClock.Instant?
                 disconnect = IRCDisconnect(.lost, "connection closed")
                 for await event in connection.events {
                     guard current() else { break }
                     if case .closed(let reason) = event { disconnect = reason }
-                    if case .registered = event { registeredAt = .now }
+                    if case .registered = event { reconnects.registered() }
                     handleNetworkEvent(name, event)
                 }
                 guard current() else { return }
                 metrics.ircReconnects.increment()
                 networkLost(name)
-                // A connection that stayed up a while starts the backoff over; one killed soon
-                // after registering (a kill loop) keeps backing off.
-                if let registeredAt, ContinuousClock.now - registeredAt >= Self.stableConnection { failures = 0 }
             } catch let error as IRCTLSSetupError {
                 metrics.ircConnectFailures.increment()
                 disconnect = IRCDisconnect(.tlsFailed, "\(error)")
@@ -232,7 +230,7 @@ public actor BridgeService {
                 metrics.ircConnectFailures.increment()
                 disconnect = IRCDisconnect(.lost, "cannot connect: \(error)")
             }
-            failures += 1
+            let failures = reconnects.lost()
             networks[name]?.lastError = "\(server): \(disconnect.reason)"
             let metadata: Logger.Metadata = ["network": "\(name)", "server": "\(server)", "reason": "\(disconnect.reason)", "attempt": "\(failures)"]
             if disconnect.isPermanent {
@@ -241,22 +239,21 @@ public actor BridgeService {
                 serverIndex += 1
                 continue
             }
+            let delay: Duration
             switch disconnect.kind {
             case .throttled, .connectionLimit, .unavailable:
                 logger.warning("IRC server asks us to slow down; waiting before the next attempt", metadata: metadata)
                 serverIndex += 1
+                delay = Backoff.delay(attempt: failures + 6, base: 1, cap: 300)
             default:
                 logger.warning(connected ? "IRC connection lost; reconnecting" : "cannot connect to the IRC server", metadata: metadata)
                 if failures > 1 { serverIndex += 1 }
+                delay = Backoff.delay(attempt: failures)
             }
             guard current() else { return }
-            let slow = [.throttled, .connectionLimit, .unavailable].contains(disconnect.kind)
-            try? await Task.sleep(for: slow ? Backoff.delay(attempt: failures + 6, base: 1, cap: 300) : Backoff.delay(attempt: failures))
+            try? await Task.sleep(for: delay)
         }
     }
-
-    /// How long a connection must have stayed registered for its loss to reset the backoff.
-    static let stableConnection = Duration.seconds(60)
 
     /// How one connection to `network` is made: TLS for ircs:// servers (every connection);
     /// the client certificate, SASL and the bot mode for the bridge's own connection only (a

@@ -48,10 +48,38 @@ struct NetworkState {
 
     func fold(_ s: String) -> String { isupport.caseMapping.fold(s) }
 
+    /// Admission (`puppet_connections_per_second`): when a puppet that may not connect before
+    /// `earliest` gets its turn, as a wait from now; the next turn moves on by one slot.
+    mutating func admitPuppet(notBefore earliest: ContinuousClock.Instant = .now) -> Duration {
+        let start = max(earliest, nextPuppetAdmission)
+        nextPuppetAdmission = start + .milliseconds(Int(1000 / configuration.puppetConnectionsPerSecond))
+        return start - .now
+    }
+
     /// PROTOCOL.md §4: q, a, o and h make a moderator; v or nothing, a participant. Roles only:
     /// an IRC channel operator never becomes an XMPP owner or admin.
     static func role(for modes: Set<Character>) -> String {
         modes.isDisjoint(with: ["q", "a", "o", "h", "y", "Y"]) ? "participant" : "moderator"
+    }
+}
+
+/// Connections lost in a row, for the reconnection backoff of the bridge's own connection and
+/// of each puppet: a connection that stayed registered a while starts the count over, one
+/// killed soon after registering (a kill loop) keeps backing off.
+struct Reconnects {
+    /// How long a connection must have stayed registered for its loss to reset the count.
+    static let stable = Duration.seconds(60)
+    private(set) var attempts = 0
+    private var registeredAt: ContinuousClock.Instant?
+
+    mutating func registered() { registeredAt = .now }
+
+    /// One more failed or lost connection; the attempt number for the backoff.
+    mutating func lost() -> Int {
+        if let registeredAt, ContinuousClock.now - registeredAt >= Self.stable { attempts = 0 }
+        registeredAt = nil
+        attempts += 1
+        return attempts
     }
 }
 
@@ -76,10 +104,7 @@ struct Puppet {
     var relayedChannels: Set<String> = []
     /// The AWAY message to show, set again whenever the puppet (re)registers.
     var away: String?
-    /// Connections lost in a row, for the reconnection backoff.
-    var reconnects = 0
-    /// When the current connection registered: a loss long after resets `reconnects`.
-    var registeredAt: ContinuousClock.Instant?
+    var reconnects = Reconnects()
     /// The server's draft/multiline limits, when this puppet's connection has it on.
     var multiline: IRCMultiline?
     static let maximumQueuedLines = 500

@@ -317,20 +317,13 @@ extension ShadowbridgeConfiguration {
     }
 
     private static func secretValue(_ reader: inout TableReader, document: TOMLDocument, warnings: inout [String]) throws(ConfigurationError) -> String {
-        let inline = try reader.string("secret")
-        let file = try reader.string("secret_file")
-        switch (inline, file) {
-        case (let s?, nil):
-            warnings.append("\(document.path): \(reader.keyPath("secret")) is written inline; use secret_file outside tests and demos")
-            return s
-        case (nil, let f?):
-            let text = try readText(f, file: document.path, key: reader.keyPath("secret_file"), line: document.line(of: reader.keyPath("secret_file")))
-            return text.trimmingCharacters(in: .whitespacesAndNewlines)
-        case (.some, .some):
-            throw document.error(reader.keyPath("secret"), "give secret or secret_file, not both")
-        case (nil, nil):
+        guard let secret = try reader.secret("secret") else {
             throw ConfigurationError(file: document.path, key: reader.keyPath("secret_file"), message: "is required (or secret, for tests and demos)")
         }
+        if secret.inline {
+            warnings.append("\(document.path): \(reader.keyPath("secret")) is written inline; use secret_file outside tests and demos")
+        }
+        return secret.value
     }
 
     static func readText(_ path: String, file: String, key: String?, line: Int? = nil) throws(ConfigurationError) -> String {
@@ -367,16 +360,7 @@ extension Network {
             servers.append(server)
         }
         let nick = try reader.requiredString("nick")
-        let passwordInline = try reader.string("password")
-        let passwordFile = try reader.string("password_file")
-        var password = passwordInline
-        if passwordInline != nil && passwordFile != nil {
-            throw document.error("network.password", "give password or password_file, not both")
-        }
-        if let passwordFile {
-            password = try ShadowbridgeConfiguration.readText(passwordFile, file: path, key: "network.password_file", line: document.line(of: "network.password_file"))
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-        }
+        let password = try reader.secret("password")
         let fallback = try reader.string("encoding_fallback") ?? "cp1252"
         guard ["cp1252", "latin-1"].contains(fallback) else {
             throw document.error("network.encoding_fallback", "must be cp1252 or latin-1")
@@ -406,7 +390,7 @@ extension Network {
             bind = parsed
         }
         let tls = try TLS.load(&reader, document: document, path: path, servers: servers)
-        let sasl = try SASL.load(&reader, document: document, path: path, nick: nick, tls: tls, servers: servers)
+        let sasl = try SASL.load(&reader, document: document, nick: nick, tls: tls, servers: servers)
         try reader.rejectUnknownKeys()
 
         var channels: [Channel] = []
@@ -440,9 +424,9 @@ extension Network {
         }
         try root.rejectUnknownKeys()
         return Network(
-            name: name, file: path, nameLine: document.line(of: "network.name"), servers: servers, nick: nick, password: password, encodingFallback: fallback, xmppUsers: users,
+            name: name, file: path, nameLine: document.line(of: "network.name"), servers: servers, nick: nick, password: password?.value, encodingFallback: fallback, xmppUsers: users,
             puppetNick: template, maxPuppets: maxPuppets, floodBurst: floodBurst, floodLinesPerSecond: floodRate,
-            puppetConnectionsPerSecond: admission, bindAddress: bind, tls: tls, sasl: sasl, channels: channels, passwordInline: passwordInline != nil)
+            puppetConnectionsPerSecond: admission, bindAddress: bind, tls: tls, sasl: sasl, channels: channels, passwordInline: password?.inline == true)
     }
 }
 
@@ -490,7 +474,7 @@ extension Network.TLS {
 
 extension Network.SASL {
     static func load(
-        _ reader: inout TableReader, document: TOMLDocument, path: String, nick: String, tls: Network.TLS, servers: [Network.Server]
+        _ reader: inout TableReader, document: TOMLDocument, nick: String, tls: Network.TLS, servers: [Network.Server]
     ) throws(ConfigurationError) -> Network.SASL? {
         let account = try reader.string("sasl_account")
         let inline = try reader.string("sasl_password")
@@ -507,16 +491,10 @@ extension Network.SASL {
         }
         switch mechanism {
         case .plain:
-            if inline != nil && file != nil { throw document.error("network.sasl_password", "give sasl_password or sasl_password_file, not both") }
-            var password = inline
-            if let file {
-                password = try ShadowbridgeConfiguration.readText(file, file: path, key: "network.sasl_password_file", line: document.line(of: "network.sasl_password_file"))
-                    .trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            guard let password, !password.isEmpty else {
+            guard let password = try reader.secret("sasl_password"), !password.value.isEmpty else {
                 throw document.error("network.sasl", "plain needs sasl_password_file (or sasl_password)")
             }
-            return Network.SASL(mechanism: .plain, account: account ?? nick, password: password, passwordInline: inline != nil)
+            return Network.SASL(mechanism: .plain, account: account ?? nick, password: password.value, passwordInline: password.inline)
         case .external:
             if inline != nil || file != nil { throw document.error("network.sasl_password", "external uses the TLS client certificate, not a password") }
             guard tls.certificateFile != nil, servers.allSatisfy(\.tls) else {

@@ -90,6 +90,25 @@ struct TableReader {
         return s
     }
 
+    /// A secret given inline as `key` (tests and demos) or read from the file `key_file`
+    /// (trimmed), not both; nil when neither is given.
+    mutating func secret(_ key: String) throws(ConfigurationError) -> (value: String, inline: Bool)? {
+        let inline = try string(key)
+        let file = try string(key + "_file")
+        switch (inline, file) {
+        case (let value?, nil):
+            return (value, true)
+        case (nil, let file?):
+            let fileKey = keyPath(key + "_file")
+            let text = try ShadowbridgeConfiguration.readText(file, file: document.path, key: fileKey, line: document.line(of: fileKey))
+            return (text.trimmingCharacters(in: .whitespacesAndNewlines), false)
+        case (.some, .some):
+            throw document.error(keyPath(key), "give \(key) or \(key)_file, not both")
+        case (nil, nil):
+            return nil
+        }
+    }
+
     mutating func requiredString(_ key: String) throws(ConfigurationError) -> String {
         guard let s = try string(key) else {
             throw ConfigurationError(file: document.path, line: document.line(of: path.isEmpty ? key : path + "._"), key: keyPath(key), message: "is required")
