@@ -29,15 +29,10 @@ public final class InspIRCdServer: Sendable {
     public static func start(in directory: URL) throws -> InspIRCdServer {
         let inspircd = try Lab.executable("inspircd", package: "inspircd")
         let atheme = try Lab.executable("atheme-services", package: "atheme-services")
-        let openssl = try Lab.executable("openssl", package: "openssl")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("atheme"), withIntermediateDirectories: true)
         let certificate = directory.appendingPathComponent("cert.pem")
-        let key = directory.appendingPathComponent("key.pem")
-        try Lab.runCommand(openssl, [
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=irc.test",
-            "-addext", "subjectAltName=DNS:irc.test,IP:127.0.0.1", "-keyout", key.path, "-out", certificate.path,
-        ])
-        let fingerprint = try certificateFingerprint(certificate, openssl: openssl)
+        let fingerprint = try makeCertificate(
+            certificate, key: directory.appendingPathComponent("key.pem"), name: "irc.test", extra: ["-addext", "subjectAltName=DNS:irc.test,IP:127.0.0.1"])
         try Lab.write("Shadowbridge lab (InspIRCd)\n", to: directory.appendingPathComponent("motd"))
 
         return try Lab.withPortRetries {
@@ -118,15 +113,18 @@ public final class InspIRCdServer: Sendable {
     /// A client certificate and key for SASL EXTERNAL, and the fingerprint InspIRCd reports for
     /// it (SHA-256, lowercase hex without colons, as `<sslprofile hash="sha256">` computes).
     public func makeClientCertificate(named name: String) throws -> (certificate: URL, key: URL, fingerprint: String) {
-        let openssl = try Lab.executable("openssl", package: "openssl")
         let certificate = directory.appendingPathComponent("\(name).pem")
         let key = directory.appendingPathComponent("\(name).key")
-        try Lab.runCommand(openssl, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=\(name)", "-keyout", key.path, "-out", certificate.path])
-        let fingerprint = try Self.certificateFingerprint(certificate, openssl: openssl).replacingOccurrences(of: ":", with: "")
+        let fingerprint = try Self.makeCertificate(certificate, key: key, name: name).replacingOccurrences(of: ":", with: "")
         return (certificate, key, fingerprint)
     }
 
-    static func certificateFingerprint(_ certificate: URL, openssl: String) throws -> String {
+    /// A self-signed certificate and its key (openssl), valid two days; its SHA-256
+    /// fingerprint as lowercase hex pairs separated by colons.
+    static func makeCertificate(_ certificate: URL, key: URL, name: String, extra: [String] = []) throws -> String {
+        let openssl = try Lab.executable("openssl", package: "openssl")
+        try Lab.runCommand(
+            openssl, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=\(name)"] + extra + ["-keyout", key.path, "-out", certificate.path])
         let output = try Lab.commandOutput(openssl, ["x509", "-noout", "-fingerprint", "-sha256", "-in", certificate.path])
         // "sha256 Fingerprint=AB:CD:..."
         guard let value = output.split(separator: "=").last else { throw LabError("no fingerprint in \(output)") }

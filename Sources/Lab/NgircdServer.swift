@@ -27,21 +27,27 @@ public final class NgircdServer: Sendable {
     public var pid: Int32 { process.pid }
 
     public static func start(in directory: URL, options: Options = Options()) throws -> NgircdServer {
-        let ngircd = try Lab.executable("ngircd", package: "ngircd")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         return try Lab.withPortRetries {
             let port = try Lab.freePort()
-            let config = directory.appendingPathComponent("ngircd.conf")
-            try Lab.write(configuration(directory: directory, port: port, options: options), to: config)
-            let process = try ManagedProcess(
-                name: "ngircd", executable: ngircd, arguments: ["--nodaemon", "--config", config.path],
-                directory: directory, logFile: directory.appendingPathComponent("ngircd.log"))
-            guard Lab.waitUntilListening([port], process: process, timeout: 10) else {
-                process.stop()
-                return nil
-            }
+            try Lab.write(configuration(directory: directory, port: port, options: options), to: directory.appendingPathComponent("ngircd.conf"))
+            guard let process = try launch(in: directory, port: port) else { return nil }
             return NgircdServer(directory: directory, port: port, serverName: options.serverName, process: process)
         }
+    }
+
+    /// ngircd on the config in `directory`, once it listens on `port`; nil (and stopped) if it
+    /// does not.
+    private static func launch(in directory: URL, port: Int) throws -> ManagedProcess? {
+        let process = try ManagedProcess(
+            name: "ngircd", executable: try Lab.executable("ngircd", package: "ngircd"),
+            arguments: ["--nodaemon", "--config", directory.appendingPathComponent("ngircd.conf").path],
+            directory: directory, logFile: directory.appendingPathComponent("ngircd.log"))
+        guard Lab.waitUntilListening([port], process: process, timeout: 10) else {
+            process.stop()
+            return nil
+        }
+        return process
     }
 
     private init(directory: URL, port: Int, serverName: String, process: ManagedProcess) {
@@ -57,14 +63,7 @@ public final class NgircdServer: Sendable {
     /// client connection drops and channels are gone until clients join again.
     public func restart() throws {
         process.stop()
-        let ngircd = try Lab.executable("ngircd", package: "ngircd")
-        let next = try ManagedProcess(
-            name: "ngircd", executable: ngircd, arguments: ["--nodaemon", "--config", directory.appendingPathComponent("ngircd.conf").path],
-            directory: directory, logFile: directory.appendingPathComponent("ngircd.log"))
-        guard Lab.waitUntilListening([port], process: next, timeout: 10) else {
-            next.stop()
-            throw LabError("ngircd did not come back on port \(port)")
-        }
+        guard let next = try Self.launch(in: directory, port: port) else { throw LabError("ngircd did not come back on port \(port)") }
         current.withLock { $0 = next }
     }
 
