@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(name: "XMLCoreTests", dependencies: ["XMLCore"], swiftSettings: strict),
         .testTarget(name: "XMPPCoreTests", dependencies: ["XMPPCore"], swiftSettings: strict),
         .testTarget(name: "TextPrepTests", dependencies: ["TextPrep"], swiftSettings: strict),
-        .testTarget(name: "IRCCoreTests", dependencies: ["IRCCore"], swiftSettings: strict),
+        .testTarget(name: "IRCCoreTests", dependencies: ["IRCCore", "IRCNIO"], swiftSettings: strict),
         .testTarget(name: "DMUCTests", dependencies: ["DMUC"], swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),

@@ -43,6 +43,11 @@ public actor BridgeService {
     let pingInterval: Double
     /// Link stanzas from a master in this process (`xmpp.link = "memory"`).
     let inbox = AsyncStream<XMLElement>.makeStream()
+    /// The ident server's address (`bridge.identd`), and the user names it answers with.
+    let identd: (host: String, port: Int)?
+    let identTable: IdentTable?
+    /// The running ident server, once started.
+    var identServer: IdentServer?
 
     /// Runs `body` with a copy of the network's state, writes the copy back, then performs the
     /// room actions `body` raised.
@@ -72,6 +77,8 @@ public actor BridgeService {
         group: any EventLoopGroup, logger: Logger
     ) {
         self.domain = configuration.domain
+        self.identd = configuration.identd
+        self.identTable = configuration.identd == nil ? nil : IdentTable()
         self.pingInterval = xmpp.linkPingInterval
         self.admins = Set(admins.map(\.bare))
         self.group = group
@@ -105,6 +112,7 @@ public actor BridgeService {
 
     /// Runs the component session and every network until the task is cancelled.
     public func run() async {
+        await startIdentd()
         for name in networks.keys.sorted() { startNetworkTask(name) }
         await withTaskCancellationHandler {
             await withTaskGroup(of: Void.self) { tasks in
@@ -120,6 +128,20 @@ public actor BridgeService {
             Task { await self.cancelNetworkTasks() }
         }
         cancelNetworkTasks()
+        await identServer?.stop()
+    }
+
+    /// The ident server is optional: when its port cannot be had (113 needs root or
+    /// CAP_NET_BIND_SERVICE), the bridge says so and goes on, and networks show `~user`.
+    private func startIdentd() async {
+        guard let identd, let identTable else { return }
+        do {
+            identServer = try await IdentServer.start(host: identd.host, port: identd.port, table: identTable, group: group, logger: logger)
+        } catch {
+            logger.error(
+                "identd cannot listen; IRC connections go on without ident",
+                metadata: ["address": "\(identd.host):\(identd.port)", "error": "\(error)"])
+        }
     }
 
     /// A link stanza from the master in this process, handed over without the XMPP server.
@@ -277,7 +299,11 @@ public actor BridgeService {
             host: server.host, port: server.port, nick: nick, username: username, realname: realname, password: network.password,
             fallbackEncoding: IRCTextEncoding(rawValue: network.encodingFallback) ?? .cp1252,
             floodBurst: network.floodBurst, floodLinesPerSecond: network.floodLinesPerSecond, tls: tls, sasl: sasl, markAsBot: bridge,
-            bindAddress: network.bindAddress.map { address in puppetKey.map(address.puppetAddress(for:)) ?? address.bridgeAddress })
+            bindAddress: network.bindAddress.map { address in puppetKey.map(address.puppetAddress(for:)) ?? address.bridgeAddress },
+            webirc: network.webirc.map { settings in
+                IRCWebIRC(password: settings.password, gateway: settings.gateway, hostname: puppetKey.map { PuppetNick.host(for: $0, domain: domain) } ?? domain)
+            },
+            identTable: identTable)
     }
 
     private func handleNetworkEvent(_ name: String, _ event: IRCConnectionEvent) {

@@ -46,7 +46,7 @@ public struct BindAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// FNV-1a, 64 bits: the same address for the same user on every run (Swift's `Hasher` is
     /// seeded per process).
-    static func fnv1a(_ text: String) -> UInt64 {
+    public static func fnv1a(_ text: String) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in text.utf8 {
             hash ^= UInt64(byte)

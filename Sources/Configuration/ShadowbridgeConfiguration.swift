@@ -53,6 +53,8 @@ public struct ShadowbridgeConfiguration: Sendable {
         public var networks: [Network]
         /// Where the mappings were named, and the master domain they were checked against,
         /// so `reloadNetworks()` reads them again the same way.
+        /// Where the ident server listens (`identd = "0.0.0.0:113"`), if anywhere.
+        public var identd: (host: String, port: Int)?
         var configFile: String
         var mappingsLine: Int?
         var masterDomain: String?
@@ -104,6 +106,13 @@ public struct Network: Sendable {
         var passwordInline: Bool
     }
 
+    public struct WebIRC: Sendable, Hashable {
+        /// Never logged, never printed by `check`.
+        public var password: String
+        public var gateway: String
+        var passwordInline: Bool
+    }
+
     public enum XMPPUsers: String, Sendable {
         case puppet
         case relay
@@ -139,6 +148,8 @@ public struct Network: Sendable {
     public var tls: TLS
     /// SASL for the bridge's own connection; puppets do not log in.
     public var sasl: SASL?
+    /// WEBIRC on every connection, where the network trusts this bridge as a gateway.
+    public var webirc: WebIRC?
     public var channels: [Channel]
     /// The server password was written in the mapping file rather than in password_file.
     var passwordInline = false
@@ -216,6 +227,7 @@ extension ShadowbridgeConfiguration {
             let domain = try domainValue(&reader, document: document)
             let secret = try secretValue(&reader, document: document, warnings: &warnings)
             let mappings = try reader.string("mappings") ?? "bridges"
+            let identd = try reader.string("identd").map { text throws(ConfigurationError) in try hostAndPort(text, key: "bridge.identd", document: document) }
             if try reader.string("database") != nil {
                 warnings.append("\(path): bridge.database is not used yet: bridge state is kept in memory")
             }
@@ -225,6 +237,9 @@ extension ShadowbridgeConfiguration {
             for network in networks where network.passwordInline {
                 warnings.append("\(network.file): network.password is written inline; use password_file outside tests and demos")
             }
+            for network in networks where network.webirc?.passwordInline == true {
+                warnings.append("\(network.file): network.webirc_password is written inline; use webirc_password_file outside tests and demos")
+            }
             for network in networks where network.sasl?.passwordInline == true {
                 warnings.append("\(network.file): network.sasl_password is written inline; use sasl_password_file outside tests and demos")
             }
@@ -232,7 +247,7 @@ extension ShadowbridgeConfiguration {
                 warnings.append("\(network.file): network.tls_verify is false: anyone on the path can read and change this network's traffic")
             }
             bridge = Bridge(
-                domain: domain, secret: secret, mappingsDirectory: mappings, networks: networks,
+                domain: domain, secret: secret, mappingsDirectory: mappings, networks: networks, identd: identd,
                 configFile: path, mappingsLine: line, masterDomain: master?.domain)
         }
 
@@ -249,10 +264,7 @@ extension ShadowbridgeConfiguration {
         if let table = try root.table("metrics") {
             var reader = TableReader(document: document, table: table, path: "metrics")
             if let listen = try reader.string("listen") {
-                guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (1...65535).contains(port), colon > listen.startIndex else {
-                    throw document.error("metrics.listen", "\(listen) is not host:port")
-                }
-                metricsListen = (String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
+                metricsListen = try hostAndPort(listen, key: "metrics.listen", document: document)
             }
             try reader.rejectUnknownKeys()
         }
@@ -391,6 +403,20 @@ extension Network {
         }
         let tls = try TLS.load(&reader, document: document, path: path, servers: servers)
         let sasl = try SASL.load(&reader, document: document, nick: nick, tls: tls, servers: servers)
+        let webircGateway = try reader.string("webirc_gateway")
+        var webirc: WebIRC?
+        if let password = try reader.secret("webirc_password") {
+            let gateway = webircGateway ?? "shadowbridge"
+            guard !password.value.isEmpty, !password.value.hasPrefix(":"), !password.value.contains(where: { $0 == " " || $0.isNewline || $0 == "\0" }) else {
+                throw document.error("network.webirc_password", "must be one word (no spaces, line breaks or leading ':')")
+            }
+            guard !gateway.isEmpty, !gateway.hasPrefix(":"), !gateway.contains(where: { $0 == " " || $0.isNewline || $0 == "\0" }) else {
+                throw document.error("network.webirc_gateway", "must be one word (no spaces, line breaks or leading ':')")
+            }
+            webirc = WebIRC(password: password.value, gateway: gateway, passwordInline: password.inline)
+        } else if webircGateway != nil {
+            throw document.error("network.webirc_gateway", "needs webirc_password_file (or webirc_password)")
+        }
         try reader.rejectUnknownKeys()
 
         var channels: [Channel] = []
@@ -426,7 +452,18 @@ extension Network {
         return Network(
             name: name, file: path, nameLine: document.line(of: "network.name"), servers: servers, nick: nick, password: password?.value, encodingFallback: fallback, xmppUsers: users,
             puppetNick: template, maxPuppets: maxPuppets, floodBurst: floodBurst, floodLinesPerSecond: floodRate,
-            puppetConnectionsPerSecond: admission, bindAddress: bind, tls: tls, sasl: sasl, channels: channels, passwordInline: password?.inline == true)
+            puppetConnectionsPerSecond: admission, bindAddress: bind, tls: tls, sasl: sasl, webirc: webirc, channels: channels,
+            passwordInline: password?.inline == true)
+    }
+}
+
+extension ShadowbridgeConfiguration {
+    /// `host:port` or `[v6]:port`.
+    static func hostAndPort(_ text: String, key: String, document: TOMLDocument) throws(ConfigurationError) -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port), colon > text.startIndex else {
+            throw document.error(key, "\(text) is not host:port")
+        }
+        return (String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
     }
 }
 
@@ -541,5 +578,6 @@ extension Network {
             && encodingFallback == other.encodingFallback && xmppUsers == other.xmppUsers && puppetNick == other.puppetNick
             && maxPuppets == other.maxPuppets && floodBurst == other.floodBurst && floodLinesPerSecond == other.floodLinesPerSecond
             && puppetConnectionsPerSecond == other.puppetConnectionsPerSecond && tls == other.tls && sasl == other.sasl && bindAddress == other.bindAddress
+            && webirc == other.webirc
     }
 }

@@ -57,11 +57,13 @@ public struct IRCRegistration: Sendable {
     private var botModeSent = false
     /// CAP REQ lines not yet answered with ACK or NAK during registration.
     private var pendingRequests = 0
+    private let webirc: IRCWebIRC?
 
     public init(
         nick: String, username: String, realname: String, password: String? = nil, sasl: IRCSASL? = nil, markAsBot: Bool = false,
-        wanted: Set<String> = IRCRegistration.wantedCapabilities
+        webirc: IRCWebIRC? = nil, wanted: Set<String> = IRCRegistration.wantedCapabilities
     ) {
+        self.webirc = webirc
         self.nick = nick
         self.requestedNick = nick
         self.username = username
@@ -77,9 +79,13 @@ public struct IRCRegistration: Sendable {
     /// The capabilities the server offered, with their values (`sasl=PLAIN,EXTERNAL`).
     public var offeredCapabilities: [String: String] { offered }
 
-    /// What to send when the connection opens.
-    public mutating func start() -> [Action] {
-        var lines: [IRCMessage] = [IRCMessage(command: "CAP", "LS", "302")]
+    /// What to send when the connection opens. `localAddress` is the address the connection
+    /// goes out from, which WEBIRC reports when no other is configured.
+    public mutating func start(localAddress: String? = nil) -> [Action] {
+        var lines: [IRCMessage] = []
+        // WEBIRC must be the very first line (ircv3.net/specs/extensions/webirc).
+        if let webirc, let line = webirc.message(localAddress: localAddress) { lines.append(line) }
+        lines.append(IRCMessage(command: "CAP", "LS", "302"))
         if let password { lines.append(IRCMessage(command: "PASS", password)) }
         lines.append(IRCMessage(command: "NICK", nick))
         lines.append(IRCMessage(command: "USER", username, "0", "*", realname))
@@ -332,5 +338,41 @@ enum Base64 {
             index += 3
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// WEBIRC (ircv3.net/specs/extensions/webirc): a gateway the network trusts by password says
+/// which host a user connects for, so the network shows and bans that host rather than the
+/// gateway's address.
+public struct IRCWebIRC: Sendable, Hashable {
+    public var password: String
+    /// The gateway's name as the network's WEBIRC block expects it.
+    public var gateway: String
+    /// The host name shown for this connection's user.
+    public var hostname: String
+    /// The IP address shown; nil means the address the connection goes out from.
+    public var address: String?
+
+    public init(password: String, gateway: String, hostname: String, address: String? = nil) {
+        self.password = password
+        self.gateway = gateway
+        self.hostname = hostname
+        self.address = address
+    }
+
+    /// The line, or nil when no address is known or a field cannot be one IRC parameter.
+    public func message(localAddress: String?) -> IRCMessage? {
+        guard let address = address ?? localAddress.map(Self.unmapped) else { return nil }
+        let fields = [password, gateway, hostname, address]
+        // By scalar: "\r\n" is one Character, equal to neither "\r" nor "\n".
+        guard fields.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(":") && !$0.unicodeScalars.contains(where: { " \r\n\0".unicodeScalars.contains($0) }) }) else {
+            return nil
+        }
+        return IRCMessage(command: "WEBIRC", password, gateway, hostname, address)
+    }
+
+    /// `::ffff:192.0.2.1` (an IPv4 connection on a dual-stack socket) as `192.0.2.1`.
+    public static func unmapped(_ address: String) -> String {
+        address.lowercased().hasPrefix("::ffff:") && address.contains(".") ? String(address.dropFirst(7)) : address
     }
 }

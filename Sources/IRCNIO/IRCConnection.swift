@@ -31,14 +31,21 @@ public struct IRCConnectionConfiguration: Sendable {
     public var markAsBot: Bool
     /// The local address to connect from, or nil for the system's choice.
     public var bindAddress: String?
+    /// WEBIRC as the first line, where the network trusts this gateway.
+    public var webirc: IRCWebIRC?
+    /// Where this connection's user name is listed for the ident server while it is open.
+    public var identTable: IdentTable?
 
     public init(
         host: String, port: Int, nick: String, username: String, realname: String, password: String? = nil,
         fallbackEncoding: IRCTextEncoding = .cp1252, maximumLineBytes: Int = IRCLineDecoder.defaultMaximumLineBytes,
         floodBurst: Int = 5, floodLinesPerSecond: Double = 2, pingInterval: TimeAmount = .seconds(60),
-        tls: IRCTLSConfiguration? = nil, sasl: IRCSASL? = nil, markAsBot: Bool = false, bindAddress: String? = nil
+        tls: IRCTLSConfiguration? = nil, sasl: IRCSASL? = nil, markAsBot: Bool = false, bindAddress: String? = nil,
+        webirc: IRCWebIRC? = nil, identTable: IdentTable? = nil
     ) {
         self.bindAddress = bindAddress
+        self.webirc = webirc
+        self.identTable = identTable
         self.tls = tls
         self.sasl = sasl
         self.markAsBot = markAsBot
@@ -278,6 +285,8 @@ final class IRCClientHandler: ChannelDuplexHandler {
     private var readSinceCheck = false
     private var pingOutstanding = false
     private var livenessTimer: Scheduled<Void>?
+    /// What this connection listed in the ident table, to take out again when it closes.
+    private var identEntry: (String, Int, Int)?
 
     init(configuration: IRCConnectionConfiguration, continuation: AsyncStream<IRCConnectionEvent>.Continuation, depth: QueueDepth, logger: Logger) {
         self.configuration = configuration
@@ -286,13 +295,18 @@ final class IRCClientHandler: ChannelDuplexHandler {
         self.logger = logger
         self.registration = IRCRegistration(
             nick: configuration.nick, username: configuration.username, realname: configuration.realname, password: configuration.password,
-            sasl: configuration.sasl, markAsBot: configuration.markAsBot)
+            sasl: configuration.sasl, markAsBot: configuration.markAsBot, webirc: configuration.webirc)
         self.secured = configuration.tls == nil
         self.flood = IRCFloodControl(burst: configuration.floodBurst, linesPerSecond: configuration.floodLinesPerSecond)
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        perform(registration.start(), context: context)
+        let local = context.channel.localAddress
+        if let table = configuration.identTable, let address = local?.ipAddress, let port = local?.port, let remotePort = context.channel.remoteAddress?.port {
+            table.add(localAddress: address, localPort: port, remotePort: remotePort, user: configuration.username)
+            identEntry = (address, port, remotePort)
+        }
+        perform(registration.start(localAddress: local?.ipAddress), context: context)
         armLiveness(context: context)
         context.fireChannelActive()
     }
@@ -459,6 +473,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if let (address, port, remotePort) = identEntry { configuration.identTable?.remove(localAddress: address, localPort: port, remotePort: remotePort) }
         livenessTimer?.cancel()
         dropQueues()
         continuation.yield(.closed(disconnect))

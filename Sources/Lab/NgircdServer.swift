@@ -10,8 +10,21 @@ public final class NgircdServer: Sendable {
         /// ngircd's flood penalties stay on unless lifted for throughput benchmarks.
         public var liftPenalties: Bool
         public var serverName: String
+        /// Look clients up (DNS = yes): ngircd asks identd only then, and shows a WEBIRC host
+        /// name only then.
+        public var lookUpClients: Bool
+        /// Ask each client's identd (port 113) for its user name.
+        public var ident: Bool
+        /// Accept WEBIRC with this password.
+        public var webircPassword: String?
 
-        public init(maxConnectionsIP: Int = 0, liftPenalties: Bool = false, serverName: String = "irc.test") {
+        public init(
+            maxConnectionsIP: Int = 0, liftPenalties: Bool = false, serverName: String = "irc.test", lookUpClients: Bool = false, ident: Bool = false,
+            webircPassword: String? = nil
+        ) {
+            self.lookUpClients = lookUpClients || ident
+            self.ident = ident
+            self.webircPassword = webircPassword
             self.maxConnectionsIP = maxConnectionsIP
             self.liftPenalties = liftPenalties
             self.serverName = serverName
@@ -81,9 +94,10 @@ public final class NgircdServer: Sendable {
             MaxConnectionsIP = \(options.maxConnectionsIP)
             \(options.liftPenalties ? "MaxPenaltyTime = 0" : "")
         [Options]
-            DNS = no
-            Ident = no
+            DNS = \(options.lookUpClients ? "yes" : "no")
+            Ident = \(options.ident ? "yes" : "no")
             PAM = no
+            \(options.webircPassword.map { "WebircPassword = \($0)" } ?? "")
         """
     }
 }

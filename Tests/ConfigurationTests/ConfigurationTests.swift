@@ -381,6 +381,51 @@ struct TLSAndSASLConfigurationTests {
     }
 }
 
+/// Issue 5's keys: WEBIRC per network, the ident server per bridge.
+@Suite("Configuration: WEBIRC and identd")
+struct WebIRCAndIdentdConfigurationTests {
+    typealias C = ConfigurationTests
+
+    @Test("webirc_password_file and identd load; an inline WEBIRC password warns without showing it")
+    func good() throws {
+        let secret = FileManager.default.temporaryDirectory.appendingPathComponent("webirc-\(UUID().uuidString.prefix(8))").path
+        try "gw-s3cret\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: secret) }
+        let mapping = TLSAndSASLConfigurationTests.network(servers: "irc://irc.example.org", "webirc_password_file = \"\(secret)\"\nwebirc_gateway = \"example-gw\"")
+        let (loaded, error, files) = try C.load(C.good + "\nidentd = \"[::]:1113\"", mappings: ["example.toml": mapping])
+        defer { files.remove() }
+        #expect(error == nil, "\(String(describing: error))")
+        #expect(loaded?.bridge?.identd?.host == "::" && loaded?.bridge?.identd?.port == 1113)
+        let webirc = try #require(loaded?.bridge?.networks.first?.webirc)
+        #expect(webirc.password == "gw-s3cret" && webirc.gateway == "example-gw")
+        #expect(loaded?.warnings.contains { $0.contains("webirc") || $0.contains("gw-s3cret") } == false, "\(loaded?.warnings ?? [])")
+
+        let inline = TLSAndSASLConfigurationTests.network(servers: "irc://irc.example.org", "webirc_password = \"gw-inline\"")
+        let (warned, _, more) = try C.load(C.good, mappings: ["example.toml": inline])
+        defer { more.remove() }
+        #expect(warned?.bridge?.networks.first?.webirc?.gateway == "shadowbridge")
+        #expect(warned?.warnings.contains { $0.contains("webirc_password is written inline") } == true)
+        #expect(warned?.warnings.contains { $0.contains("gw-inline") } == false)
+    }
+
+    @Test("each mistake names its key")
+    func mistakes() throws {
+        let network = { (settings: String) in TLSAndSASLConfigurationTests.network(servers: "irc://irc.example.org", settings) }
+        let cases: [(String, String, String, String)] = [
+            (C.good, network("webirc_gateway = \"gw\""), "network.webirc_gateway", "needs webirc_password_file"),
+            (C.good, network("webirc_password = \"two words\""), "network.webirc_password", "one word"),
+            (C.good, network("webirc_password = \"p\"\nwebirc_gateway = \":gw\""), "network.webirc_gateway", "one word"),
+            (C.good + "\nidentd = \"113\"", C.network, "bridge.identd", "host:port"),
+        ]
+        for (config, mapping, key, text) in cases {
+            let (_, error, files) = try C.load(config, mappings: ["example.toml": mapping])
+            files.remove()
+            let found = try #require(error, "\(key)")
+            #expect(found.key == key && found.description.contains(text), "\(found)")
+        }
+    }
+}
+
 @Suite("Configuration: bind_address")
 struct BindAddressTests {
     @Test("a single address is used by every connection; a prefix gives the bridge its first host and each puppet its own stable one")

@@ -259,4 +259,84 @@ struct IRCConnectionTests {
             since: mark)
         #expect(bridge.logLines(containing: "refused a puppet connection").isEmpty)
     }
+
+    /// The prefix of the JOIN `watcher` saw for `nick`: (user, host).
+    private func joinPrefix(_ agent: LabAgent, watcher: String, nick: String) throws -> (user: String, host: String) {
+        let join = try agent.waitFor("\(nick) joins", timeout: 20) { $0.user == watcher && $0.command == "JOIN" && $0.nick == nick }
+        let prefix = join.raw?.split(separator: " ").first.map { String($0.dropFirst()) } ?? ""
+        let user = prefix.split(separator: "!").last?.split(separator: "@").first.map(String.init) ?? ""
+        let host = prefix.split(separator: "@").last.map(String.init) ?? ""
+        return (user, host)
+    }
+
+    @Test("identd: ngircd asks port 113 and shows each puppet's own user name, without ~")
+    func identd() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "identd")
+        defer { Lab.removeUnlessKept(directory) }
+        let asking = try NgircdServer.start(in: directory.appendingPathComponent("ngircd"), options: .init(ident: true))
+        defer { asking.stop() }
+        let room = "ident1@\(LabServers.masterDomain)"
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        try agent.ircUserJoins("carol", port: asking.port, channel: "#ident1")
+        let bridge = try ShadowbridgeProcess(
+            servers: servers, directory: directory, channels: [("#ident1", "ident1")], server: "irc://127.0.0.1:\(asking.port)",
+            bridgeSettings: "identd = \"127.0.0.1:113\"")
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("identd listening")
+        let own = try joinPrefix(agent, watcher: "carol", nick: "sbridge")
+        #expect(own.user == "shadowbridge", "the bridge's own connection: \(own)")
+        try bridge.waitForLog("link federated", "shadow=#ident1%lab@")
+        var idents: [String] = []
+        for user in ["idu1", "idu2"] {
+            try agent.xmppUserJoins(user, prosody: servers.prosody, room: room, nick: user)
+            let puppet = try joinPrefix(agent, watcher: "carol", nick: user)
+            idents.append(puppet.user)
+        }
+        // `x` and eight hex digits, answered by our identd (ngircd would show `~x...` otherwise).
+        #expect(idents.allSatisfy { $0.count == 9 && $0.hasPrefix("x") && $0.dropFirst().allSatisfy(\.isHexDigit) }, "\(idents)")
+        #expect(Set(idents).count == 2, "one ident per XMPP user: \(idents)")
+        let log = (try? String(contentsOf: asking.directory.appendingPathComponent("ngircd.log"), encoding: .utf8)) ?? ""
+        #expect(idents.allSatisfy { log.contains("IDENT lookup for connection") && log.contains("\"\($0)\"") }, "ngircd's log names each ident")
+    }
+
+    @Test("WEBIRC: ngircd shows each puppet under its own host name below the bridge's domain")
+    func webirc() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "webirc")
+        defer { Lab.removeUnlessKept(directory) }
+        let trusting = try NgircdServer.start(in: directory.appendingPathComponent("ngircd"), options: .init(lookUpClients: true, webircPassword: "lab-webirc"))
+        defer { trusting.stop() }
+        let room = "webirc1@\(LabServers.masterDomain)"
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        try agent.ircUserJoins("carol", port: trusting.port, channel: "#webirc1")
+        let secret = directory.appendingPathComponent("webirc.secret")
+        try "lab-webirc\n".write(to: secret, atomically: true, encoding: .utf8)
+        let bridge = try ShadowbridgeProcess(
+            servers: servers, directory: directory, channels: [("#webirc1", "webirc1")], server: "irc://127.0.0.1:\(trusting.port)",
+            networkSettings: "webirc_password_file = \"\(secret.path)\"")
+        defer { _ = bridge.stop() }
+        let own = try joinPrefix(agent, watcher: "carol", nick: "sbridge")
+        #expect(own.host == LabServers.bridgeDomain, "the bridge's own connection: \(own)")
+        try bridge.waitForLog("link federated", "shadow=#webirc1%lab@")
+        var hosts: [String] = []
+        for user in ["wbu1", "wbu2"] {
+            try agent.xmppUserJoins(user, prosody: servers.prosody, room: room, nick: user)
+            hosts.append(try joinPrefix(agent, watcher: "carol", nick: user).host)
+        }
+        let suffix = "." + LabServers.bridgeDomain
+        #expect(hosts.allSatisfy { $0.hasSuffix(suffix) && $0.dropLast(suffix.count).count == 8 }, "\(hosts)")
+        #expect(Set(hosts).count == 2, "one host per XMPP user: \(hosts)")
+        // The puppet's line still arrives once, from the WEBIRC host.
+        Thread.sleep(forTimeInterval: 0.5)
+        let mark = agent.mark
+        agent.send(["cmd": "xmpp_say", "user": "wbu1", "room": room, "body": "through the trusted gateway"])
+        try agent.expectExactlyOnce(
+            ["wbu1", "wbu2"].map { On.xmppMessage(to: $0, from: "\(room)/wbu1", body: "through the trusted gateway") }
+                + [On.ircPrivmsg(to: "carol", from: "wbu1", channel: "#webirc1", text: "through the trusted gateway")],
+            since: mark)
+        #expect(bridge.logLines(containing: "lab-webirc").isEmpty, "the password is never logged")
+    }
 }

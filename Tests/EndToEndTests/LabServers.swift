@@ -85,11 +85,13 @@ final class ShadowbridgeProcess: Sendable {
     /// are more lines for the mapping's [network] table.
     convenience init(
         servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)], metricsPort: Int? = nil,
-        link: LinkTransport = .memory, extraConfig: String = "", server: String? = nil, networkSettings: String = ""
+        link: LinkTransport = .memory, extraConfig: String = "", server: String? = nil, networkSettings: String = "", bridgeSettings: String = ""
     ) throws {
         try self.init(
             directory: directory,
-            config: Self.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), metricsPort: metricsPort, link: link) + extraConfig,
+            config: Self.config(
+                xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), metricsPort: metricsPort, link: link,
+                bridgeSettings: bridgeSettings) + extraConfig,
             mappings: [
                 "\(network).toml": Self.mapping(
                     network: network, server: server ?? "irc://127.0.0.1:\(servers.ngircd.port)", nick: nick, channels: channels, networkSettings: networkSettings)
@@ -120,7 +122,9 @@ final class ShadowbridgeProcess: Sendable {
 
     /// Both roles on the lab's component port, debug logging (the tests count link lines),
     /// keepalive pings every second so splits are found within a few seconds.
-    static func config(xmppPort: Int, mappings: URL, master: Bool = true, bridge: Bool = true, metricsPort: Int? = nil, link: LinkTransport = .memory) -> String {
+    static func config(
+        xmppPort: Int, mappings: URL, master: Bool = true, bridge: Bool = true, metricsPort: Int? = nil, link: LinkTransport = .memory, bridgeSettings: String = ""
+    ) -> String {
         var text = """
             [xmpp]
             host = "127.0.0.1"
@@ -160,6 +164,7 @@ final class ShadowbridgeProcess: Sendable {
                 mappings = "\(mappings.path)"
 
                 """
+            if !bridgeSettings.isEmpty { text += bridgeSettings + "\n" }
         }
         return text
     }
