@@ -213,8 +213,37 @@ extension BridgeService {
             logger.warning("a relayed line was not sent: the bridge is not connected", metadata: ["network": "\(name)", "channel": "\(channel)"])
             return
         }
+        if let separator = network.relaymsgSeparator {
+            let relayNick = PuppetNick.make(template: network.configuration.puppetNick, nick: nick, maximumLength: network.isupport.nickLength) + separator + "xmpp"
+            let lines = body.hasPrefix("/me ") ? [body] : body.split(whereSeparator: \.isNewline).map(String.init)
+            let relayed = lines.flatMap { privmsgs(channel: channel, text: $0, nick: relayNick, lineLength: network.isupport.lineLength) }.map { privmsg in
+                IRCMessage(command: "RELAYMSG", channel, relayNick, privmsg.parameters[1])
+            }
+            var pending = relaymsgPending[name] ?? []
+            pending.append(contentsOf: relayed.map { (channel, relayNick, $0.parameters[2]) })
+            // Bounded: a server that echoes nothing must not grow this forever.
+            relaymsgPending[name] = Array(pending.suffix(500))
+            connection.send(relayed)
+            return
+        }
         let text = body.hasPrefix("/me ") ? "* \(nick) \(body.dropFirst(4))" : body.split(whereSeparator: \.isNewline).map { "<\(nick)> \($0)" }.joined(separator: "\n")
         connection.send(privmsgs(channel: channel, text: text, nick: bridgeNick, lineLength: network.isupport.lineLength))
+    }
+
+    /// `FAIL RELAYMSG <code> :text`: the oldest line not yet echoed was not relayed. It goes
+    /// again as `<nick> text`, and so does everything relayed until the next connection.
+    func relaymsgFailed(_ message: IRCMessage, network: inout NetworkState) {
+        if !network.relaymsgRefused {
+            logger.warning(
+                "the IRC network refuses RELAYMSG; relayed users' lines go as <nick> text",
+                metadata: ["network": "\(network.configuration.name)", "reason": "\(message.parameters.dropFirst().joined(separator: " "))"])
+        }
+        network.relaymsgRefused = true
+        guard let failed = relaymsgPending[network.configuration.name]?.first, let bridgeNick = network.nick else { return }
+        relaymsgPending[network.configuration.name]?.removeFirst()
+        let nick = failed.nick.components(separatedBy: network.capabilityValues["draft/relaymsg"]?.first.map(String.init) ?? "/").first ?? failed.nick
+        let text = failed.text.hasPrefix("\u{1}ACTION ") ? "* \(nick) \(failed.text.dropFirst(8).dropLast())" : "<\(nick)> \(failed.text)"
+        network.connection?.send(privmsgs(channel: failed.channel, text: text, nick: bridgeNick, lineLength: network.isupport.lineLength))
     }
 
     func puppetSay(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, body: String) {

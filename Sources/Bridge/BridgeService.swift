@@ -48,6 +48,11 @@ public actor BridgeService {
     let identTable: IdentTable?
     /// The running ident server, once started.
     var identServer: IdentServer?
+    /// RELAYMSG lines sent and not yet echoed back, per network, oldest first: a FAIL names
+    /// no line, so it refers to the oldest, which is sent again the plain way. Kept beside
+    /// `networks`, not in it, because lines are relayed while a handler holds a copy of the
+    /// network's state.
+    var relaymsgPending: [String: [(channel: String, nick: String, text: String)]] = [:]
 
     /// Runs `body` with a copy of the network's state, writes the copy back, then performs the
     /// room actions `body` raised.
@@ -314,13 +319,16 @@ public actor BridgeService {
         switch event {
         case .registered(let nick):
             network.nick = nick
+            network.relaymsgRefused = false
+            relaymsgPending[name] = nil
             logger.info("IRC bridge connection registered", metadata: ["network": "\(name)", "nick": "\(nick)"])
             let channels = network.configuration.channels.map(\.irc)
             network.connection?.send(channels.map { IRCMessage(command: "JOIN", $0) })
         case .isupport(let isupport):
             network.isupport = isupport
-        case .capabilities(let capabilities, _):
+        case .capabilities(let capabilities, let values):
             network.capabilities = capabilities
+            network.capabilityValues = values
             logger.info("IRC capabilities", metadata: ["network": "\(name)", "enabled": "\(capabilities.sorted().joined(separator: " "))"])
         case .authenticated(let account):
             logger.info("IRC bridge connection logged in with SASL", metadata: ["network": "\(name)", "account": "\(account)"])
@@ -428,7 +436,19 @@ public actor BridgeService {
             let channel = network.fold(message.parameters[0])
             let topic = XMLEscaping.xmlSafe(message.parameters[1])
             withShadow(network: network.configuration.name, channel: channel) { $0.ircTopic(nick: sourceNick, topic: topic) }
+        case "FAIL" where message.parameters.first?.uppercased() == "RELAYMSG":
+            relaymsgFailed(message, network: &network)
         case "PRIVMSG", "NOTICE":
+            if let relayer = message.tags.first(where: { $0.key == "draft/relaymsg" || $0.key == "relaymsg" })?.value,
+                network.fold(relayer) == network.fold(network.nick ?? "")
+            {
+                // The echo of a line we relayed: it went out; it is not news for the room.
+                let name = network.configuration.name
+                if let index = relaymsgPending[name]?.firstIndex(where: { $0.text == message.parameters.last && network.fold($0.channel) == network.fold(message.parameters[0]) }) {
+                    relaymsgPending[name]?.removeSubrange(...index)
+                }
+                return
+            }
             guard !fromSelf && !fromPuppet, message.parameters.count >= 2 else { return }
             let target = network.fold(message.parameters[0])
             guard network.members[target] != nil else { return }  // private messages come later

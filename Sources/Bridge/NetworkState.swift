@@ -18,8 +18,12 @@ struct NetworkState {
     var nick: String?
     /// What the server said in RPL_ISUPPORT (casemapping, NICKLEN, PREFIX...).
     var isupport = ISupport()
-    /// IRCv3 capabilities enabled on the bridge connection.
+    /// IRCv3 capabilities enabled on the bridge connection, and their values.
     var capabilities: Set<String> = []
+    var capabilityValues: [String: String] = [:]
+    /// The server answered a RELAYMSG with FAIL (no privileges, say): relayed lines go as
+    /// `<nick> text` until the bridge connects again.
+    var relaymsgRefused = false
     /// Channels (folded) the bridge connection is in.
     var joined: Set<String> = []
     /// IRC users (folded nicks) per channel (folded); never the bridge or its puppets.
@@ -47,6 +51,15 @@ struct NetworkState {
     }
 
     func fold(_ s: String) -> String { isupport.caseMapping.fold(s) }
+
+    /// draft/relaymsg (ircv3 proposal, Ergo): the bridge's own connection sends relayed
+    /// users' lines under their own nick (`alice/xmpp`) rather than as `<alice> text`. Only
+    /// with echo-message, whose echo says the line went out.
+    var relaymsgSeparator: String? {
+        guard !relaymsgRefused, capabilities.contains("draft/relaymsg"), capabilities.contains("echo-message") else { return nil }
+        let value = capabilityValues["draft/relaymsg"] ?? ""
+        return value.first.map(String.init) ?? "/"
+    }
 
     /// Admission (`puppet_connections_per_second`): when a puppet that may not connect before
     /// `earliest` gets its turn, as a wait from now; the next turn moves on by one slot.

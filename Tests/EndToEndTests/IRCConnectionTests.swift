@@ -218,9 +218,10 @@ struct IRCConnectionTests {
         #expect(lines.map { $0.params.last ?? "" }.dropFirst(2).joined() == long, "the pieces join back to the line")
         #expect(raw.last == "BATCH -\(reference)")
         // Without its tags (their own 8,191-byte budget), each line relayed with the puppet's
-        // prefix (":xena!xmpp@" and a host of up to 63 bytes) fits 512 bytes with CR LF.
+        // prefix (":xena!~x1a2b3c4d@", a ten-byte user, and a host of up to 63 bytes) fits 512
+        // bytes with CR LF.
         let untagged = raw.map { $0.hasPrefix("@") ? String($0.split(separator: " ", maxSplits: 1)[1]) : $0 }
-        #expect(untagged.allSatisfy { ":xena!xmpp@".utf8.count + 63 + 1 + $0.utf8.count + 2 <= 512 }, "\(untagged.map(\.utf8.count))")
+        #expect(untagged.allSatisfy { ":xena!~x1a2b3c4d@".utf8.count + 63 + 1 + $0.utf8.count + 2 <= 512 }, "\(untagged.map(\.utf8.count))")
     }
 
     @Test("bind_address with a prefix: each puppet connects from its own stable address, so ngircd's stock limit of 5 per address refuses nobody")
@@ -245,7 +246,7 @@ struct IRCConnectionTests {
         for user in users {
             try agent.xmppUserJoins(user, prosody: servers.prosody, room: room, nick: user)
             let join = try agent.waitFor("the puppet \(user) joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == user }
-            // ":bnd1!~xmpp@127.77.x.y JOIN :#bind1"
+            // ":bnd1!~x1a2b3c4d@127.77.x.y JOIN :#bind1"
             hosts[user] = join.raw?.split(separator: " ").first?.split(separator: "@").last.map(String.init)
         }
         #expect(Set(hosts.values).count == users.count, "one address each: \(hosts)")
@@ -258,6 +259,53 @@ struct IRCConnectionTests {
                 + [On.ircPrivmsg(to: "carol", from: "bnd6", channel: "#bind1", text: "the sixth puppet speaks for itself")],
             since: mark)
         #expect(bridge.logLines(containing: "refused a puppet connection").isEmpty)
+    }
+
+    @Test(
+        "draft/relaymsg (scripted IRC peer: no Debian IRC server offers it): a refused puppet's lines go under its own nick; a FAIL sends that line as <nick> text, once",
+        arguments: ["echo", "fail"])
+    func relaymsgScriptedPeer(answer: String) throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "relaymsg")
+        defer { Lab.removeUnlessKept(directory) }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        // One connection only: the bridge's own. Every puppet is refused ("too many
+        // connections"), so its occupant is relayed through the bridge's connection.
+        agent.send([
+            "cmd": "scripted_irc_server", "user": "rl", "names": ["carol"], "connections": 1, "relaymsg": answer,
+            "caps": "echo-message message-tags draft/relaymsg=/ server-time",
+        ])
+        let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
+        let bridge = try ShadowbridgeProcess(
+            directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
+            mappings: ["scripted.toml": ShadowbridgeProcess.mapping(network: "scripted", ircPort: port, channels: [("#rl", "rl1")])])
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("IRC capabilities", "draft/relaymsg")
+        try bridge.waitForLog("link federated", "shadow=#rl%scripted@")
+        let room = "rl1@\(LabServers.masterDomain)"
+        try agent.xmppUserJoins("rlx", prosody: servers.prosody, room: room, nick: "xena")
+        try agent.waitFor("the puppet is refused", timeout: 20) { $0.kind == "scripted_irc_refused" }
+        try bridge.waitForLog("refused a puppet connection")
+
+        func sent(since mark: Int) -> [String] {
+            agent.events(since: mark).filter { $0.kind == "scripted_irc_received" && $0.nick == "sbridge" && ["RELAYMSG", "PRIVMSG"].contains($0.command ?? "") }
+                .compactMap(\.raw)
+        }
+        var mark = agent.mark
+        agent.send(["cmd": "xmpp_say", "user": "rlx", "room": room, "body": "hello from xmpp"])
+        // The room's own copy reaches the sender once; nothing comes back from IRC.
+        try agent.expectExactlyOnce([On.xmppMessage(to: "rlx", from: "\(room)/xena", body: "hello from xmpp")], since: mark)
+        if answer == "echo" {
+            #expect(sent(since: mark) == ["RELAYMSG #rl xena/xmpp :hello from xmpp"])
+        } else {
+            #expect(sent(since: mark) == ["RELAYMSG #rl xena/xmpp :hello from xmpp", "PRIVMSG #rl :<xena> hello from xmpp"])
+            try bridge.waitForLog("refuses RELAYMSG")
+        }
+        mark = agent.mark
+        agent.send(["cmd": "xmpp_say", "user": "rlx", "room": room, "body": "/me waves"])
+        try agent.expectExactlyOnce([On.xmppMessage(to: "rlx", from: "\(room)/xena", body: "/me waves")], since: mark)
+        #expect(sent(since: mark) == [answer == "echo" ? "RELAYMSG #rl xena/xmpp :\u{1}ACTION waves\u{1}" : "PRIVMSG #rl :* xena waves"])
     }
 
     /// The prefix of the JOIN `watcher` saw for `nick`: (user, host).

@@ -131,11 +131,13 @@ class ScriptedIRCServer:
     client, echoes JOINs with a NAMES reply, and sends whatever raw bytes the test asks to
     the clients in a channel. For inputs a real IRC server never sends (over-long lines)."""
 
-    def __init__(self, name, names, caps=""):
+    def __init__(self, name, names, caps="", connections=0, relaymsg="echo"):
         self.name = name
         self.names = names  # extra nicks listed in every channel
         self.caps = caps    # what CAP LS offers (empty: CAP is an unknown command)
         self.clients = {}   # writer -> {"nick":..., "channels": set()}
+        self.connections = connections  # more open connections than this are refused (0: any)
+        self.relaymsg = relaymsg  # RELAYMSG: "echo" it as the relayed PRIVMSG, or "fail"
 
     async def start(self):
         server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
@@ -143,6 +145,12 @@ class ScriptedIRCServer:
 
     async def serve(self, reader, writer):
         state = {"nick": None, "channels": set(), "cap": False}
+        if self.connections and len(self.clients) >= self.connections:
+            emit(self.name, "scripted_irc_refused", count=len(self.clients))
+            writer.write(b"ERROR :Closing Link: Too many connections from your host\r\n")
+            await writer.drain()
+            writer.close()
+            return
         self.clients[writer] = state
         emit(self.name, "scripted_irc_connected", count=len(self.clients))
         try:
@@ -174,6 +182,14 @@ class ScriptedIRCServer:
                         writer.write(f":{state['nick']}!u@h JOIN {channel}\r\n"
                                      f":scripted.test 353 {state['nick']} = {channel} :{names}\r\n"
                                      f":scripted.test 366 {state['nick']} {channel} :End\r\n".encode())
+                elif command == "RELAYMSG" and len(params) >= 3:
+                    if self.relaymsg == "fail":
+                        writer.write(f":scripted.test FAIL RELAYMSG PRIVS_NEEDED {params[0]} :You need channel operator privileges\r\n".encode())
+                    else:
+                        line = f"@draft/relaymsg={state['nick']} :{params[1]}!relay@scripted.test PRIVMSG {params[0]} :{params[2]}\r\n".encode()
+                        for other, other_state in list(self.clients.items()):
+                            if params[0].lower() in other_state["channels"]:
+                                other.write(line)
                 elif command == "PING":
                     writer.write(f":scripted.test PONG scripted.test :{params[-1] if params else ''}\r\n".encode())
                 elif command == "QUIT":
@@ -317,7 +333,7 @@ async def main():
                 data = bytes.fromhex(cmd["hex"]) if "hex" in cmd else cmd["line"].encode("utf-8")
                 users[name].send_raw(data)
             elif op == "scripted_irc_server":
-                server = ScriptedIRCServer(name, cmd.get("names", []), cmd.get("caps", ""))
+                server = ScriptedIRCServer(name, cmd.get("names", []), cmd.get("caps", ""), cmd.get("connections", 0), cmd.get("relaymsg", "echo"))
                 users[name] = server
                 emit(name, "scripted_irc_listening", port=await server.start())
             elif op == "scripted_irc_send":
