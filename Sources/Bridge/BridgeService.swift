@@ -364,6 +364,11 @@ public actor BridgeService {
             for nick in names where !nick.isEmpty {
                 ircUserJoined(nick, channel: channel, network: &network)
             }
+            // The users are back in the room; now what they said while the bridge was away.
+            if let request = network.catchUpRequest(channel: channel, name: message.parameters[1]) {
+                logger.info("IRC catch-up: asking for the lines said while the bridge was away", metadata: ["network": "\(network.configuration.name)", "channel": "\(channel)"])
+                network.connection?.send(request)
+            }
         case "JOIN":
             guard let channel = message.parameters.first.map(network.fold) else { return }
             if fromSelf {
@@ -439,6 +444,11 @@ public actor BridgeService {
         case "FAIL" where message.parameters.first?.uppercased() == "RELAYMSG":
             relaymsgFailed(message, network: &network)
         case "PRIVMSG", "NOTICE":
+            if message.parameters.count >= 2, network.isupport.isChannel(message.parameters[0]),
+                !network.noteSeen(message, channel: network.fold(message.parameters[0]))
+            {
+                return  // history repeating a line already relayed
+            }
             if let relayer = message.tags.first(where: { $0.key == "draft/relaymsg" || $0.key == "relaymsg" })?.value,
                 network.fold(relayer) == network.fold(network.nick ?? "")
             {

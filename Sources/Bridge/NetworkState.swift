@@ -21,6 +21,12 @@ struct NetworkState {
     /// IRCv3 capabilities enabled on the bridge connection, and their values.
     var capabilities: Set<String> = []
     var capabilityValues: [String: String] = [:]
+    /// The newest channel line the bridge's connection saw, per channel (folded): where a
+    /// CHATHISTORY catch-up starts after a reconnection.
+    var lastSeen: [String: (msgid: String?, time: String?)] = [:]
+    /// Message ids of recent channel lines, per channel (folded), so a line that history
+    /// repeats is not relayed twice.
+    var recentMessageIDs: [String: [String]] = [:]
     /// The server answered a RELAYMSG with FAIL (no privileges, say): relayed lines go as
     /// `<nick> text` until the bridge connects again.
     var relaymsgRefused = false
@@ -51,6 +57,28 @@ struct NetworkState {
     }
 
     func fold(_ s: String) -> String { isupport.caseMapping.fold(s) }
+
+    /// Notes a channel line the bridge's connection received; false when its msgid was seen
+    /// already (a CHATHISTORY answer overlapping what arrived live).
+    mutating func noteSeen(_ message: IRCMessage, channel: String) -> Bool {
+        let msgid = message.tag("msgid")
+        if let msgid {
+            if recentMessageIDs[channel]?.contains(msgid) == true { return false }
+            recentMessageIDs[channel, default: []].append(msgid)
+            if recentMessageIDs[channel]!.count > 256 { recentMessageIDs[channel]!.removeFirst(64) }
+        }
+        if msgid != nil || message.tag("time") != nil { lastSeen[channel] = (msgid, message.tag("time")) }
+        return true
+    }
+
+    /// draft/chathistory (ircv3, Ergo): after a reconnection the bridge asks for the channel
+    /// lines said since the last one it saw, so lines said while it was away still reach the
+    /// room. Nothing on the first join of this process: it has no place to start from.
+    func catchUpRequest(channel: String, name: String) -> IRCMessage? {
+        guard capabilities.isSuperset(of: ["draft/chathistory", "batch", "server-time"]), let seen = lastSeen[fold(channel)] else { return nil }
+        let reference = seen.msgid.map { "msgid=\($0)" } ?? seen.time.map { "timestamp=\($0)" }
+        return reference.map { IRCMessage(command: "CHATHISTORY", "AFTER", name, $0, "100") }
+    }
 
     /// draft/relaymsg (ircv3 proposal, Ergo): the bridge's own connection sends relayed
     /// users' lines under their own nick (`alice/xmpp`) rather than as `<alice> text`. Only

@@ -308,6 +308,54 @@ struct IRCConnectionTests {
         #expect(sent(since: mark) == [answer == "echo" ? "RELAYMSG #rl xena/xmpp :\u{1}ACTION waves\u{1}" : "PRIVMSG #rl :* xena waves"])
     }
 
+    @Test("draft/chathistory (scripted IRC peer: no Debian IRC server offers it): after a reconnection, the lines said while the bridge was away reach the room once each")
+    func chathistoryScriptedPeer() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "chathistory")
+        defer { Lab.removeUnlessKept(directory) }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        agent.send(["cmd": "scripted_irc_server", "user": "ch", "names": ["carol"], "caps": "batch message-tags server-time draft/chathistory"])
+        let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
+        let bridge = try ShadowbridgeProcess(
+            directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
+            mappings: ["scripted.toml": ShadowbridgeProcess.mapping(network: "scripted", ircPort: port, channels: [("#ch", "ch1")])])
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("link federated", "shadow=#ch%scripted@")
+        let room = "ch1@\(LabServers.masterDomain)"
+        try agent.xmppUserJoins("chx", prosody: servers.prosody, room: room, nick: "xena")
+        Thread.sleep(forTimeInterval: 0.5)
+
+        let before = "@time=2026-11-25T10:00:00.000Z;msgid=m1 :carol!u@h PRIVMSG #ch :before the outage"
+        var mark = agent.mark
+        agent.send(["cmd": "scripted_irc_send", "user": "ch", "channel": "#ch", "hex": Data((before + "\r\n").utf8).map { String(format: "%02x", $0) }.joined()])
+        try agent.expectExactlyOnce([On.xmppMessage(to: "chx", from: "\(room)/carol", body: "before the outage")], since: mark)
+
+        // The server's history: the line the bridge saw (it must not come twice) and two it missed.
+        agent.send([
+            "cmd": "scripted_irc_history", "user": "ch",
+            "lines": [
+                before,
+                "@time=2026-11-25T10:00:05.000Z;msgid=m2 :carol!u@h PRIVMSG #ch :said while the bridge was away",
+                "@time=2026-11-25T10:00:06.000Z;msgid=m3 :carol!u@h PRIVMSG #ch :\u{1}ACTION waits\u{1}",
+            ],
+        ])
+        mark = agent.mark
+        agent.send(["cmd": "scripted_irc_drop", "user": "ch"])
+        try agent.waitFor("the catch-up request", since: mark, timeout: 30) { $0.kind == "scripted_irc_received" && $0.command == "CHATHISTORY" }
+        let request = agent.events(since: mark).first { $0.kind == "scripted_irc_received" && $0.command == "CHATHISTORY" }
+        #expect(request?.raw == "CHATHISTORY AFTER #ch msgid=m1 100")
+        // carol leaves with the bridge's connection and comes back once; the two missed lines
+        // arrive once each, the one seen before not again.
+        try agent.expectExactlyOnce(
+            [
+                On.xmppPresence(to: "chx", from: "\(room)/carol", unavailable: true),
+                On.xmppPresence(to: "chx", from: "\(room)/carol", unavailable: false),
+                On.xmppMessage(to: "chx", from: "\(room)/carol", body: "said while the bridge was away"),
+                On.xmppMessage(to: "chx", from: "\(room)/carol", body: "/me waits"),
+            ], since: mark, timeout: 30)
+    }
+
     /// The prefix of the JOIN `watcher` saw for `nick`: (user, host).
     private func joinPrefix(_ agent: LabAgent, watcher: String, nick: String) throws -> (user: String, host: String) {
         let join = try agent.waitFor("\(nick) joins", timeout: 20) { $0.user == watcher && $0.command == "JOIN" && $0.nick == nick }

@@ -138,6 +138,7 @@ class ScriptedIRCServer:
         self.clients = {}   # writer -> {"nick":..., "channels": set()}
         self.connections = connections  # more open connections than this are refused (0: any)
         self.relaymsg = relaymsg  # RELAYMSG: "echo" it as the relayed PRIVMSG, or "fail"
+        self.history = []   # raw tagged lines a CHATHISTORY request is answered with
 
     async def start(self):
         server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
@@ -190,6 +191,15 @@ class ScriptedIRCServer:
                         for other, other_state in list(self.clients.items()):
                             if params[0].lower() in other_state["channels"]:
                                 other.write(line)
+                elif command == "CHATHISTORY" and len(params) >= 2:
+                    # Answers every request with the whole scripted history, as one batch:
+                    # overlap with what the client saw live is its to drop.
+                    out = f":scripted.test BATCH +hist chathistory {params[1]}\r\n"
+                    for raw_line in self.history:
+                        tags, _, rest = raw_line[1:].partition(" ") if raw_line.startswith("@") else ("", "", raw_line)
+                        out += f"@batch=hist{';' + tags if tags else ''} {rest}\r\n"
+                    out += ":scripted.test BATCH -hist\r\n"
+                    writer.write(out.encode())
                 elif command == "PING":
                     writer.write(f":scripted.test PONG scripted.test :{params[-1] if params else ''}\r\n".encode())
                 elif command == "QUIT":
@@ -203,6 +213,11 @@ class ScriptedIRCServer:
         for writer, state in list(self.clients.items()):
             if channel.lower() in state["channels"]:
                 writer.write(data)
+
+    def drop(self):
+        """Closes every client connection, as a server restart would."""
+        for writer in list(self.clients):
+            writer.close()
 
 
 class ScriptedXMPPServer:
@@ -338,6 +353,10 @@ async def main():
                 emit(name, "scripted_irc_listening", port=await server.start())
             elif op == "scripted_irc_send":
                 users[name].send(cmd["channel"], bytes.fromhex(cmd["hex"]))
+            elif op == "scripted_irc_history":
+                users[name].history = cmd["lines"]
+            elif op == "scripted_irc_drop":
+                users[name].drop()
             elif op == "scripted_xmpp_server":
                 server = ScriptedXMPPServer(name)
                 users[name] = server
