@@ -52,6 +52,28 @@ struct IRCv3ServerTests {
         #expect(!r.agent.events(since: mark).contains { $0.user == "carol" && $0.command == "335" && $0.params.dropFirst().first == "xena" }, "puppets are people, not bots")
     }
 
+    @Test("A nick held by services: an XMPP user called NickServ gets another IRC nick, which never shows in the room as a nick change")
+    func servicesHeldNick() throws {
+        let servers = try LabServers.require()
+        let inspircd = try #require(servers.inspircd)
+        let r = try BridgedRoom(servers: servers, name: "v3held", ircUsers: ["carol"], xmppUsers: [], ircPort: inspircd.port)
+        defer { r.close() }
+        try r.agent.xmppUserJoins("v3h", prosody: servers.prosody, room: r.room, nick: "NickServ")
+        // Atheme's NickServ holds the nick: the puppet registers under an alternative.
+        let join = try r.agent.waitFor("the puppet joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick?.hasPrefix("NickServ") == true }
+        let ircNick = try #require(join.nick)
+        #expect(ircNick != "NickServ", "\(ircNick)")
+        Thread.sleep(forTimeInterval: 0.5)
+        let mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "v3h", "room": r.room, "body": "not the real NickServ"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "v3h", from: r.occupant("NickServ"), body: "not the real NickServ"),
+                On.ircPrivmsg(to: "carol", from: ircNick, channel: r.channel, text: "not the real NickServ"),
+            ], since: mark)
+        #expect(!r.agent.events(since: 0).contains { $0.user == "v3h" && $0.kind == "presence" && $0.codes.contains(303) }, "no nick change in the room")
+    }
+
     @Test("SASL PLAIN with a wrong password: a clear error, no JOIN, and the server is not tried again")
     func saslWrongPassword() throws {
         let servers = try LabServers.require()
