@@ -18,6 +18,7 @@ let package = Package(
             dependencies: [
                 .product(name: "IRCCore", package: parent), .product(name: "IRCNIO", package: parent), .product(name: "Lab", package: parent),
             ]),
+        .executableTarget(name: "GatewayBenchmark", dependencies: [.product(name: "Lab", package: parent)]),
     ],
     swiftLanguageModes: [.v6]
 )

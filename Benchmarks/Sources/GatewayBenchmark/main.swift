@@ -1,0 +1,255 @@
+// Issue 8: Shadowbridge and biboumi side by side, on the same Prosody and the same ngircd, in
+// one run. Each scenario runs against both gateways, alternating which goes first per round
+// so that machine drift cancels; the table gives medians, p99s and ratios (ours / biboumi),
+// and the JSON file every figure. Prosody's own MUC fanout to the same users is the ceiling.
+//
+//   bash Benchmarks/run gateways [rounds]
+//
+// The measuring clients are raw sockets (Benchmarks/gateway_clients.py, Debian's python3).
+import Foundation
+import Lab
+
+let arguments = CommandLine.arguments.dropFirst()
+let rounds = arguments.first.flatMap(Int.init) ?? 2
+let latencyMessages = 500
+let fanoutUsers = 50
+let fanoutMessages = 50
+
+let benchmarks = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let clients = benchmarks.appendingPathComponent("gateway_clients.py").path
+let shadowbridge = ProcessInfo.processInfo.environment["SHADOWBRIDGE_BINARY"]
+    ?? benchmarks.deletingLastPathComponent().appendingPathComponent(".build/release/shadowbridge").path
+
+let masterDomain = "rooms.xmpp.test"
+let bridgeDomain = "irc.xmpp.test"
+let biboumiDomain = "biboumi.xmpp.test"
+
+enum Gateway: String, CaseIterable {
+    case shadowbridge, biboumi
+}
+
+struct Setting {
+    var name: String
+    var key: String
+    /// biboumi records history; our master archives the room.
+    var history: Bool
+}
+
+let settings = [
+    Setting(name: "as each ships (biboumi history on, our archive on)", key: "on", history: true),
+    Setting(name: "history and archive off", key: "off", history: false),
+]
+
+func log(_ text: String) {
+    FileHandle.standardError.write(Data(("[gateways] " + text + "\n").utf8))
+}
+
+/// Runs one client scenario; its JSON result.
+func runClients(_ scenario: String, _ settings: [String: Any]) throws -> [String: Any] {
+    let json = String(decoding: try JSONSerialization.data(withJSONObject: settings), as: UTF8.self)
+    let output = try Lab.commandOutput("/usr/bin/python3", [clients, scenario, json])
+    guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+        let result = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+    else { throw LabError("\(scenario): no result from the clients: \(output)") }
+    return result
+}
+
+func rss(_ pid: Int32) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+    else { return 0 }
+    return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
+}
+
+let directory = try Lab.makeTemporaryDirectory(prefix: "gateways")
+log("lab in \(directory.path)")
+let prosody = try ProsodyServer.start(
+    in: directory.appendingPathComponent("prosody"),
+    components: [
+        .init(domain: masterDomain, secret: "master-secret"), .init(domain: bridgeDomain, secret: "bridge-secret"),
+        .init(domain: biboumiDomain, secret: "biboumi-secret"),
+    ])
+defer { prosody.stop() }
+let ngircd = try NgircdServer.start(in: directory.appendingPathComponent("ngircd"), options: .init(maxConnectionsIP: 0, liftPenalties: true))
+defer { ngircd.stop() }
+
+/// Channel names per setting, round and gateway: fresh rooms and channels for every run.
+func channel(_ scenario: String, _ setting: Setting, _ round: Int, _ gateway: Gateway) -> String {
+    "#\(scenario)\(setting.key)\(round)\(gateway == .shadowbridge ? "s" : "b")"
+}
+
+func startShadowbridge(_ setting: Setting, in dir: URL) throws -> ManagedProcess {
+    try FileManager.default.createDirectory(at: dir.appendingPathComponent("bridges"), withIntermediateDirectories: true)
+    var mapping = """
+        [network]
+        name = "bench"
+        servers = ["irc://127.0.0.1:\(ngircd.port)"]
+        nick = "sbridge"
+        # ngircd's penalties are lifted for this run, and biboumi's throttle is off: ours too.
+        flood_burst = 10000
+        flood_lines_per_second = 10000
+        puppet_connections_per_second = 1000
+
+        """
+    for round in 1...rounds {
+        for scenario in ["lat", "fan"] {
+            let name = channel(scenario, setting, round, .shadowbridge)
+            mapping += "\n[[channel]]\nirc = \"\(name)\"\nroom = \"\(name.dropFirst())@\(masterDomain)\"\n"
+        }
+    }
+    try mapping.write(to: dir.appendingPathComponent("bridges/bench.toml"), atomically: true, encoding: .utf8)
+    let config = """
+        [xmpp]
+        host = "127.0.0.1"
+        port = \(prosody.componentPort)
+
+        [master]
+        domain = "\(masterDomain)"
+        secret = "master-secret"
+        allowed_shadows = ["\(bridgeDomain)"]
+        database = "\(dir.path)/master.sqlite"
+        archive = \(setting.history)
+
+        [bridge]
+        domain = "\(bridgeDomain)"
+        secret = "bridge-secret"
+        mappings = "\(dir.appendingPathComponent("bridges").path)"
+
+        [log]
+        level = "warning"
+        """
+    try config.write(to: dir.appendingPathComponent("shadowbridge.toml"), atomically: true, encoding: .utf8)
+    let process = try ManagedProcess(
+        name: "shadowbridge", executable: shadowbridge, arguments: ["run", "--config", dir.appendingPathComponent("shadowbridge.toml").path],
+        directory: dir, logFile: dir.appendingPathComponent("shadowbridge.log"))
+    return process
+}
+
+func startBiboumi(in dir: URL) throws -> ManagedProcess {
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let config = """
+        hostname=\(biboumiDomain)
+        password=biboumi-secret
+        xmpp_server_ip=127.0.0.1
+        port=\(prosody.componentPort)
+        admin=admin@\(prosody.domain)
+        identd_port=0
+        db_name=\(dir.path)/biboumi.sqlite
+        policy_directory=\(dir.path)
+        log_file=\(dir.path)/biboumi.log
+        log_level=3
+        """
+    try config.write(to: dir.appendingPathComponent("biboumi.cfg"), atomically: true, encoding: .utf8)
+    return try ManagedProcess(
+        name: "biboumi", executable: try Lab.executable("biboumi", package: "biboumi"), arguments: [dir.appendingPathComponent("biboumi.cfg").path],
+        directory: dir, logFile: dir.appendingPathComponent("biboumi.stdout"))
+}
+
+/// Every figure of the run: setting key -> figure -> gateway -> samples (one per round).
+var figures: [String: [String: [String: [Double]]]] = [:]
+var raw: [[String: Any]] = []
+
+func record(_ setting: Setting, _ figure: String, _ who: String, _ value: Double?) {
+    guard let value else { return }
+    figures[setting.key, default: [:]][figure, default: [:]][who, default: []].append(value)
+}
+
+func number(_ any: Any?) -> Double? {
+    (any as? NSNumber)?.doubleValue
+}
+
+for setting in settings {
+    log("setting: \(setting.name)")
+    let ours = try startShadowbridge(setting, in: directory.appendingPathComponent("shadowbridge-\(setting.key)"))
+    let biboumi = try startBiboumi(in: directory.appendingPathComponent("biboumi-\(setting.key)"))
+    Thread.sleep(forTimeInterval: 4)
+    guard ours.isRunning, biboumi.isRunning else { throw LabError("a gateway did not start; see \(directory.path)") }
+    let idle = [Gateway.shadowbridge: rss(ours.pid), .biboumi: rss(biboumi.pid)]
+    record(setting, "RSS idle, MiB", Gateway.shadowbridge.rawValue, Double(idle[.shadowbridge]!) / 1024)
+    record(setting, "RSS idle, MiB", Gateway.biboumi.rawValue, Double(idle[.biboumi]!) / 1024)
+
+    for round in 1...rounds {
+        let order: [Gateway] = round % 2 == 1 ? [.shadowbridge, .biboumi] : [.biboumi, .shadowbridge]
+        for gateway in order {
+            let pid = gateway == .shadowbridge ? ours.pid : biboumi.pid
+            func room(_ channel: String) -> String {
+                gateway == .shadowbridge ? "\(channel.dropFirst())@\(masterDomain)" : "\(channel)%127.0.0.1@\(biboumiDomain)"
+            }
+            var common: [String: Any] = [
+                "c2s_port": prosody.c2sPort, "domain": prosody.domain, "irc_port": ngircd.port, "history": setting.history, "pid": Int(pid),
+            ]
+            if gateway == .biboumi { common["biboumi_db"] = directory.appendingPathComponent("biboumi-\(setting.key)/biboumi.sqlite").path }
+            let tag = "\(setting.key)\(round)\(gateway == .shadowbridge ? "s" : "b")"
+
+            let lat = channel("lat", setting, round, gateway)
+            log("round \(round), \(gateway.rawValue): latency, \(latencyMessages) each way")
+            var latencySettings = common
+            latencySettings.merge(
+                ["room": room(lat), "channel": lat, "count": latencyMessages, "user": "lat\(tag)", "xmpp_nick": "xl\(tag)", "irc_nick": "il\(tag)"]) { $1 }
+            let latency = try runClients("latency", latencySettings)
+            raw.append(["setting": setting.key, "round": round, "gateway": gateway.rawValue, "scenario": "latency", "result": latency])
+            for (key, figure) in [("irc_to_xmpp", "IRC -> XMPP"), ("xmpp_to_irc", "XMPP -> IRC")] {
+                let summary = latency[key] as? [String: Any]
+                record(setting, "latency \(figure) p50, ms", gateway.rawValue, number(summary?["p50"]))
+                record(setting, "latency \(figure) p99, ms", gateway.rawValue, number(summary?["p99"]))
+            }
+
+            let fan = channel("fan", setting, round, gateway)
+            log("round \(round), \(gateway.rawValue): fanout to \(fanoutUsers) XMPP users")
+            var fanoutSettings = common
+            fanoutSettings.merge(
+                ["room": room(fan), "channel": fan, "count": fanoutMessages, "users": fanoutUsers, "user": "f\(tag)x", "irc_nick": "if\(tag)"]) { $1 }
+            let fanout = try runClients("fanout", fanoutSettings)
+            raw.append(["setting": setting.key, "round": round, "gateway": gateway.rawValue, "scenario": "fanout", "result": fanout])
+            let toLast = fanout["to_last"] as? [String: Any]
+            record(setting, "fanout to \(fanoutUsers), last recipient p50, ms", gateway.rawValue, number(toLast?["p50"]))
+            record(setting, "fanout to \(fanoutUsers), last recipient p99, ms", gateway.rawValue, number(toLast?["p99"]))
+            record(setting, "\(fanoutUsers) joins, all self-presences, ms", gateway.rawValue, number(fanout["join_xmpp_ms"]))
+            record(setting, "\(fanoutUsers) joins, all visible on IRC, ms", gateway.rawValue, number(fanout["join_irc_ms"]))
+            if let before = number(fanout["rss_idle_kib"]), let after = number(fanout["rss_with_users_kib"]) {
+                record(setting, "RSS per occupant (\(fanoutUsers) joined), KiB", gateway.rawValue, (after - before) / Double(fanoutUsers))
+            }
+        }
+        // The ceiling: Prosody's own MUC, one XMPP sender to the same number of XMPP users.
+        log("round \(round), Prosody MUC: fanout to \(fanoutUsers) XMPP users")
+        let ceiling = try runClients(
+            "fanout",
+            [
+                "c2s_port": prosody.c2sPort, "domain": prosody.domain, "room": "fan\(setting.key)\(round)@\(prosody.mucDomain)", "count": fanoutMessages,
+                "users": fanoutUsers, "user": "f\(setting.key)\(round)p", "xmpp_sender": true,
+            ])
+        raw.append(["setting": setting.key, "round": round, "gateway": "prosody-muc", "scenario": "fanout", "result": ceiling])
+        let toLast = ceiling["to_last"] as? [String: Any]
+        record(setting, "fanout to \(fanoutUsers), last recipient p50, ms", "prosody", number(toLast?["p50"]))
+        record(setting, "fanout to \(fanoutUsers), last recipient p99, ms", "prosody", number(toLast?["p99"]))
+    }
+    ours.stop()
+    biboumi.stop()
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+func format(_ value: Double) -> String {
+    value.isNaN ? "-" : String(format: value >= 100 ? "%.0f" : value >= 10 ? "%.1f" : "%.2f", value)
+}
+
+var table = ""
+for setting in settings {
+    table += "\n### \(setting.name)\n\n| figure (median of \(rounds) rounds) | Shadowbridge | biboumi | ours / biboumi | Prosody MUC |\n|---|---|---|---|---|\n"
+    for (figure, byGateway) in (figures[setting.key] ?? [:]).sorted(by: { $0.key < $1.key }) {
+        let ours = median(byGateway["shadowbridge"] ?? [])
+        let theirs = median(byGateway["biboumi"] ?? [])
+        let prosodyFigure = median(byGateway["prosody"] ?? [])
+        table += "| \(figure) | \(format(ours)) | \(format(theirs)) | \(format(ours / theirs)) | \(format(prosodyFigure)) |\n"
+    }
+}
+print(table)
+let output = directory.deletingLastPathComponent().appendingPathComponent("gateways-\(Int(Date().timeIntervalSince1970)).json")
+let document: [String: Any] = ["rounds": rounds, "latency_messages": latencyMessages, "fanout_users": fanoutUsers, "fanout_messages": fanoutMessages, "runs": raw]
+try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]).write(to: output)
+print("every figure: \(output.path)")
+Lab.removeUnlessKept(directory)

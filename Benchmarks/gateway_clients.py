@@ -1,0 +1,328 @@
+#!/usr/bin/python3
+"""The measuring clients of the gateway benchmark (issue 8), run by GatewayBenchmark once per
+scenario and gateway. XMPP users are raw c2s sockets (in-band registration, SASL PLAIN, bind),
+IRC users raw IRC sockets, so neither client library's parsing is what gets measured. Every
+wait is bounded; the result is one JSON object on stdout.
+
+  gateway_clients.py latency  SETTINGS_JSON
+  gateway_clients.py fanout   SETTINGS_JSON
+
+SETTINGS_JSON names the servers (c2s port, domain, IRC port), the room address the XMPP users
+join, the IRC channel, the counts, and optionally a biboumi database to write each user's
+options into and a gateway PID whose RSS is read before and after the joins.
+"""
+import asyncio
+import base64
+import json
+import sqlite3
+import statistics
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+STREAM = "http://etherx.jabber.org/streams"
+CLIENT = "jabber:client"
+MUC = "http://jabber.org/protocol/muc"
+MUC_USER = "http://jabber.org/protocol/muc#user"
+TIMEOUT = 30
+
+
+def now_ms():
+    return time.perf_counter() * 1000
+
+
+def rss_kib(pid):
+    if not pid:
+        return None
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+class XMPPClient:
+    """A minimal XMPP client: enough to register, log in, join a room and exchange
+    groupchat messages. Stanzas go to `on_stanza` as ElementTree elements."""
+
+    def __init__(self, host, port, domain, user, password="bench-password"):
+        self.host, self.port, self.domain, self.user, self.password = host, port, domain, user, password
+        self.jid = f"{user}@{domain}"
+        self.queue = asyncio.Queue()
+        self.on_stanza = None
+
+    async def _open(self):
+        self.writer.write(f"<?xml version='1.0'?><stream:stream to='{self.domain}' xmlns='{CLIENT}' "
+                          f"xmlns:stream='{STREAM}' version='1.0'>".encode())
+        self.parser = ET.XMLPullParser(events=("start", "end"))
+        self.depth = 0
+        return await self._next()  # stream:features
+
+    async def _pump(self):
+        while True:
+            data = await self.reader.read(65536)
+            if not data:
+                await self.queue.put(None)
+                return
+            self.parser.feed(data)
+            for event, element in self.parser.read_events():
+                if event == "start":
+                    self.depth += 1
+                else:
+                    self.depth -= 1
+                    if self.depth == 1:
+                        if self.on_stanza:
+                            self.on_stanza(element)
+                        else:
+                            await self.queue.put(element)
+
+    async def _next(self):
+        while True:
+            # Read until one top-level element is complete (during setup only).
+            if not self.queue.empty():
+                return self.queue.get_nowait()
+            data = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
+            if not data:
+                raise RuntimeError(f"{self.user}: stream closed during setup")
+            self.parser.feed(data)
+            for event, element in self.parser.read_events():
+                if event == "start":
+                    self.depth += 1
+                else:
+                    self.depth -= 1
+                    if self.depth == 1:
+                        self.queue.put_nowait(element)
+
+    async def connect(self):
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        await self._open()
+        # In-band registration (XEP-0077); "conflict" when the account exists is fine.
+        self.writer.write(f"<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>{self.user}</username>"
+                          f"<password>{self.password}</password></query></iq>".encode())
+        await self._next()
+        token = base64.b64encode(f"\0{self.user}\0{self.password}".encode()).decode()
+        self.writer.write(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>".encode())
+        answer = await self._next()
+        if not answer.tag.endswith("success"):
+            raise RuntimeError(f"{self.user}: SASL failed: {ET.tostring(answer)[:200]}")
+        await self._open()
+        self.writer.write(f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>bench</resource></bind></iq>".encode())
+        await self._next()
+        self.full_jid = f"{self.jid}/bench"
+        asyncio.get_running_loop().create_task(self._pump())
+
+    def send(self, text):
+        self.writer.write(text.encode())
+
+    async def join(self, room, nick):
+        """Joins and waits for the self-presence (status 110)."""
+        self.send(f"<presence to='{room}/{nick}'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>")
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            stanza = await asyncio.wait_for(self.queue.get(), TIMEOUT)
+            if stanza is None:
+                raise RuntimeError(f"{self.user}: stream closed while joining")
+            if stanza.tag == f"{{{CLIENT}}}presence":
+                if stanza.get("type") == "error":
+                    raise RuntimeError(f"{self.user}: join refused: {ET.tostring(stanza)[:300]}")
+                codes = [s.get("code") for s in stanza.iter(f"{{{MUC_USER}}}status")]
+                if "110" in codes:
+                    return
+        raise RuntimeError(f"{self.user}: no self-presence from {room}")
+
+    def say(self, room, body):
+        self.send(f"<message to='{room}' type='groupchat'><body>{body}</body></message>")
+
+
+class IRCClient:
+    def __init__(self, port, nick):
+        self.port, self.nick = port, nick
+        self.lines = asyncio.Queue()
+        self.on_line = None
+
+    async def connect(self, channel):
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.send(f"NICK {self.nick}")
+        self.send(f"USER {self.nick} 0 * :{self.nick}")
+        self.send(f"JOIN {channel}")
+        asyncio.get_running_loop().create_task(self._pump())
+        await self.wait(lambda l: f" 366 {self.nick} " in l, "end of NAMES")
+
+    async def _pump(self):
+        while True:
+            line = await self.reader.readline()
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            if text.startswith("PING"):
+                self.send("PONG" + text[4:])
+                continue
+            if self.on_line:
+                self.on_line(text)
+            else:
+                await self.lines.put(text)
+
+    def send(self, text):
+        self.writer.write((text + "\r\n").encode())
+
+    async def wait(self, match, what, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"{self.nick}: timed out waiting for {what}")
+            line = await asyncio.wait_for(self.lines.get(), left)
+            if match(line):
+                return line
+
+
+def biboumi_options(settings, users):
+    """Per-user options in biboumi's database, before the users join: the IRC port (plain),
+    no throttle, and history recording as the scenario says."""
+    path = settings.get("biboumi_db")
+    if not path:
+        return
+    db = sqlite3.connect(path, timeout=10)
+    for user in users:
+        owner = f"{user}@{settings['domain']}"
+        db.execute("DELETE FROM ircserveroptions_ WHERE owner_ = ?", (owner,))
+        db.execute("INSERT INTO ircserveroptions_ (owner_, server_, pass_, tlsports_, ports_, username_, realname_, verifycert_,"
+                   " trustedfingerprint_, encodingout_, encodingin_, maxhistorylength_, address_, nick_, saslpassword_, throttlelimit_)"
+                   " VALUES (?, '127.0.0.1', '', '', ?, '', '', 1, '', '', '', 0, '', '', '', -1)",
+                   (owner, str(settings["irc_port"])))
+        db.execute("DELETE FROM globaloptions_ WHERE owner_ = ?", (owner,))
+        db.execute("INSERT INTO globaloptions_ (owner_, maxhistorylength_, recordhistory_, persistent_) VALUES (?, 0, ?, 0)",
+                   (owner, 1 if settings.get("history", True) else 0))
+    db.commit()
+    db.close()
+
+
+def summary(samples):
+    ordered = sorted(samples)
+    return {
+        "n": len(ordered),
+        "p50": statistics.median(ordered),
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+    }
+
+
+async def latency(settings):
+    """One message in flight, `count` each way: IRC -> XMPP client, then XMPP client -> IRC."""
+    count = settings["count"]
+    user = settings["user"]
+    biboumi_options(settings, [user])
+    irc = IRCClient(settings["irc_port"], settings["irc_nick"])
+    await irc.connect(settings["channel"])
+    xmpp = XMPPClient("127.0.0.1", settings["c2s_port"], settings["domain"], user)
+    await xmpp.connect()
+    room = settings["room"]
+    await xmpp.join(room, settings["xmpp_nick"])
+    await irc.wait(lambda l: " JOIN " in l and l[1:].startswith(settings["xmpp_nick"] + "!"), "the XMPP user's JOIN")
+    await asyncio.sleep(0.5)
+
+    got = asyncio.Queue()
+
+    def on_stanza(stanza):
+        if stanza.tag == f"{{{CLIENT}}}message" and stanza.get("type") == "groupchat":
+            body = stanza.findtext(f"{{{CLIENT}}}body") or ""
+            if body.startswith("ix "):
+                got.put_nowait(body)
+    xmpp.on_stanza = on_stanza
+    results = {"irc_to_xmpp": [], "xmpp_to_irc": []}
+    warmup = 20
+    for i in range(count + warmup):
+        start = now_ms()
+        irc.send(f"PRIVMSG {settings['channel']} :ix {i}")
+        while True:
+            body = await asyncio.wait_for(got.get(), TIMEOUT)
+            if body == f"ix {i}":
+                break
+        if i >= warmup:
+            results["irc_to_xmpp"].append(now_ms() - start)
+    for i in range(count + warmup):
+        start = now_ms()
+        xmpp.say(room, f"xi {i}")
+        await irc.wait(lambda l: l.endswith(f" :xi {i}") and " PRIVMSG " in l, f"xi {i}")
+        if i >= warmup:
+            results["xmpp_to_irc"].append(now_ms() - start)
+    return {key: summary(value) for key, value in results.items()}
+
+
+async def fanout(settings):
+    """`users` XMPP users in the room; `count` lines from one sender, one at a time; the time
+    until the last XMPP user has each. The sender is an IRC user, or an XMPP user for
+    Prosody's own MUC (the ceiling)."""
+    n = settings["users"]
+    count = settings["count"]
+    prefix = settings["user"]
+    names = [f"{prefix}{k}" for k in range(n)]
+    biboumi_options(settings, names)
+    rss_idle = rss_kib(settings.get("pid"))
+    irc = None
+    if settings.get("irc_port") and not settings.get("xmpp_sender"):
+        irc = IRCClient(settings["irc_port"], settings["irc_nick"])
+        await irc.connect(settings["channel"])
+    clients = [XMPPClient("127.0.0.1", settings["c2s_port"], settings["domain"], name) for name in names]
+    await asyncio.gather(*(c.connect() for c in clients))
+    room = settings["room"]
+    join_start = now_ms()
+    await asyncio.gather(*(c.join(room, c.user) for c in clients))
+    joined_xmpp = now_ms() - join_start
+    joined_irc = None
+    if irc:
+        seen = set()
+        while len(seen) < n:
+            line = await irc.wait(lambda l: " JOIN " in l, "the XMPP users' JOINs")
+            nick = line[1:].split("!")[0]
+            if nick in names:
+                seen.add(nick)
+        joined_irc = now_ms() - join_start
+    await asyncio.sleep(1)
+    rss_full = rss_kib(settings.get("pid"))
+
+    sender = None
+    if settings.get("xmpp_sender"):
+        sender = XMPPClient("127.0.0.1", settings["c2s_port"], settings["domain"], prefix + "sender")
+        await sender.connect()
+        await sender.join(room, "sender")
+    waiting = {}
+    done = asyncio.Event()
+
+    def receiver(stanza):
+        if stanza.tag == f"{{{CLIENT}}}message" and stanza.get("type") == "groupchat":
+            body = stanza.findtext(f"{{{CLIENT}}}body") or ""
+            if body == waiting.get("body"):
+                waiting["left"] -= 1
+                if waiting["left"] == 0:
+                    done.set()
+    for c in clients:
+        c.on_stanza = receiver
+    samples = []
+    for i in range(count + 5):
+        done.clear()
+        waiting.update(body=f"fan {i}", left=n)
+        start = now_ms()
+        if sender:
+            sender.say(room, f"fan {i}")
+        else:
+            irc.send(f"PRIVMSG {settings['channel']} :fan {i}")
+        await asyncio.wait_for(done.wait(), TIMEOUT)
+        if i >= 5:
+            samples.append(now_ms() - start)
+    return {
+        "to_last": summary(samples),
+        "join_xmpp_ms": joined_xmpp,
+        "join_irc_ms": joined_irc,
+        "rss_idle_kib": rss_idle,
+        "rss_with_users_kib": rss_full,
+    }
+
+
+def main():
+    scenario, settings = sys.argv[1], json.loads(sys.argv[2])
+    result = asyncio.run(asyncio.wait_for({"latency": latency, "fanout": fanout}[scenario](settings), 600))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
