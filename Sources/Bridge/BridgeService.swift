@@ -441,6 +441,14 @@ public actor BridgeService {
             let channel = network.fold(message.parameters[0])
             let topic = XMLEscaping.xmlSafe(message.parameters[1])
             withShadow(network: network.configuration.name, channel: channel) { $0.ircTopic(nick: sourceNick, topic: topic) }
+        case "AWAY":
+            // away-notify: AWAY with a message is away, without one is back.
+            guard !fromSelf && !fromPuppet else { return }
+            let key = network.fold(sourceNick)
+            let text = message.parameters.first.map { IRCFormatting(parsing: $0).plainText }
+            for channel in network.members.keys.sorted() where network.members[channel]!.contains(key) {
+                withShadow(network: network.configuration.name, channel: channel) { $0.ircAway(nick: sourceNick, message: text.map(XMLEscaping.xmlSafe)) }
+            }
         case "FAIL" where message.parameters.first?.uppercased() == "RELAYMSG":
             relaymsgFailed(message, network: &network)
         case "PRIVMSG", "NOTICE":

@@ -68,6 +68,8 @@ public struct ShadowRoom: Sendable {
         var realJID: JID
         /// The room role the channel modes give (PROTOCOL.md §4).
         var role = "participant"
+        /// AWAY on IRC (away-notify): `<show>away</show>` with this status, nil when back.
+        var away: String?
         /// The join was sent to the master.
         var submitted = false
         var refused = false
@@ -201,9 +203,30 @@ public struct ShadowRoom: Sendable {
         local.role = role
         locals[key] = local
         guard local.submitted, !local.refused, federation == .federated else { return [] }
-        return [.send(.stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), children: [
-            Self.roleElement(role), LinkElements.fmuc(from: local.realJID),
-        ]))]
+        return [.send(updatePresence(local))]
+    }
+
+    /// AWAY on IRC (away-notify, PROTOCOL.md §4): the user shows away with the message as
+    /// status; `message` nil is back.
+    public mutating func ircAway(nick: String, message: String?) -> [Action] {
+        let key = Self.fold(nick)
+        guard var local = locals[key], local.away != message else { return [] }
+        local.away = message
+        locals[key] = local
+        guard local.submitted, !local.refused, federation == .federated else { return [] }
+        return [.send(updatePresence(local))]
+    }
+
+    /// A joined user's presence as it now is: role, away, and who it is.
+    private func updatePresence(_ local: Local) -> XMLElement {
+        .stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), children: awayChildren(local) + [
+            Self.roleElement(local.role), LinkElements.fmuc(from: local.realJID),
+        ])
+    }
+
+    private func awayChildren(_ local: Local) -> [XMLElement] {
+        guard let away = local.away else { return [] }
+        return [.text("show", namespace: NS.component, "away")] + (away.isEmpty ? [] : [.text("status", namespace: NS.component, away)])
     }
 
     static func roleElement(_ role: String) -> XMLElement {
@@ -619,7 +642,7 @@ public struct ShadowRoom: Sendable {
         var x = XMLElement("x", namespace: NS.muc)
         // The IRC side has its own past: no history (flow A).
         x.append(XMLElement("history", namespace: NS.muc, attributes: ["maxstanzas": "0"]))
-        var children = [x, Self.roleElement(local.role), LinkElements.fmuc(from: local.realJID)]
+        var children = awayChildren(local) + [x, Self.roleElement(local.role), LinkElements.fmuc(from: local.realJID)]
         if link { children.append(LinkElements.link(epoch: resumeFrom?.epoch, lastSeq: resumeFrom?.seq)) }
         return .stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), children: children)
     }

@@ -52,6 +52,26 @@ struct IRCv3ServerTests {
         #expect(!r.agent.events(since: mark).contains { $0.user == "carol" && $0.command == "335" && $0.params.dropFirst().first == "xena" }, "puppets are people, not bots")
     }
 
+    @Test("away-notify: an IRC user's AWAY is one presence with show away and the message; back is one presence without")
+    func awayNotify() throws {
+        let servers = try LabServers.require()
+        let inspircd = try #require(servers.inspircd)
+        let r = try BridgedRoom(servers: servers, name: "v3away", ircUsers: ["carol", "dave"], xmppUsers: [("v3a", "xena")], ircPort: inspircd.port)
+        defer { r.close() }
+        try r.bridge.waitForLog("IRC capabilities", "away-notify")
+        Thread.sleep(forTimeInterval: 0.5)
+        var mark = r.agent.mark
+        r.irc("carol", "AWAY :\u{2}lunch\u{2}, back at 2")
+        try r.agent.expectExactlyOnce([On.xmppPresence(to: "v3a", from: r.occupant("carol"), unavailable: false, status: "lunch, back at 2")], since: mark)
+        let away = r.agent.events(since: mark).first { $0.user == "v3a" && $0.kind == "presence" && $0.from == r.occupant("carol") }
+        #expect(away?.show == "away")
+        mark = r.agent.mark
+        r.irc("carol", "AWAY")
+        try r.agent.expectExactlyOnce([On.xmppPresence(to: "v3a", from: r.occupant("carol"), unavailable: false)], since: mark)
+        let back = r.agent.events(since: mark).first { $0.user == "v3a" && $0.kind == "presence" && $0.from == r.occupant("carol") }
+        #expect(back?.show == nil && back?.status == nil, "\(String(describing: back))")
+    }
+
     @Test("A nick held by services: an XMPP user called NickServ gets another IRC nick, which never shows in the room as a nick change")
     func servicesHeldNick() throws {
         let servers = try LabServers.require()

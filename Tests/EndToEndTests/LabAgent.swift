@@ -14,6 +14,7 @@ struct AgentEvent: Sendable, CustomStringConvertible {
     var subject: String?
     var codes: [Int]
     var status: String?
+    var show: String?
     var error: String?
     var role: String?
     var command: String?
@@ -36,6 +37,7 @@ struct AgentEvent: Sendable, CustomStringConvertible {
         subject = json["subject"] as? String
         codes = json["codes"] as? [Int] ?? []
         status = json["status"] as? String
+        show = json["show"] as? String
         error = json["error"] as? String
         role = json["role"] as? String
         command = json["command"] as? String
@@ -58,6 +60,7 @@ struct AgentEvent: Sendable, CustomStringConvertible {
         if let subject { s += " subject=\(subject.debugDescription)" }
         if !codes.isEmpty { s += " codes=\(codes)" }
         if let status { s += " status=\(status.debugDescription)" }
+        if let show { s += " show=\(show)" }
         if let error { s += " error=\(error)" }
         return s
     }

@@ -52,12 +52,14 @@ class XMPPUser(slixmpp.ClientXMPP):
             if item is not None:
                 role, affiliation = item.get("role"), item.get("affiliation")
         status = p.xml.find("{jabber:client}status")
+        show = p.xml.find("{jabber:client}show")
         error = p.xml.find("{jabber:client}error")
         # The server's echo of this account's own presence (RFC 6121 §4.2.2, to every resource,
         # this one included) arrives when it arrives: it is not room traffic, so it is kept apart.
         kind = "own_presence" if p["from"].bare == self.boundjid.bare else "presence"
         emit(self.name, kind, **{"from": str(p["from"]), "type": p["type"], "codes": codes, "role": role,
              "affiliation": affiliation, "status": status.text if status is not None else None,
+             "show": show.text if show is not None else None,
              "error": error[0].tag.split("}")[-1] if error is not None and len(error) else None,
              "xml": str(p)})
 
