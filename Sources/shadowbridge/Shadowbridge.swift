@@ -10,6 +10,22 @@ import NIOPosix
 import Prometheus
 
 @main
+enum Main {
+    static func main() {
+        // Tasks and actors run on NIO's event loop threads, the sockets' own: a line goes from
+        // the IRC socket through the bridge and the master to the XMPP socket without waking a
+        // second pool of threads at every step (issue 8's latency).
+        _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        // The command's own entry point is main-actor isolated: the main queue must keep
+        // running for it, so no blocking wait here.
+        Task { @MainActor in
+            await Shadowbridge.main()
+            exit(0)
+        }
+        dispatchMain()
+    }
+}
+
 struct Shadowbridge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shadowbridge",

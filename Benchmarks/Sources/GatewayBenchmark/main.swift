@@ -14,6 +14,7 @@ let rounds = arguments.first.flatMap(Int.init) ?? 2
 let latencyMessages = 500
 let fanoutUsers = 50
 let fanoutMessages = 50
+let stormUsers = 500
 
 let benchmarks = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let clients = benchmarks.appendingPathComponent("gateway_clients.py").path
@@ -40,12 +41,12 @@ let settings = [
     Setting(name: "history and archive off", key: "off", history: false),
 ]
 
-func log(_ text: String) {
+@MainActor func log(_ text: String) {
     FileHandle.standardError.write(Data(("[gateways] " + text + "\n").utf8))
 }
 
 /// Runs one client scenario; its JSON result.
-func runClients(_ scenario: String, _ settings: [String: Any]) throws -> [String: Any] {
+@MainActor func runClients(_ scenario: String, _ settings: [String: Any]) throws -> [String: Any] {
     let json = String(decoding: try JSONSerialization.data(withJSONObject: settings), as: UTF8.self)
     let output = try Lab.commandOutput("/usr/bin/python3", [clients, scenario, json])
     guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
@@ -54,7 +55,7 @@ func runClients(_ scenario: String, _ settings: [String: Any]) throws -> [String
     return result
 }
 
-func rss(_ pid: Int32) -> Int {
+@MainActor func rss(_ pid: Int32) -> Int {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
         let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
     else { return 0 }
@@ -74,11 +75,11 @@ let ngircd = try NgircdServer.start(in: directory.appendingPathComponent("ngircd
 defer { ngircd.stop() }
 
 /// Channel names per setting, round and gateway: fresh rooms and channels for every run.
-func channel(_ scenario: String, _ setting: Setting, _ round: Int, _ gateway: Gateway) -> String {
+@MainActor func channel(_ scenario: String, _ setting: Setting, _ round: Int, _ gateway: Gateway) -> String {
     "#\(scenario)\(setting.key)\(round)\(gateway == .shadowbridge ? "s" : "b")"
 }
 
-func startShadowbridge(_ setting: Setting, in dir: URL) throws -> ManagedProcess {
+@MainActor func startShadowbridge(_ setting: Setting, in dir: URL) throws -> ManagedProcess {
     try FileManager.default.createDirectory(at: dir.appendingPathComponent("bridges"), withIntermediateDirectories: true)
     var mapping = """
         [network]
@@ -89,8 +90,10 @@ func startShadowbridge(_ setting: Setting, in dir: URL) throws -> ManagedProcess
         flood_burst = 10000
         flood_lines_per_second = 10000
         puppet_connections_per_second = 1000
+        max_puppets = 1000
 
         """
+    mapping += "\n[[channel]]\nirc = \"\(channel("big", setting, 0, .shadowbridge))\"\nroom = \"\(channel("big", setting, 0, .shadowbridge).dropFirst())@\(masterDomain)\"\n"
     for round in 1...rounds {
         for scenario in ["lat", "fan"] {
             let name = channel(scenario, setting, round, .shadowbridge)
@@ -125,7 +128,7 @@ func startShadowbridge(_ setting: Setting, in dir: URL) throws -> ManagedProcess
     return process
 }
 
-func startBiboumi(in dir: URL) throws -> ManagedProcess {
+@MainActor func startBiboumi(in dir: URL) throws -> ManagedProcess {
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let config = """
         hostname=\(biboumiDomain)
@@ -149,24 +152,56 @@ func startBiboumi(in dir: URL) throws -> ManagedProcess {
 var figures: [String: [String: [String: [Double]]]] = [:]
 var raw: [[String: Any]] = []
 
-func record(_ setting: Setting, _ figure: String, _ who: String, _ value: Double?) {
+@MainActor func record(_ setting: Setting, _ figure: String, _ who: String, _ value: Double?) {
     guard let value else { return }
     figures[setting.key, default: [:]][figure, default: [:]][who, default: []].append(value)
 }
 
-func number(_ any: Any?) -> Double? {
+@MainActor func number(_ any: Any?) -> Double? {
     (any as? NSNumber)?.doubleValue
 }
 
 for setting in settings {
     log("setting: \(setting.name)")
-    let ours = try startShadowbridge(setting, in: directory.appendingPathComponent("shadowbridge-\(setting.key)"))
-    let biboumi = try startBiboumi(in: directory.appendingPathComponent("biboumi-\(setting.key)"))
+    var ours = try startShadowbridge(setting, in: directory.appendingPathComponent("shadowbridge-\(setting.key)"))
+    var biboumi = try startBiboumi(in: directory.appendingPathComponent("biboumi-\(setting.key)"))
     Thread.sleep(forTimeInterval: 4)
     guard ours.isRunning, biboumi.isRunning else { throw LabError("a gateway did not start; see \(directory.path)") }
     let idle = [Gateway.shadowbridge: rss(ours.pid), .biboumi: rss(biboumi.pid)]
     record(setting, "RSS idle, MiB", Gateway.shadowbridge.rawValue, Double(idle[.shadowbridge]!) / 1024)
     record(setting, "RSS idle, MiB", Gateway.biboumi.rawValue, Double(idle[.biboumi]!) / 1024)
+
+    // First, on the fresh processes (biboumi never gives memory back, so a later measurement
+    // would reuse what earlier users left): 500 XMPP users join at once; RSS per occupant.
+    for gateway in [Gateway.shadowbridge, .biboumi] {
+        let pid = gateway == .shadowbridge ? ours.pid : biboumi.pid
+        let storm = channel("big", setting, 0, gateway)
+        log("\(gateway.rawValue): \(stormUsers) XMPP users join at once")
+        var stormSettings: [String: Any] = [
+            "c2s_port": prosody.c2sPort, "domain": prosody.domain, "irc_port": ngircd.port, "history": setting.history, "pid": Int(pid),
+            "room": gateway == .shadowbridge ? "\(storm.dropFirst())@\(masterDomain)" : "\(storm)%127.0.0.1@\(biboumiDomain)",
+            "channel": storm, "count": 5, "users": stormUsers, "user": "s\(setting.key)\(gateway == .shadowbridge ? "s" : "b")x",
+            "irc_nick": "is\(setting.key)\(gateway == .shadowbridge ? "s" : "b")",
+        ]
+        if gateway == .biboumi { stormSettings["biboumi_db"] = directory.appendingPathComponent("biboumi-\(setting.key)/biboumi.sqlite").path }
+        let result = try runClients("fanout", stormSettings)
+        raw.append(["setting": setting.key, "gateway": gateway.rawValue, "scenario": "join storm", "result": result])
+        record(setting, "\(stormUsers) joins, all self-presences, ms", gateway.rawValue, number(result["join_xmpp_ms"]))
+        record(setting, "\(stormUsers) joins, all visible on IRC, ms", gateway.rawValue, number(result["join_irc_ms"]))
+        if let before = number(result["rss_idle_kib"]), let after = number(result["rss_with_users_kib"]) {
+            record(setting, "RSS per occupant (\(stormUsers) joined), KiB", gateway.rawValue, (after - before) / Double(stormUsers))
+        }
+        record(setting, "fanout to \(stormUsers), last recipient p50, ms", gateway.rawValue, number((result["to_last"] as? [String: Any])?["p50"]))
+    }
+
+    // The storm's 500 users leave a lot behind (quits to process, memory biboumi keeps):
+    // the rounds get fresh processes and a quiet machine.
+    ours.stop()
+    biboumi.stop()
+    Thread.sleep(forTimeInterval: 5)
+    ours = try startShadowbridge(setting, in: directory.appendingPathComponent("shadowbridge-\(setting.key)"))
+    biboumi = try startBiboumi(in: directory.appendingPathComponent("biboumi-\(setting.key)"))
+    Thread.sleep(forTimeInterval: 4)
 
     for round in 1...rounds {
         let order: [Gateway] = round % 2 == 1 ? [.shadowbridge, .biboumi] : [.biboumi, .shadowbridge]
@@ -181,6 +216,7 @@ for setting in settings {
             if gateway == .biboumi { common["biboumi_db"] = directory.appendingPathComponent("biboumi-\(setting.key)/biboumi.sqlite").path }
             let tag = "\(setting.key)\(round)\(gateway == .shadowbridge ? "s" : "b")"
 
+            Thread.sleep(forTimeInterval: 1)
             let lat = channel("lat", setting, round, gateway)
             log("round \(round), \(gateway.rawValue): latency, \(latencyMessages) each way")
             var latencySettings = common
@@ -206,9 +242,6 @@ for setting in settings {
             record(setting, "fanout to \(fanoutUsers), last recipient p99, ms", gateway.rawValue, number(toLast?["p99"]))
             record(setting, "\(fanoutUsers) joins, all self-presences, ms", gateway.rawValue, number(fanout["join_xmpp_ms"]))
             record(setting, "\(fanoutUsers) joins, all visible on IRC, ms", gateway.rawValue, number(fanout["join_irc_ms"]))
-            if let before = number(fanout["rss_idle_kib"]), let after = number(fanout["rss_with_users_kib"]) {
-                record(setting, "RSS per occupant (\(fanoutUsers) joined), KiB", gateway.rawValue, (after - before) / Double(fanoutUsers))
-            }
         }
         // The ceiling: Prosody's own MUC, one XMPP sender to the same number of XMPP users.
         log("round \(round), Prosody MUC: fanout to \(fanoutUsers) XMPP users")
@@ -227,13 +260,13 @@ for setting in settings {
     biboumi.stop()
 }
 
-func median(_ values: [Double]) -> Double {
+@MainActor func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     guard !sorted.isEmpty else { return .nan }
     return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
-func format(_ value: Double) -> String {
+@MainActor func format(_ value: Double) -> String {
     value.isNaN ? "-" : String(format: value >= 100 ? "%.0f" : value >= 10 ? "%.1f" : "%.2f", value)
 }
 
