@@ -81,7 +81,7 @@ let package = Package(
         .target(
             name: "Bridge",
             dependencies: [
-                "DMUC", "XMPPNIO", "IRCNIO", "Configuration", "TextPrep", .product(name: "Logging", package: "swift-log"),
+                "DMUC", "XMPPNIO", "IRCNIO", "Configuration", "TextPrep", "CCrypto", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),

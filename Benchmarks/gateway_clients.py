@@ -58,40 +58,37 @@ class XMPPClient:
         self.depth = 0
         return await self._next()  # stream:features
 
+    def _feed(self, data):
+        """The top-level elements (stanzas) `data` completes."""
+        self.parser.feed(data)
+        done = []
+        for event, element in self.parser.read_events():
+            self.depth += 1 if event == "start" else -1
+            if event == "end" and self.depth == 1:
+                done.append(element)
+        return done
+
     async def _pump(self):
         while True:
             data = await self.reader.read(65536)
             if not data:
                 await self.queue.put(None)
                 return
-            self.parser.feed(data)
-            for event, element in self.parser.read_events():
-                if event == "start":
-                    self.depth += 1
+            for element in self._feed(data):
+                if self.on_stanza:
+                    self.on_stanza(element)
                 else:
-                    self.depth -= 1
-                    if self.depth == 1:
-                        if self.on_stanza:
-                            self.on_stanza(element)
-                        else:
-                            await self.queue.put(element)
+                    await self.queue.put(element)
 
     async def _next(self):
-        while True:
-            # Read until one top-level element is complete (during setup only).
-            if not self.queue.empty():
-                return self.queue.get_nowait()
+        """The next stanza, during setup (before `_pump` runs)."""
+        while self.queue.empty():
             data = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
             if not data:
                 raise RuntimeError(f"{self.user}: stream closed during setup")
-            self.parser.feed(data)
-            for event, element in self.parser.read_events():
-                if event == "start":
-                    self.depth += 1
-                else:
-                    self.depth -= 1
-                    if self.depth == 1:
-                        self.queue.put_nowait(element)
+            for element in self._feed(data):
+                self.queue.put_nowait(element)
+        return self.queue.get_nowait()
 
     async def connect(self):
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)

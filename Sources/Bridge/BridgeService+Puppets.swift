@@ -51,7 +51,7 @@ extension BridgeService {
         let irc = connectionSettings(
             network.configuration, server: server,
             nick: PuppetNick.make(template: network.configuration.puppetNick, nick: puppet.roomNick, maximumLength: network.isupport.nickLength),
-            username: PuppetNick.ident(for: key), realname: "\(puppet.roomNick) (XMPP, via Shadowbridge)", bridge: false, puppetKey: key)
+            username: PuppetNick.ident(for: key, secret: identitySecret), realname: "\(puppet.roomNick) (XMPP, via Shadowbridge)", bridge: false, puppetKey: key)
         let logger = self.logger.with("network", name).with("puppet", puppet.roomNick)
         let group = self.group
         Task { [self] in

@@ -46,6 +46,8 @@ public actor BridgeService {
     /// The ident server's address (`bridge.identd`), and the user names it answers with.
     let identd: (host: String, port: Int)?
     let identTable: IdentTable?
+    /// Keys the hash behind puppets' user and host names (the component secret).
+    let identitySecret: [UInt8]
     /// The running ident server, once started.
     var identServer: IdentServer?
     /// RELAYMSG lines sent and not yet echoed back, per network, oldest first: a FAIL names
@@ -83,6 +85,7 @@ public actor BridgeService {
     ) {
         self.domain = configuration.domain
         self.identd = configuration.identd
+        self.identitySecret = Array(configuration.secret.utf8)
         self.identTable = configuration.identd == nil ? nil : IdentTable()
         self.pingInterval = xmpp.linkPingInterval
         self.admins = Set(admins.map(\.bare))
@@ -306,7 +309,9 @@ public actor BridgeService {
             floodBurst: network.floodBurst, floodLinesPerSecond: network.floodLinesPerSecond, tls: tls, sasl: sasl, markAsBot: bridge,
             bindAddress: network.bindAddress.map { address in puppetKey.map(address.puppetAddress(for:)) ?? address.bridgeAddress },
             webirc: network.webirc.map { settings in
-                IRCWebIRC(password: settings.password, gateway: settings.gateway, hostname: puppetKey.map { PuppetNick.host(for: $0, domain: domain) } ?? domain)
+                IRCWebIRC(
+                    password: settings.password, gateway: settings.gateway,
+                    hostname: puppetKey.map { PuppetNick.host(for: $0, secret: identitySecret, domain: domain) } ?? domain)
             },
             identTable: identTable)
     }

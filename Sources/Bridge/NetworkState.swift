@@ -67,7 +67,11 @@ struct NetworkState {
             recentMessageIDs[channel, default: []].append(msgid)
             if recentMessageIDs[channel]!.count > 256 { recentMessageIDs[channel]!.removeFirst(64) }
         }
-        if msgid != nil || message.tag("time") != nil { lastSeen[channel] = (msgid, message.tag("time")) }
+        // Only forward: a history answer replays older lines after newer live ones.
+        let time = message.tag("time")
+        if msgid != nil || time != nil, time == nil || lastSeen[channel]?.time.map({ $0 < time! }) ?? true {
+            lastSeen[channel] = (msgid, time)
+        }
         return true
     }
 

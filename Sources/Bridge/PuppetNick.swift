@@ -1,5 +1,6 @@
-import Configuration
+import CCrypto
 import TextPrep
+import XMPPCore
 
 /// Turns a room nick into an IRC nick (PROTOCOL.md §5): transliterated to ASCII (`Jürgen` ->
 /// `Jurgen`, `Дмитрий` -> `Dmitrij`, since IRC networks take ASCII nicks), characters IRC
@@ -21,21 +22,26 @@ enum PuppetNick {
         return String(out.prefix(maximumLength))
     }
 
-    /// The puppet's user name (USER, and identd's answer): `x` and eight hex digits of a hash
-    /// of the occupant's real JID, stable across restarts, so a network can ban one XMPP user
-    /// (`*!x1a2b3c4d@*`) without the bridge showing who is behind a semi-anonymous nick.
-    static func ident(for key: String) -> String {
-        "x" + hash(key)
+    /// The puppet's user name (USER, and identd's answer): `x` and eight hex digits of an
+    /// HMAC of the occupant's bare JID keyed by the bridge's secret: the same for every
+    /// session and restart, so a network can ban one XMPP user (`*!x1a2b3c4d@*`), and nobody
+    /// without the secret can test a guessed address against it in a semi-anonymous room.
+    static func ident(for key: String, secret: [UInt8]) -> String {
+        "x" + hash(key, secret: secret)
     }
 
     /// The puppet's host name under WEBIRC: the same hash under the bridge's domain.
-    static func host(for key: String, domain: String) -> String {
-        hash(key) + "." + domain
+    static func host(for key: String, secret: [UInt8], domain: String) -> String {
+        hash(key, secret: secret) + "." + domain
     }
 
-    private static func hash(_ key: String) -> String {
-        let value = UInt32(truncatingIfNeeded: BindAddress.fnv1a(key) >> 32) ^ UInt32(truncatingIfNeeded: BindAddress.fnv1a(key))
-        let hex = String(value, radix: 16)
-        return String(repeating: "0", count: 8 - hex.count) + hex
+    private static func hash(_ key: String, secret: [UInt8]) -> String {
+        let bare = Array((JID(key)?.bare.description ?? key).utf8)
+        var mac = [UInt8](repeating: 0, count: 32)
+        secret.withUnsafeBufferPointer { k in
+            bare.withUnsafeBufferPointer { d in _ = shadowbridge_hmac_sha256(k.baseAddress, k.count, d.baseAddress, d.count, &mac) }
+        }
+        let digits = Array("0123456789abcdef")
+        return String(mac.prefix(4).flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
     }
 }

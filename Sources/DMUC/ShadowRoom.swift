@@ -193,7 +193,7 @@ public struct ShadowRoom: Sendable {
         if case .federating(let nick) = federation, Self.fold(nick) == oldKey { federation = .federating(nick: newNick) }
         // Sent whenever her join is out, even before the burst: the master takes them in order.
         guard local.submitted, !local.refused else { return [] }
-        return [.send(.stanza(.presence, from: jid.with(resource: newNick), to: masterRoom.with(resource: newNick), children: [Self.roleElement(local.role), LinkElements.fmuc(from: local.realJID)]))]
+        return [.send(updatePresence(local))]
     }
 
     /// Channel modes changed what an IRC user is: moderator (q/a/o/h) or participant.

@@ -362,7 +362,9 @@ public struct IRCWebIRC: Sendable, Hashable {
 
     /// The line, or nil when no address is known or a field cannot be one IRC parameter.
     public func message(localAddress: String?) -> IRCMessage? {
-        guard let address = address ?? localAddress.map(Self.unmapped) else { return nil }
+        guard var address = address ?? localAddress.map(Self.unmapped) else { return nil }
+        // `::1` would read as a trailing parameter; the spec's answer is a leading 0.
+        if address.hasPrefix(":") { address = "0" + address }
         let fields = [password, gateway, hostname, address]
         // By scalar: "\r\n" is one Character, equal to neither "\r" nor "\n".
         guard fields.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(":") && !$0.unicodeScalars.contains(where: { " \r\n\0".unicodeScalars.contains($0) }) }) else {

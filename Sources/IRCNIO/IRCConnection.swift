@@ -286,7 +286,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
     private var pingOutstanding = false
     private var livenessTimer: Scheduled<Void>?
     /// What this connection listed in the ident table, to take out again when it closes.
-    private var identEntry: (String, Int, Int)?
+    private var identEntry: IdentTable.Key?
 
     init(configuration: IRCConnectionConfiguration, continuation: AsyncStream<IRCConnectionEvent>.Continuation, depth: QueueDepth, logger: Logger) {
         self.configuration = configuration
@@ -302,9 +302,12 @@ final class IRCClientHandler: ChannelDuplexHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         let local = context.channel.localAddress
-        if let table = configuration.identTable, let address = local?.ipAddress, let port = local?.port, let remotePort = context.channel.remoteAddress?.port {
-            table.add(localAddress: address, localPort: port, remotePort: remotePort, user: configuration.username)
-            identEntry = (address, port, remotePort)
+        if let table = configuration.identTable, let address = local?.ipAddress, let port = local?.port,
+            let remote = context.channel.remoteAddress, let remoteAddress = remote.ipAddress, let remotePort = remote.port
+        {
+            let entry = IdentTable.Key(localAddress: address, localPort: port, remoteAddress: remoteAddress, remotePort: remotePort)
+            table.add(entry, user: configuration.username)
+            identEntry = entry
         }
         perform(registration.start(localAddress: local?.ipAddress), context: context)
         armLiveness(context: context)
@@ -473,7 +476,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let (address, port, remotePort) = identEntry { configuration.identTable?.remove(localAddress: address, localPort: port, remotePort: remotePort) }
+        if let identEntry { configuration.identTable?.remove(identEntry) }
         livenessTimer?.cancel()
         dropQueues()
         continuation.yield(.closed(disconnect))

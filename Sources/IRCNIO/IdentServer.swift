@@ -11,6 +11,7 @@ public final class IdentTable: Sendable {
     struct Key: Hashable {
         var localAddress: String
         var localPort: Int
+        var remoteAddress: String
         var remotePort: Int
     }
 
@@ -20,24 +21,27 @@ public final class IdentTable: Sendable {
 
     public var count: Int { entries.withLock { $0.count } }
 
-    func add(localAddress: String, localPort: Int, remotePort: Int, user: String) {
-        let key = Key(localAddress: IRCWebIRC.unmapped(localAddress), localPort: localPort, remotePort: remotePort)
-        entries.withLock { $0[key] = user }
+    func add(_ connection: Key, user: String) {
+        entries.withLock { $0[connection.normalized] = user }
     }
 
-    func remove(localAddress: String, localPort: Int, remotePort: Int) {
-        let key = Key(localAddress: IRCWebIRC.unmapped(localAddress), localPort: localPort, remotePort: remotePort)
-        entries.withLock { _ = $0.removeValue(forKey: key) }
+    func remove(_ connection: Key) {
+        entries.withLock { _ = $0.removeValue(forKey: connection.normalized) }
     }
 
-    /// The user for a query that reached us on `localAddress`: the exact entry, or the only
-    /// entry with those ports (a server may query an address other than the one it saw).
-    public func user(localAddress: String?, localPort: Int, remotePort: Int) -> String? {
-        entries.withLock { entries in
-            if let localAddress, let user = entries[Key(localAddress: IRCWebIRC.unmapped(localAddress), localPort: localPort, remotePort: remotePort)] {
+    /// The user for a query from `querier` that reached us on `localAddress`. Only the server
+    /// a connection goes to may ask about it (RFC 1413): the entry must name the querier as
+    /// its remote address. Then the exact entry, or the only one with those ports (a server
+    /// may query an address of ours other than the one it saw).
+    public func user(localAddress: String?, querier: String, localPort: Int, remotePort: Int) -> String? {
+        let querier = IRCWebIRC.unmapped(querier)
+        return entries.withLock { entries in
+            if let localAddress,
+                let user = entries[Key(localAddress: IRCWebIRC.unmapped(localAddress), localPort: localPort, remoteAddress: querier, remotePort: remotePort)]
+            {
                 return user
             }
-            let matches = entries.filter { $0.key.localPort == localPort && $0.key.remotePort == remotePort }
+            let matches = entries.filter { $0.key.localPort == localPort && $0.key.remotePort == remotePort && $0.key.remoteAddress == querier }
             return matches.count == 1 ? matches.first?.value : nil
         }
     }
@@ -57,11 +61,21 @@ public final class IdentServer: Sendable {
 
     private init(channel: any Channel) { self.channel = channel }
 
+    /// Queries answered at once at most; more connections are closed unanswered, so nobody
+    /// can hold the process's file descriptors through port 113.
+    static let maximumOpenQueries = 64
+
     public static func start(host: String, port: Int, table: IdentTable, group: any EventLoopGroup, logger: Logger) async throws -> IdentServer {
+        let open = Atomic<Int>(0)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                guard open.add(1, ordering: .relaxed).newValue <= maximumOpenQueries else {
+                    open.subtract(1, ordering: .relaxed)
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in open.subtract(1, ordering: .relaxed) }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: 1000)))
                     try channel.pipeline.syncOperations.addHandler(IdentQueryHandler(table: table, logger: logger))
                 }
@@ -75,8 +89,8 @@ public final class IdentServer: Sendable {
         try? await channel.close()
     }
 
-    /// The answer to one query line, or nil to say nothing (not a query).
-    static func answer(to line: String, table: IdentTable, localAddress: String?) -> String? {
+    /// The answer to one query line from `querier`, or nil to say nothing (not a query).
+    static func answer(to line: String, table: IdentTable, localAddress: String?, querier: String) -> String? {
         let parts = line.split(separator: ",", maxSplits: 1).map { part in
             String(part.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed())
         }
@@ -84,10 +98,16 @@ public final class IdentServer: Sendable {
         guard (1...65535).contains(local), (1...65535).contains(remote) else {
             return "\(parts[0]) , \(parts[1]) : ERROR : INVALID-PORT"
         }
-        guard let user = table.user(localAddress: localAddress, localPort: local, remotePort: remote) else {
+        guard let user = table.user(localAddress: localAddress, querier: querier, localPort: local, remotePort: remote) else {
             return "\(local) , \(remote) : ERROR : NO-USER"
         }
         return "\(local) , \(remote) : USERID : UNIX : \(user)"
+    }
+}
+
+extension IdentTable.Key {
+    var normalized: Self {
+        Self(localAddress: IRCWebIRC.unmapped(localAddress), localPort: localPort, remoteAddress: IRCWebIRC.unmapped(remoteAddress), remotePort: remotePort)
     }
 }
 
@@ -104,11 +124,18 @@ final class IdentQueryHandler: ChannelInboundHandler {
         self.logger = logger
     }
 
+    private var idleTimer: Scheduled<Void>?
+
     func channelActive(context: ChannelHandlerContext) {
-        // RFC 1413 lets a server close an idle query after 60 s or more; nobody waits that long.
+        // A querier that says nothing for 10 s is closed (servers give up on ident sooner).
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.eventLoop.scheduleTask(in: .seconds(30)) { loopBound.value.close(promise: nil) }
+        idleTimer = context.eventLoop.scheduleTask(in: .seconds(10)) { loopBound.value.close(promise: nil) }
         context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -116,17 +143,22 @@ final class IdentQueryHandler: ChannelInboundHandler {
         answered = true
         let line = String(decoding: buffer.readableBytesView, as: UTF8.self)
         let localAddress = context.channel.localAddress?.ipAddress
+        guard let querier = context.channel.remoteAddress?.ipAddress else {
+            context.close(promise: nil)
+            return
+        }
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        Self.respond(line: line, localAddress: localAddress, table: table, logger: logger, context: loopBound, attemptsLeft: 40)
+        Self.respond(line: line, localAddress: localAddress, querier: querier, table: table, logger: logger, context: loopBound, attemptsLeft: 40)
     }
 
     private static func respond(
-        line: String, localAddress: String?, table: IdentTable, logger: Logger, context: NIOLoopBound<ChannelHandlerContext>, attemptsLeft: Int
+        line: String, localAddress: String?, querier: String, table: IdentTable, logger: Logger, context: NIOLoopBound<ChannelHandlerContext>,
+        attemptsLeft: Int
     ) {
-        let answer = IdentServer.answer(to: line, table: table, localAddress: localAddress)
+        let answer = IdentServer.answer(to: line, table: table, localAddress: localAddress, querier: querier)
         if let answer, answer.hasSuffix("NO-USER"), attemptsLeft > 0 {
             context.value.eventLoop.scheduleTask(in: .milliseconds(50)) {
-                respond(line: line, localAddress: localAddress, table: table, logger: logger, context: context, attemptsLeft: attemptsLeft - 1)
+                respond(line: line, localAddress: localAddress, querier: querier, table: table, logger: logger, context: context, attemptsLeft: attemptsLeft - 1)
             }
             return
         }

@@ -185,17 +185,11 @@ struct IRCConnectionTests {
         defer { Lab.removeUnlessKept(directory) }
         let agent = try LabAgent(directory: directory)
         defer { agent.stop() }
-        agent.send([
-            "cmd": "scripted_irc_server", "user": "ml", "names": ["carol"],
-            "caps": "batch message-tags draft/multiline=max-bytes=4096,max-lines=24 server-time",
-        ])
-        let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
-        let bridge = try ShadowbridgeProcess(
-            directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
-            mappings: ["scripted.toml": ShadowbridgeProcess.mapping(network: "scripted", ircPort: port, channels: [("#ml", "ml1")])])
+        let bridge = try bridgeOnScriptedPeer(
+            agent, servers: servers, directory: directory, channel: "#ml", room: "ml1",
+            options: ["user": "ml", "names": ["carol"], "caps": "batch message-tags draft/multiline=max-bytes=4096,max-lines=24 server-time"])
         defer { _ = bridge.stop() }
         try bridge.waitForLog("IRC capabilities", "draft/multiline")
-        try bridge.waitForLog("link federated", "shadow=#ml%scripted@")
         let room = "ml1@\(LabServers.masterDomain)"
         try agent.xmppUserJoins("mlx", prosody: servers.prosody, room: room, nick: "xena")
         try agent.waitFor("the puppet joins", timeout: 20) { $0.kind == "scripted_irc_received" && $0.command == "JOIN" && $0.nick == "xena" }
@@ -272,17 +266,13 @@ struct IRCConnectionTests {
         defer { agent.stop() }
         // One connection only: the bridge's own. Every puppet is refused ("too many
         // connections"), so its occupant is relayed through the bridge's connection.
-        agent.send([
-            "cmd": "scripted_irc_server", "user": "rl", "names": ["carol"], "connections": 1, "relaymsg": answer,
-            "caps": "echo-message message-tags draft/relaymsg=/ server-time",
-        ])
-        let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
-        let bridge = try ShadowbridgeProcess(
-            directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
-            mappings: ["scripted.toml": ShadowbridgeProcess.mapping(network: "scripted", ircPort: port, channels: [("#rl", "rl1")])])
+        let bridge = try bridgeOnScriptedPeer(
+            agent, servers: servers, directory: directory, channel: "#rl", room: "rl1",
+            options: [
+                "user": "rl", "names": ["carol"], "connections": 1, "relaymsg": answer, "caps": "echo-message message-tags draft/relaymsg=/ server-time",
+            ])
         defer { _ = bridge.stop() }
         try bridge.waitForLog("IRC capabilities", "draft/relaymsg")
-        try bridge.waitForLog("link federated", "shadow=#rl%scripted@")
         let room = "rl1@\(LabServers.masterDomain)"
         try agent.xmppUserJoins("rlx", prosody: servers.prosody, room: room, nick: "xena")
         try agent.waitFor("the puppet is refused", timeout: 20) { $0.kind == "scripted_irc_refused" }
@@ -315,13 +305,10 @@ struct IRCConnectionTests {
         defer { Lab.removeUnlessKept(directory) }
         let agent = try LabAgent(directory: directory)
         defer { agent.stop() }
-        agent.send(["cmd": "scripted_irc_server", "user": "ch", "names": ["carol"], "caps": "batch message-tags server-time draft/chathistory"])
-        let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
-        let bridge = try ShadowbridgeProcess(
-            directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
-            mappings: ["scripted.toml": ShadowbridgeProcess.mapping(network: "scripted", ircPort: port, channels: [("#ch", "ch1")])])
+        let bridge = try bridgeOnScriptedPeer(
+            agent, servers: servers, directory: directory, channel: "#ch", room: "ch1",
+            options: ["user": "ch", "names": ["carol"], "caps": "batch message-tags server-time draft/chathistory"])
         defer { _ = bridge.stop() }
-        try bridge.waitForLog("link federated", "shadow=#ch%scripted@")
         let room = "ch1@\(LabServers.masterDomain)"
         try agent.xmppUserJoins("chx", prosody: servers.prosody, room: room, nick: "xena")
         Thread.sleep(forTimeInterval: 0.5)
@@ -354,6 +341,25 @@ struct IRCConnectionTests {
                 On.xmppMessage(to: "chx", from: "\(room)/carol", body: "said while the bridge was away"),
                 On.xmppMessage(to: "chx", from: "\(room)/carol", body: "/me waits"),
             ], since: mark, timeout: 30)
+    }
+
+    /// A bridge on a scripted IRC peer (the agent's `scripted_irc_server` with `options`),
+    /// mapping `channel` to the master room `room`, once that shadow has federated.
+    private func bridgeOnScriptedPeer(
+        _ agent: LabAgent, servers: LabServers, directory: URL, channel: String, room: String, options: [String: Any]
+    ) throws -> ShadowbridgeProcess {
+        agent.send(options.merging(["cmd": "scripted_irc_server"]) { $1 })
+        let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
+        let bridge = try ShadowbridgeProcess(
+            directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
+            mappings: ["scripted.toml": ShadowbridgeProcess.mapping(network: "scripted", ircPort: port, channels: [(channel, room)])])
+        do {
+            try bridge.waitForLog("link federated", "shadow=\(channel)%scripted@")
+        } catch {
+            _ = bridge.stop()
+            throw error
+        }
+        return bridge
     }
 
     /// The prefix of the JOIN `watcher` saw for `nick`: (user, host).
