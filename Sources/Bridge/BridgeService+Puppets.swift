@@ -220,14 +220,19 @@ extension BridgeService {
                 IRCMessage(command: "RELAYMSG", channel, relayNick, privmsg.parameters[1])
             }
             var pending = relaymsgPending[name] ?? []
-            pending.append(contentsOf: relayed.map { (channel, relayNick, $0.parameters[2]) })
+            pending.append(contentsOf: relayed.map { (channel, nick, $0.parameters[2]) })
             // Bounded: a server that echoes nothing must not grow this forever.
             relaymsgPending[name] = Array(pending.suffix(500))
             connection.send(relayed)
             return
         }
+        connection.send(plainRelay(nick: nick, body: body, channel: channel, bridgeNick: bridgeNick, network: network))
+    }
+
+    /// `<nick> text` (`* nick action` for /me), line by line, from the bridge's own nick.
+    private func plainRelay(nick: String, body: String, channel: String, bridgeNick: String, network: NetworkState) -> [IRCMessage] {
         let text = body.hasPrefix("/me ") ? "* \(nick) \(body.dropFirst(4))" : body.split(whereSeparator: \.isNewline).map { "<\(nick)> \($0)" }.joined(separator: "\n")
-        connection.send(privmsgs(channel: channel, text: text, nick: bridgeNick, lineLength: network.isupport.lineLength))
+        return privmsgs(channel: channel, text: text, nick: bridgeNick, lineLength: network.isupport.lineLength)
     }
 
     /// `FAIL RELAYMSG <code> :text`: the oldest line not yet echoed was not relayed. It goes
@@ -241,9 +246,9 @@ extension BridgeService {
         network.relaymsgRefused = true
         guard let failed = relaymsgPending[network.configuration.name]?.first, let bridgeNick = network.nick else { return }
         relaymsgPending[network.configuration.name]?.removeFirst()
-        let nick = failed.nick.components(separatedBy: network.capabilityValues["draft/relaymsg"]?.first.map(String.init) ?? "/").first ?? failed.nick
-        let text = failed.text.hasPrefix("\u{1}ACTION ") ? "* \(nick) \(failed.text.dropFirst(8).dropLast())" : "<\(nick)> \(failed.text)"
-        network.connection?.send(privmsgs(channel: failed.channel, text: text, nick: bridgeNick, lineLength: network.isupport.lineLength))
+        // The line as the occupant wrote it: a CTCP ACTION was their /me.
+        let body = failed.text.hasPrefix("\u{1}ACTION ") ? "/me " + failed.text.dropFirst(8).dropLast() : failed.text
+        network.connection?.send(plainRelay(nick: failed.nick, body: body, channel: failed.channel, bridgeNick: bridgeNick, network: network))
     }
 
     func puppetSay(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, body: String) {

@@ -50,7 +50,8 @@ public actor BridgeService {
     let identitySecret: [UInt8]
     /// The running ident server, once started.
     var identServer: IdentServer?
-    /// RELAYMSG lines sent and not yet echoed back, per network, oldest first: a FAIL names
+    /// RELAYMSG lines sent and not yet echoed back (channel, the occupant's room nick, the text
+    /// as sent), per network, oldest first: a FAIL names
     /// no line, so it refers to the oldest, which is sent again the plain way. Kept beside
     /// `networks`, not in it, because lines are relayed while a handler holds a copy of the
     /// network's state.
@@ -450,9 +451,9 @@ public actor BridgeService {
             // away-notify: AWAY with a message is away, without one is back.
             guard !fromSelf && !fromPuppet else { return }
             let key = network.fold(sourceNick)
-            let text = message.parameters.first.map { IRCFormatting(parsing: $0).plainText }
+            let away = message.parameters.first.map { XMLEscaping.xmlSafe(IRCFormatting(parsing: $0).plainText) }
             for channel in network.members.keys.sorted() where network.members[channel]!.contains(key) {
-                withShadow(network: network.configuration.name, channel: channel) { $0.ircAway(nick: sourceNick, message: text.map(XMLEscaping.xmlSafe)) }
+                withShadow(network: network.configuration.name, channel: channel) { $0.ircAway(nick: sourceNick, message: away) }
             }
         case "FAIL" where message.parameters.first?.uppercased() == "RELAYMSG":
             relaymsgFailed(message, network: &network)

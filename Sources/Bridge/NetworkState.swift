@@ -59,19 +59,21 @@ struct NetworkState {
     func fold(_ s: String) -> String { isupport.caseMapping.fold(s) }
 
     /// Notes a channel line the bridge's connection received; false when its msgid was seen
-    /// already (a CHATHISTORY answer overlapping what arrived live).
+    /// already (a CHATHISTORY answer overlapping what arrived live). Only history repeats
+    /// lines, so without draft/chathistory there is nothing to note.
     mutating func noteSeen(_ message: IRCMessage, channel: String) -> Bool {
+        guard capabilities.contains("draft/chathistory") else { return true }
         let msgid = message.tag("msgid")
         if let msgid {
             if recentMessageIDs[channel]?.contains(msgid) == true { return false }
             recentMessageIDs[channel, default: []].append(msgid)
             if recentMessageIDs[channel]!.count > 256 { recentMessageIDs[channel]!.removeFirst(64) }
         }
-        // Only forward: a history answer replays older lines after newer live ones.
         let time = message.tag("time")
-        if msgid != nil || time != nil, time == nil || lastSeen[channel]?.time.map({ $0 < time! }) ?? true {
-            lastSeen[channel] = (msgid, time)
-        }
+        guard msgid != nil || time != nil else { return true }
+        // Only forward: a history answer replays older lines after newer live ones.
+        if let time, let seen = lastSeen[channel]?.time, seen >= time { return true }
+        lastSeen[channel] = (msgid, time)
         return true
     }
 
@@ -89,8 +91,7 @@ struct NetworkState {
     /// with echo-message, whose echo says the line went out.
     var relaymsgSeparator: String? {
         guard !relaymsgRefused, capabilities.contains("draft/relaymsg"), capabilities.contains("echo-message") else { return nil }
-        let value = capabilityValues["draft/relaymsg"] ?? ""
-        return value.first.map(String.init) ?? "/"
+        return capabilityValues["draft/relaymsg"]?.first.map(String.init) ?? "/"
     }
 
     /// Admission (`puppet_connections_per_second`): when a puppet that may not connect before

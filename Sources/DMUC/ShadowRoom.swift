@@ -198,20 +198,21 @@ public struct ShadowRoom: Sendable {
 
     /// Channel modes changed what an IRC user is: moderator (q/a/o/h) or participant.
     public mutating func ircRoleChanged(nick: String, role: String) -> [Action] {
-        let key = Self.fold(nick)
-        guard var local = locals[key], local.role != role else { return [] }
-        local.role = role
-        locals[key] = local
-        guard local.submitted, !local.refused, federation == .federated else { return [] }
-        return [.send(updatePresence(local))]
+        change(\.role, of: nick, to: role)
     }
 
     /// AWAY on IRC (away-notify, PROTOCOL.md §4): the user shows away with the message as
     /// status; `message` nil is back.
     public mutating func ircAway(nick: String, message: String?) -> [Action] {
+        change(\.away, of: nick, to: message)
+    }
+
+    /// Sets what a local user's presence shows; a presence update when it changed and the
+    /// master already has her.
+    private mutating func change<Value: Equatable>(_ field: WritableKeyPath<Local, Value>, of nick: String, to value: Value) -> [Action] {
         let key = Self.fold(nick)
-        guard var local = locals[key], local.away != message else { return [] }
-        local.away = message
+        guard var local = locals[key], local[keyPath: field] != value else { return [] }
+        local[keyPath: field] = value
         locals[key] = local
         guard local.submitted, !local.refused, federation == .federated else { return [] }
         return [.send(updatePresence(local))]

@@ -161,12 +161,30 @@ var raw: [[String: Any]] = []
     (any as? NSNumber)?.doubleValue
 }
 
-for setting in settings {
-    log("setting: \(setting.name)")
-    var ours = try startShadowbridge(setting, in: directory.appendingPathComponent("shadowbridge-\(setting.key)"))
-    var biboumi = try startBiboumi(in: directory.appendingPathComponent("biboumi-\(setting.key)"))
+/// Both gateways, freshly started for `setting`.
+@MainActor func startGateways(_ setting: Setting) throws -> (ours: ManagedProcess, biboumi: ManagedProcess) {
+    let ours = try startShadowbridge(setting, in: directory.appendingPathComponent("shadowbridge-\(setting.key)"))
+    let biboumi = try startBiboumi(in: directory.appendingPathComponent("biboumi-\(setting.key)"))
     Thread.sleep(forTimeInterval: 4)
     guard ours.isRunning, biboumi.isRunning else { throw LabError("a gateway did not start; see \(directory.path)") }
+    return (ours, biboumi)
+}
+
+/// What every client run against `gateway` needs: the servers, the gateway's PID (for its
+/// RSS), the room address of `channel` on that gateway, and biboumi's database.
+@MainActor func clientSettings(_ gateway: Gateway, _ setting: Setting, pid: Int32, channel: String) -> [String: Any] {
+    var settings: [String: Any] = [
+        "c2s_port": prosody.c2sPort, "domain": prosody.domain, "irc_port": ngircd.port, "history": setting.history, "pid": Int(pid),
+        "channel": channel,
+        "room": gateway == .shadowbridge ? "\(channel.dropFirst())@\(masterDomain)" : "\(channel)%127.0.0.1@\(biboumiDomain)",
+    ]
+    if gateway == .biboumi { settings["biboumi_db"] = directory.appendingPathComponent("biboumi-\(setting.key)/biboumi.sqlite").path }
+    return settings
+}
+
+for setting in settings {
+    log("setting: \(setting.name)")
+    var (ours, biboumi) = try startGateways(setting)
     let idle = [Gateway.shadowbridge: rss(ours.pid), .biboumi: rss(biboumi.pid)]
     record(setting, "RSS idle, MiB", Gateway.shadowbridge.rawValue, Double(idle[.shadowbridge]!) / 1024)
     record(setting, "RSS idle, MiB", Gateway.biboumi.rawValue, Double(idle[.biboumi]!) / 1024)
@@ -177,13 +195,9 @@ for setting in settings {
         let pid = gateway == .shadowbridge ? ours.pid : biboumi.pid
         let storm = channel("big", setting, 0, gateway)
         log("\(gateway.rawValue): \(stormUsers) XMPP users join at once")
-        var stormSettings: [String: Any] = [
-            "c2s_port": prosody.c2sPort, "domain": prosody.domain, "irc_port": ngircd.port, "history": setting.history, "pid": Int(pid),
-            "room": gateway == .shadowbridge ? "\(storm.dropFirst())@\(masterDomain)" : "\(storm)%127.0.0.1@\(biboumiDomain)",
-            "channel": storm, "count": 5, "users": stormUsers, "user": "s\(setting.key)\(gateway == .shadowbridge ? "s" : "b")x",
-            "irc_nick": "is\(setting.key)\(gateway == .shadowbridge ? "s" : "b")",
-        ]
-        if gateway == .biboumi { stormSettings["biboumi_db"] = directory.appendingPathComponent("biboumi-\(setting.key)/biboumi.sqlite").path }
+        var stormSettings = clientSettings(gateway, setting, pid: pid, channel: storm)
+        stormSettings.merge(
+            ["count": 5, "users": stormUsers, "user": "s\(setting.key)\(gateway == .shadowbridge ? "s" : "b")x", "irc_nick": "is\(setting.key)\(gateway == .shadowbridge ? "s" : "b")"]) { $1 }
         let result = try runClients("fanout", stormSettings)
         raw.append(["setting": setting.key, "gateway": gateway.rawValue, "scenario": "join storm", "result": result])
         record(setting, "\(stormUsers) joins, all self-presences, ms", gateway.rawValue, number(result["join_xmpp_ms"]))
@@ -199,29 +213,19 @@ for setting in settings {
     ours.stop()
     biboumi.stop()
     Thread.sleep(forTimeInterval: 5)
-    ours = try startShadowbridge(setting, in: directory.appendingPathComponent("shadowbridge-\(setting.key)"))
-    biboumi = try startBiboumi(in: directory.appendingPathComponent("biboumi-\(setting.key)"))
-    Thread.sleep(forTimeInterval: 4)
+    (ours, biboumi) = try startGateways(setting)
 
     for round in 1...rounds {
         let order: [Gateway] = round % 2 == 1 ? [.shadowbridge, .biboumi] : [.biboumi, .shadowbridge]
         for gateway in order {
             let pid = gateway == .shadowbridge ? ours.pid : biboumi.pid
-            func room(_ channel: String) -> String {
-                gateway == .shadowbridge ? "\(channel.dropFirst())@\(masterDomain)" : "\(channel)%127.0.0.1@\(biboumiDomain)"
-            }
-            var common: [String: Any] = [
-                "c2s_port": prosody.c2sPort, "domain": prosody.domain, "irc_port": ngircd.port, "history": setting.history, "pid": Int(pid),
-            ]
-            if gateway == .biboumi { common["biboumi_db"] = directory.appendingPathComponent("biboumi-\(setting.key)/biboumi.sqlite").path }
             let tag = "\(setting.key)\(round)\(gateway == .shadowbridge ? "s" : "b")"
 
             Thread.sleep(forTimeInterval: 1)
             let lat = channel("lat", setting, round, gateway)
             log("round \(round), \(gateway.rawValue): latency, \(latencyMessages) each way")
-            var latencySettings = common
-            latencySettings.merge(
-                ["room": room(lat), "channel": lat, "count": latencyMessages, "user": "lat\(tag)", "xmpp_nick": "xl\(tag)", "irc_nick": "il\(tag)"]) { $1 }
+            var latencySettings = clientSettings(gateway, setting, pid: pid, channel: lat)
+            latencySettings.merge(["count": latencyMessages, "user": "lat\(tag)", "xmpp_nick": "xl\(tag)", "irc_nick": "il\(tag)"]) { $1 }
             let latency = try runClients("latency", latencySettings)
             raw.append(["setting": setting.key, "round": round, "gateway": gateway.rawValue, "scenario": "latency", "result": latency])
             for (key, figure) in [("irc_to_xmpp", "IRC -> XMPP"), ("xmpp_to_irc", "XMPP -> IRC")] {
@@ -232,9 +236,8 @@ for setting in settings {
 
             let fan = channel("fan", setting, round, gateway)
             log("round \(round), \(gateway.rawValue): fanout to \(fanoutUsers) XMPP users")
-            var fanoutSettings = common
-            fanoutSettings.merge(
-                ["room": room(fan), "channel": fan, "count": fanoutMessages, "users": fanoutUsers, "user": "f\(tag)x", "irc_nick": "if\(tag)"]) { $1 }
+            var fanoutSettings = clientSettings(gateway, setting, pid: pid, channel: fan)
+            fanoutSettings.merge(["count": fanoutMessages, "users": fanoutUsers, "user": "f\(tag)x", "irc_nick": "if\(tag)"]) { $1 }
             let fanout = try runClients("fanout", fanoutSettings)
             raw.append(["setting": setting.key, "round": round, "gateway": gateway.rawValue, "scenario": "fanout", "result": fanout])
             let toLast = fanout["to_last"] as? [String: Any]
