@@ -88,7 +88,7 @@ extension BridgeService {
         networkGeneration += 1
         networks[network.name] = NetworkState(configuration: network, generation: networkGeneration)
         for channel in network.channels {
-            let (jid, state) = Self.shadow(for: channel, network: network.name, domain: domain)
+            let (jid, state) = Self.shadow(for: channel, network: network, domain: domain)
             shadows[jid] = state
         }
         startNetworkTask(network.name)
@@ -141,7 +141,8 @@ extension BridgeService {
     }
 
     private func addChannel(_ channel: Network.Channel, network name: String) {
-        let (jid, state) = Self.shadow(for: channel, network: name, domain: domain)
+        guard let network = networks[name]?.configuration else { return }
+        let (jid, state) = Self.shadow(for: channel, network: network, domain: domain)
         shadows[jid] = state
         // Its IRC users federate the shadow as the NAMES reply arrives.
         if networks[name]?.nick != nil {

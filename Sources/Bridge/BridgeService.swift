@@ -103,15 +103,16 @@ public actor BridgeService {
             networkGeneration += 1
             networks[network.name] = NetworkState(configuration: network, generation: networkGeneration)
             for channel in network.channels {
-                let (jid, state) = Self.shadow(for: channel, network: network.name, domain: configuration.domain)
+                let (jid, state) = Self.shadow(for: channel, network: network, domain: configuration.domain)
                 shadows[jid] = state
             }
         }
     }
 
-    static func shadow(for channel: Network.Channel, network: String, domain: String) -> (JID, ShadowState) {
-        let jid = shadowJID(channel: channel.irc, network: network, domain: domain)
-        return (jid, ShadowState(room: ShadowRoom(masterRoom: channel.room, jid: jid), network: network, channel: channel.irc))
+    static func shadow(for channel: Network.Channel, network: Network, domain: String) -> (JID, ShadowState) {
+        let jid = shadowJID(channel: channel.irc, network: network.name, domain: domain)
+        let room = ShadowRoom(masterRoom: channel.room, jid: jid, collisionSuffix: network.translation.collisionSuffix)
+        return (jid, ShadowState(room: room, network: network.name, channel: channel.irc))
     }
 
     /// `#ops%example@irc.example.org` (PROTOCOL.md §2).
@@ -633,6 +634,10 @@ public actor BridgeService {
                 logger.info("the room refused an IRC user", metadata: metadata.merging(["nick": "\(nick)", "condition": "\(condition)"]) { $1 })
                 networks[state.network]?.connection?.send(
                     IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (\(text ?? condition)); your messages are not relayed."))
+            case .localRenamed(let nick, let roomNick):
+                logger.info("an IRC user's nick is taken in the room; suffixed", metadata: metadata.merging(["nick": "\(nick)", "room_nick": "\(roomNick)"]) { $1 })
+                networks[state.network]?.connection?.send(
+                    IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, where someone is called \(nick) already; there you are \(roomNick)."))
             case .federationFailed(let condition):
                 metrics.federationFailures.increment()
                 let attempt = (shadows[jid]?.federationFailures ?? 0) + 1

@@ -118,6 +118,28 @@ public struct Network: Sendable {
         case relay
     }
 
+    /// How room events are shown on IRC, and IRC users in the room (PROTOCOL.md §4-§5).
+    public struct Translation: Sendable, Equatable {
+        /// Appended once to an IRC user's nick that the room has already (flow I): `alice|irc`.
+        public var collisionSuffix = "|irc"
+        /// Relayed occupants' joins and leaves as a NOTICE in the channel (relay mode).
+        public var relayAnnounceJoins = false
+        /// A zero-width space inside a relayed `<nick>`, so the line does not highlight an IRC
+        /// user of the same nick.
+        public var relayZeroWidthSpace = false
+        /// XEP-0308 corrections: a new line marked as a correction, or nothing.
+        public var corrections = Corrections.line
+        /// XEP-0444 reactions as a short ACTION.
+        public var reactions = true
+
+        public enum Corrections: String, Sendable {
+            case line
+            case drop
+        }
+
+        public init() {}
+    }
+
     public struct Channel: Sendable {
         public var irc: String
         public var room: JID
@@ -151,6 +173,7 @@ public struct Network: Sendable {
     /// WEBIRC on every connection, where the network trusts this bridge as a gateway.
     public var webirc: WebIRC?
     public var channels: [Channel]
+    public var translation = Translation()
     /// The server password was written in the mapping file rather than in password_file.
     var passwordInline = false
 }
@@ -381,9 +404,22 @@ extension Network {
         guard let users = XMPPUsers(rawValue: usersRaw) else {
             throw document.error("network.xmpp_users", "must be \"puppet\" or \"relay\"")
         }
-        if users == .relay {
-            throw document.error("network.xmpp_users", "relay mode is not implemented yet; use \"puppet\"")
+        var translation = Translation()
+        if let suffix = try reader.string("collision_suffix") {
+            guard !suffix.isEmpty, suffix.count <= 16, !suffix.contains(where: { $0.isWhitespace || $0.isNewline || $0 == "\0" }) else {
+                throw document.error("network.collision_suffix", "must be 1 to 16 characters without spaces")
+            }
+            translation.collisionSuffix = suffix
         }
+        translation.relayAnnounceJoins = try reader.bool("relay_announce_joins") ?? false
+        translation.relayZeroWidthSpace = try reader.bool("relay_zero_width_space") ?? false
+        if let corrections = try reader.string("corrections") {
+            guard let parsed = Translation.Corrections(rawValue: corrections) else {
+                throw document.error("network.corrections", "must be \"line\" or \"drop\"")
+            }
+            translation.corrections = parsed
+        }
+        translation.reactions = try reader.bool("reactions") ?? true
         let template = try reader.string("puppet_nick") ?? "{nick}"
         guard template.contains("{nick}") else { throw document.error("network.puppet_nick", "must contain {nick}") }
         let maxPuppets = try reader.int("max_puppets") ?? 500
@@ -453,7 +489,7 @@ extension Network {
             name: name, file: path, nameLine: document.line(of: "network.name"), servers: servers, nick: nick, password: password?.value, encodingFallback: fallback, xmppUsers: users,
             puppetNick: template, maxPuppets: maxPuppets, floodBurst: floodBurst, floodLinesPerSecond: floodRate,
             puppetConnectionsPerSecond: admission, bindAddress: bind, tls: tls, sasl: sasl, webirc: webirc, channels: channels,
-            passwordInline: password?.inline == true)
+            translation: translation, passwordInline: password?.inline == true)
     }
 }
 

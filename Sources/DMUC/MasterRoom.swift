@@ -656,9 +656,14 @@ public struct MasterRoom: Sendable {
     /// `collision`: the refused user is behind a shadow, which is told which nick collided
     /// (`<collision nick/>` in the error, flow A) so it can retry with a suffix (flow I).
     private func refuseConflict(_ stanza: XMLElement, nick: String, collision: Bool = false, out: inout Output) {
-        let holder = occupants[Self.fold(nick)]?.nick ?? nick
+        let holding = occupants[Self.fold(nick)]
+        let holder = holding?.nick ?? nick
+        // Say who has it: IRC and XMPP nicks fold alike here (`Alice` is `alice`, `[x]` is `{x}`).
+        var why = "the nick \(nick) is already in use in this room"
+        if holder != nick { why += " (as \(holder))" }
+        if case .shadow = holding?.node { why += " by an IRC user" }
         refuse(
-            stanza, type: "cancel", condition: "conflict", text: "the nick \(nick) is already in use in this room",
+            stanza, type: "cancel", condition: "conflict", text: why,
             application: collision ? XMLElement("collision", namespace: NS.link, attributes: ["nick": holder]) : nil,
             noting: stanza["from"].flatMap(JID.init) ?? jid, out: &out)
     }

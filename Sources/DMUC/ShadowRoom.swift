@@ -32,6 +32,9 @@ public struct ShadowRoom: Sendable {
         case privateMessage(from: RemoteOccupant, toLocalNick: String, body: String)
         /// The master refused an IRC user (flow I); the bridge tells them.
         case localRefused(nick: String, condition: String, text: String?)
+        /// An IRC user's nick was taken in the room: she is there under `roomNick` (flow I's
+        /// one suffixed retry); the bridge tells her.
+        case localRenamed(nick: String, roomNick: String)
         /// Federation failed for a reason other than the user (the master unreachable):
         /// the bridge calls `retryFederation()` later.
         case federationFailed(condition: String)
@@ -64,7 +67,10 @@ public struct ShadowRoom: Sendable {
     }
 
     struct Local: Sendable {
+        /// The IRC nick.
         var nick: String
+        /// The nick in the room: the IRC nick, or it with the collision suffix (flow I).
+        var roomNick: String
         var realJID: JID
         /// The room role the channel modes give (PROTOCOL.md §4).
         var role = "participant"
@@ -73,12 +79,16 @@ public struct ShadowRoom: Sendable {
         /// The join was sent to the master.
         var submitted = false
         var refused = false
+        /// The room refused this IRC nick as taken and `roomNick` carries the suffix: a second
+        /// conflict refuses her.
+        var suffixed = false
     }
 
     enum Federation: Sendable, Equatable {
         case idle
-        /// The federating presence for this local nick is out; waiting for the burst.
-        case federating(nick: String)
+        /// The federating presence for this local user (folded IRC nick) is out; waiting
+        /// for the burst.
+        case federating(key: String)
         case federated
     }
 
@@ -115,9 +125,13 @@ public struct ShadowRoom: Sendable {
     private var pingID: String?
     private var missedPings = 0
 
-    public init(masterRoom: JID, jid: JID) {
+    /// What an IRC user's nick gets when the room has it already (flow I): `alice|irc`.
+    public let collisionSuffix: String
+
+    public init(masterRoom: JID, jid: JID, collisionSuffix: String = "|irc") {
         self.masterRoom = masterRoom.bare
         self.jid = jid.bare
+        self.collisionSuffix = collisionSuffix
         // `#chan%network`: real JIDs of this network's users end in `%network`.
         let local = jid.local ?? ""
         self.realSuffix = local.lastIndex(of: "%").map { String(local[$0...]) } ?? ""
@@ -134,6 +148,16 @@ public struct ShadowRoom: Sendable {
 
     static func fold(_ nick: String) -> String { MasterRoom.fold(nick) }
 
+    /// The key (folded IRC nick) of the local user shown in the room as `roomNick`.
+    private func localKey(roomNick: String) -> String? {
+        let folded = Self.fold(roomNick)
+        if let local = locals[folded], Self.fold(local.roomNick) == folded { return folded }
+        return locals.first { Self.fold($0.value.roomNick) == folded }?.key
+    }
+
+    /// The room nick of the local user `nick` (an IRC nick), if she is one.
+    public func roomNick(ofLocal nick: String) -> String? { locals[Self.fold(nick)]?.roomNick }
+
     /// True for a real JID this node's network asserts (one of its own IRC users). Another
     /// network bridged by the same process into the same room is not ours.
     public func isOurs(_ real: JID) -> Bool { real.domain == jid.domain && (real.local ?? "").hasSuffix(realSuffix) }
@@ -143,7 +167,7 @@ public struct ShadowRoom: Sendable {
     public mutating func ircJoined(nick: String, realJID: JID, role: String = "participant") -> [Action] {
         let key = Self.fold(nick)
         guard locals[key] == nil else { return [] }
-        locals[key] = Local(nick: nick, realJID: realJID, role: role)
+        locals[key] = Local(nick: nick, roomNick: nick, realJID: realJID, role: role)
         localOrder.append(key)
         switch federation {
         case .idle: return federate()
@@ -165,7 +189,7 @@ public struct ShadowRoom: Sendable {
             } else if let reason, !reason.isEmpty {
                 children.insert(.text("status", namespace: NS.component, reason), at: 0)
             }
-            actions.append(.send(.stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), type: "unavailable", children: children)))
+            actions.append(.send(.stanza(.presence, from: jid.with(resource: local.roomNick), to: masterRoom.with(resource: local.roomNick), type: "unavailable", children: children)))
         }
         return actions
     }
@@ -187,10 +211,12 @@ public struct ShadowRoom: Sendable {
         let newKey = Self.fold(newNick)
         guard var local = locals.removeValue(forKey: oldKey) else { return [] }
         local.nick = newNick
+        local.roomNick = newNick
+        local.suffixed = false
         locals[newKey] = local
         if let index = localOrder.firstIndex(of: oldKey) { localOrder[index] = newKey }
         for index in held.indices where Self.fold(held[index].nick) == oldKey { held[index].nick = newNick }
-        if case .federating(let nick) = federation, Self.fold(nick) == oldKey { federation = .federating(nick: newNick) }
+        if case .federating(let key) = federation, key == oldKey { federation = .federating(key: newKey) }
         // Sent whenever her join is out, even before the burst: the master takes them in order.
         guard local.submitted, !local.refused else { return [] }
         return [.send(updatePresence(local))]
@@ -220,7 +246,7 @@ public struct ShadowRoom: Sendable {
 
     /// A joined user's presence as it now is: role, away, and who it is.
     private func updatePresence(_ local: Local) -> XMLElement {
-        .stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), children: awayChildren(local) + [
+        .stanza(.presence, from: jid.with(resource: local.roomNick), to: masterRoom.with(resource: local.roomNick), children: awayChildren(local) + [
             Self.roleElement(local.role), LinkElements.fmuc(from: local.realJID),
         ])
     }
@@ -237,7 +263,7 @@ public struct ShadowRoom: Sendable {
     /// TOPIC on IRC: the room's subject, set by that user.
     public mutating func ircTopic(nick: String, topic: String) -> [Action] {
         guard let local = locals[Self.fold(nick)], !local.refused, local.submitted, federation == .federated else { return [] }
-        return [.send(.stanza(.message, from: jid.with(resource: local.nick), to: masterRoom, type: "groupchat", children: [
+        return [.send(.stanza(.message, from: jid.with(resource: local.roomNick), to: masterRoom, type: "groupchat", children: [
             .text("subject", namespace: NS.component, topic), LinkElements.fmuc(from: local.realJID),
         ]))]
     }
@@ -322,7 +348,7 @@ public struct ShadowRoom: Sendable {
             // A join sent after the last leave (a quick /cycle) is already on its way: the master
             // federates us again with it, so wait for that burst rather than going idle.
             if let key = localOrder.first(where: { locals[$0]?.submitted == true && locals[$0]?.refused == false }) {
-                federation = .federating(nick: locals[key]!.nick)
+                federation = .federating(key: key)
             } else {
                 federation = .idle
             }
@@ -427,8 +453,8 @@ public struct ShadowRoom: Sendable {
     private mutating func splitRefusal(_ stanza: XMLElement) -> [Action] {
         var actions: [Action] = []
         if stanza.name == "message", stanza["type"] == "error", let origin = LinkElements.originID(of: stanza),
-            let nick = stanza["to"].flatMap(JID.init)?.resource, let body = stanza.child("body", namespace: stanza.namespace)?.text,
-            held.count < Self.maximumHeldLines
+            let roomNick = stanza["to"].flatMap(JID.init)?.resource, let key = localKey(roomNick: roomNick), let nick = locals[key]?.nick,
+            let body = stanza.child("body", namespace: stanza.namespace)?.text, held.count < Self.maximumHeldLines
         {
             pendingEchoes.remove(origin)
             held.append((nick, body, origin))
@@ -504,8 +530,7 @@ public struct ShadowRoom: Sendable {
 
     private mutating func removedByRoom(_ stanza: XMLElement, nick: String) -> [Action] {
         guard stanza["type"] == "unavailable", let x = stanza.child("x", namespace: NS.mucUser) else { return [] }
-        let key = Self.fold(nick)
-        guard let local = locals[key], local.submitted, !local.refused else { return [] }
+        guard let key = localKey(roomNick: nick), let local = locals[key], local.submitted, !local.refused else { return [] }
         let codes = Set(x.children("status", namespace: NS.mucUser).compactMap { $0["code"] })
         let item = x.child("item", namespace: NS.mucUser)
         let actor = item?.child("actor", namespace: NS.mucUser)?["nick"]
@@ -544,7 +569,7 @@ public struct ShadowRoom: Sendable {
 
     private func privateMessage(_ stanza: XMLElement, from: JID) -> [Action] {
         guard let nick = from.resource, let real = LinkElements.fmucFrom(stanza), !isOurs(real),
-            let to = stanza["to"].flatMap(JID.init), let localNick = to.resource, let local = locals[Self.fold(localNick)],
+            let to = stanza["to"].flatMap(JID.init), let localNick = to.resource, let key = localKey(roomNick: localNick), let local = locals[key],
             let body = stanza.child("body", namespace: stanza.namespace)?.text
         else { return [] }
         let occupant = remotes[Self.fold(nick)] ?? RemoteOccupant(nick: nick, realJID: real)
@@ -554,7 +579,7 @@ public struct ShadowRoom: Sendable {
     /// An IRC user's PRIVMSG to a puppet: a private message to that occupant, through the master.
     public mutating func ircPrivateMessage(nick: String, toRoomNick: String, body: String) -> [Action] {
         guard let local = locals[Self.fold(nick)], local.submitted, !local.refused, federation == .federated else { return [] }
-        return [.send(.stanza(.message, from: jid.with(resource: local.nick), to: masterRoom.with(resource: toRoomNick), type: "chat", children: [
+        return [.send(.stanza(.message, from: jid.with(resource: local.roomNick), to: masterRoom.with(resource: toRoomNick), type: "chat", children: [
             .text("body", namespace: NS.component, body), LinkElements.fmuc(from: local.realJID),
         ]))]
     }
@@ -592,22 +617,40 @@ public struct ShadowRoom: Sendable {
         let condition = stanza.errorCondition ?? "undefined-condition"
         let userFacing = ["conflict", "forbidden", "not-allowed", "registration-required", "not-authorized", "jid-malformed"]
         guard stanza.name == "presence" else { return [] }
-        let nick = stanza["to"].flatMap(JID.init)?.resource ?? from.resource
-        if userFacing.contains(condition), let nick, var local = locals[Self.fold(nick)] {
+        let roomNick = stanza["to"].flatMap(JID.init)?.resource ?? from.resource
+        if userFacing.contains(condition), let roomNick, let key = localKey(roomNick: roomNick), var local = locals[key] {
             var federatingThisUser = false
-            if case .federating(let federatingNick) = federation, Self.fold(federatingNick) == Self.fold(nick) { federatingThisUser = true }
+            if case .federating(let federatingKey) = federation, federatingKey == key { federatingThisUser = true }
             // Her join was refused outright (never in the room), or a later change was refused.
             let wasInRoom = local.submitted && !federatingThisUser
+            if condition == "conflict", !local.suffixed {
+                // Flow I: the nick is taken in the room (an XMPP user, another network's IRC
+                // user): once more with the suffix, before giving up.
+                local.suffixed = true
+                local.roomNick = local.nick + collisionSuffix
+                // Federating again picks its user afresh; the burst's end submits the others.
+                local.submitted = !federatingThisUser
+                locals[key] = local
+                var actions: [Action] = [.localRenamed(nick: local.nick, roomNick: local.roomNick)]
+                if federatingThisUser {
+                    federation = .idle
+                    actions += federate()
+                } else {
+                    // A join is a fresh presence; a refused nick change is sent again as one.
+                    actions.append(.send(wasInRoom ? updatePresence(local) : joinPresence(local, link: false)))
+                }
+                return actions
+            }
             local.refused = true
             local.submitted = false
-            locals[Self.fold(nick)] = local
+            locals[key] = local
             var actions: [Action] = [.localRefused(nick: local.nick, condition: condition, text: stanza.child("error", namespace: stanza.namespace)?.child("text", namespace: NS.stanzas)?.text)]
             if wasInRoom {
                 // She may be in the room under an earlier nick (a refused nick change): take her
                 // out, so no ghost keeps the nick. The master finds her by real JID.
-                actions.append(.send(.stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), type: "unavailable", children: [LinkElements.fmuc(from: local.realJID)])))
+                actions.append(.send(.stanza(.presence, from: jid.with(resource: local.roomNick), to: masterRoom.with(resource: local.roomNick), type: "unavailable", children: [LinkElements.fmuc(from: local.realJID)])))
             }
-            if case .federating(let federatingNick) = federation, Self.fold(federatingNick) == Self.fold(nick) {
+            if federatingThisUser {
                 federation = .idle
                 actions += federate()
             }
@@ -626,7 +669,7 @@ public struct ShadowRoom: Sendable {
         guard let key = localOrder.first(where: { locals[$0]?.refused == false }), let local = locals[key] else {
             return []
         }
-        federation = .federating(nick: local.nick)
+        federation = .federating(key: key)
         locals[key]?.submitted = true
         unconfirmed = Set(remotes.keys)
         return [.send(joinPresence(local, link: true))]
@@ -645,14 +688,14 @@ public struct ShadowRoom: Sendable {
         x.append(XMLElement("history", namespace: NS.muc, attributes: ["maxstanzas": "0"]))
         var children = awayChildren(local) + [x, Self.roleElement(local.role), LinkElements.fmuc(from: local.realJID)]
         if link { children.append(LinkElements.link(epoch: resumeFrom?.epoch, lastSeq: resumeFrom?.seq)) }
-        return .stanza(.presence, from: jid.with(resource: local.nick), to: masterRoom.with(resource: local.nick), children: children)
+        return .stanza(.presence, from: jid.with(resource: local.roomNick), to: masterRoom.with(resource: local.roomNick), children: children)
     }
 
     private mutating func submitMessage(_ local: Local, body: String, originID: String) -> Action {
         pendingEchoes.insert(originID)
         return .send(
             .stanza(
-                .message, from: jid.with(resource: local.nick), to: masterRoom, type: "groupchat", id: originID,
+                .message, from: jid.with(resource: local.roomNick), to: masterRoom, type: "groupchat", id: originID,
                 children: [
                     .text("body", namespace: NS.component, body), LinkElements.originID(originID),
                     LinkElements.fmuc(from: local.realJID),

@@ -152,6 +152,29 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("translation settings: relay mode, announcements, the collision suffix, corrections and reactions; bad values name their key")
+    func translation() throws {
+        let settings = "xmpp_users = \"relay\"\nrelay_announce_joins = true\nrelay_zero_width_space = true\ncollision_suffix = \"[irc]\"\ncorrections = \"drop\"\nreactions = false\n"
+        let mapping = Self.network.replacingOccurrences(of: "nick = \"bridge\"\n", with: "nick = \"bridge\"\n" + settings)
+        let (config, error, files) = try Self.load(Self.good, mappings: ["example.toml": mapping])
+        defer { files.remove() }
+        #expect(error == nil, "\(String(describing: error))")
+        let network = try #require(config?.bridge?.networks.first)
+        #expect(network.xmppUsers == .relay)
+        #expect(network.translation.relayAnnounceJoins && network.translation.relayZeroWidthSpace && !network.translation.reactions)
+        #expect(network.translation.collisionSuffix == "[irc]" && network.translation.corrections == .drop)
+
+        let (defaults, _, defaultFiles) = try Self.load(Self.good)
+        defer { defaultFiles.remove() }
+        #expect(defaults?.bridge?.networks.first?.translation == Network.Translation())
+
+        for (bad, key) in [("collision_suffix = \"a b\"", "network.collision_suffix"), ("corrections = \"maybe\"", "network.corrections")] {
+            let (_, error, files) = try Self.load(Self.good, mappings: ["example.toml": Self.network.replacingOccurrences(of: "nick = \"bridge\"\n", with: "nick = \"bridge\"\n\(bad)\n")])
+            defer { files.remove() }
+            #expect(error?.key == key, "\(String(describing: error))")
+        }
+    }
+
     @Test("a channel mapped twice is refused")
     func duplicateChannel() throws {
         let twice = Self.network + "\n[[channel]]\nirc = \"#OPS\"\nroom = \"other@rooms.example.org\"\n"

@@ -96,13 +96,41 @@ struct ShadowRoomTests {
     mutating func refused() {
         let presence = Self.sent(shadow.ircJoined(nick: "carol", realJID: Self.carol))[0]
         _ = shadow.ircJoined(nick: "dave", realJID: Self.dave)
-        var error = presence.errorReply(type: "cancel", condition: "conflict", text: "taken")
+        var error = presence.errorReply(type: "auth", condition: "forbidden", text: "banned")
         error["from"] = "ops@rooms.test/carol"
         let actions = shadow.receive(error)
-        #expect(actions.first == .localRefused(nick: "carol", condition: "conflict", text: "taken"))
+        #expect(actions.first == .localRefused(nick: "carol", condition: "forbidden", text: "banned"))
         let retry = Self.sent(actions)
         #expect(retry.count == 1 && retry[0]["to"] == "ops@rooms.test/dave" && retry[0].child("link", namespace: NS.link) != nil)
         #expect(shadow.ircMessage(nick: "carol", body: "ignored", originID: "o").isEmpty)
+    }
+
+    @Test("a nick the room has already: one retry with the suffix, under which she speaks; a second conflict refuses her (flow I)")
+    mutating func collision() {
+        federate()
+        let join = Self.sent(shadow.ircJoined(nick: "dave", realJID: Self.dave))[0]
+        var error = join.errorReply(type: "cancel", condition: "conflict", text: "taken")
+        error["from"] = "ops@rooms.test/dave"
+        let actions = shadow.receive(error)
+        #expect(actions.first == .localRenamed(nick: "dave", roomNick: "dave|irc"))
+        let retry = Self.sent(actions)
+        #expect(retry.count == 1 && retry[0]["to"] == "ops@rooms.test/dave|irc" && LinkElements.fmucFrom(retry[0]) == Self.dave)
+        #expect(shadow.roomNick(ofLocal: "DAVE") == "dave|irc")
+        let line = Self.sent(shadow.ircMessage(nick: "dave", body: "hi", originID: "o1"))
+        #expect(line.first?["from"] == "#ops%net@irc.test/dave|irc")
+
+        var again = retry[0].errorReply(type: "cancel", condition: "conflict", text: "taken too")
+        again["from"] = "ops@rooms.test/dave|irc"
+        #expect(shadow.receive(again).first == .localRefused(nick: "dave", condition: "conflict", text: "taken too"))
+        #expect(shadow.ircMessage(nick: "dave", body: "ignored", originID: "o2").isEmpty)
+
+        // The federating user herself: she federates again under the suffix.
+        var fresh = ShadowRoom(masterRoom: Self.room, jid: Self.shadowJID, collisionSuffix: "[i]")
+        let first = Self.sent(fresh.ircJoined(nick: "carol", realJID: Self.carol))[0]
+        var taken = first.errorReply(type: "cancel", condition: "conflict")
+        taken["from"] = "ops@rooms.test/carol"
+        let refederate = Self.sent(fresh.receive(taken))
+        #expect(refederate.count == 1 && refederate[0]["to"] == "ops@rooms.test/carol[i]" && refederate[0].child("link", namespace: NS.link) != nil)
     }
 
     @Test("an unreachable master fails federation; a retry sends it again")
@@ -255,6 +283,11 @@ struct ShadowRoomTests {
         let change = Self.sent(shadow.ircNickChanged(from: "carol", to: "Alice"))[0]
         var error = change.errorReply(type: "cancel", condition: "conflict", text: "taken")
         error["from"] = "ops@rooms.test/Alice"
+        // Once more with the suffix (flow I), then out.
+        let suffixed = Self.sent(shadow.receive(error))
+        #expect(suffixed.count == 1 && suffixed[0]["to"] == "ops@rooms.test/Alice|irc" && suffixed[0]["type"] == nil)
+        error = suffixed[0].errorReply(type: "cancel", condition: "conflict", text: "taken")
+        error["from"] = "ops@rooms.test/Alice|irc"
         let actions = shadow.receive(error)
         let out = Self.sent(actions)
         #expect(out.count == 1 && out[0]["type"] == "unavailable" && LinkElements.fmucFrom(out[0]) == Self.carol)
