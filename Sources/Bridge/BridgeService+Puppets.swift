@@ -11,12 +11,13 @@ extension BridgeService {
         let key = occupant.realJID.description
         let folded = network.fold(channel)
         if var puppet = network.puppets[key] {
-            puppet.wanted[folded] = channel
+            let new = puppet.wanted.updateValue(channel, forKey: folded) == nil
             if puppet.nick != nil && !puppet.joined.contains(folded) {
                 puppet.connection?.send(IRCMessage(command: "JOIN", channel))
             }
             network.puppets[key] = puppet
             networks[name] = network
+            if new { relayAnnounce(network: name, channel: channel, "\(occupant.nick) joined the XMPP room") }
             return
         }
         puppetGeneration += 1
@@ -24,6 +25,14 @@ extension BridgeService {
         var puppet = Puppet(key: key, roomNick: occupant.nick)
         puppet.generation = generation
         puppet.wanted[folded] = channel
+        if network.configuration.xmppUsers == .relay {
+            // Relay mode: no connection of its own; the bridge's connection speaks for it.
+            puppet.relayed = true
+            network.puppets[key] = puppet
+            networks[name] = network
+            relayAnnounce(network: name, channel: channel, "\(occupant.nick) joined the XMPP room")
+            return
+        }
         if network.puppets.values.filter({ !$0.relayed }).count >= network.configuration.maxPuppets {
             // max_puppets reached: this occupant is relayed through the bridge's connection.
             puppet.relayed = true
@@ -229,8 +238,20 @@ extension BridgeService {
         connection.send(plainRelay(nick: nick, body: body, channel: channel, bridgeNick: bridgeNick, network: network))
     }
 
+    /// Relay mode's optional announcement of an occupant's join, leave or nick change: a
+    /// NOTICE in the channel from the bridge's connection.
+    func relayAnnounce(network name: String, channel: String, _ text: String) {
+        guard let network = networks[name], network.configuration.xmppUsers == .relay, network.configuration.translation.relayAnnounceJoins,
+            network.joined.contains(network.fold(channel))
+        else { return }
+        network.connection?.send(IRCMessage(command: "NOTICE", channel, text))
+    }
+
     /// `<nick> text` (`* nick action` for /me), line by line, from the bridge's own nick.
     private func plainRelay(nick: String, body: String, channel: String, bridgeNick: String, network: NetworkState) -> [IRCMessage] {
+        // A zero-width space after the first character keeps IRC clients from highlighting
+        // an IRC user who has the same nick.
+        let nick = network.configuration.translation.relayZeroWidthSpace && nick.count > 1 ? String(nick.prefix(1)) + "\u{200B}" + nick.dropFirst() : nick
         let text = body.hasPrefix("/me ") ? "* \(nick) \(body.dropFirst(4))" : body.split(whereSeparator: \.isNewline).map { "<\(nick)> \($0)" }.joined(separator: "\n")
         return privmsgs(channel: channel, text: text, nick: bridgeNick, lineLength: network.isupport.lineLength)
     }
@@ -322,6 +343,11 @@ extension BridgeService {
     /// A room nick change is one NICK on IRC (PROTOCOL.md §5).
     func puppetRename(_ occupant: ShadowRoom.RemoteOccupant, to newNick: String, network name: String) {
         guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else { return }
+        if puppet.relayed {
+            for channel in puppet.wanted.values.sorted() {
+                relayAnnounce(network: name, channel: channel, "\(puppet.roomNick) is now known as \(newNick) in the XMPP room")
+            }
+        }
         puppet.roomNick = newNick
         let ircNick = PuppetNick.make(template: network.configuration.puppetNick, nick: newNick, maximumLength: network.isupport.nickLength)
         if puppet.nick.map(network.fold) != network.fold(ircNick) {
@@ -333,13 +359,17 @@ extension BridgeService {
 
     /// A subject set on XMPP becomes the channel topic, set by that occupant's puppet, on one line.
     func puppetTopic(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, subject: String) {
-        guard let network = networks[name], let puppet = network.puppets[occupant.realJID.description],
-            puppet.joined.contains(network.fold(channel))
-        else {
+        guard let network = networks[name], let puppet = network.puppets[occupant.realJID.description] else { return }
+        let flat = subject.split(whereSeparator: \.isNewline).joined(separator: " ")
+        if puppet.relayed || puppet.relayedChannels.contains(network.fold(channel)) {
+            // No puppet in the channel: the bridge sets it (if it may).
+            network.connection?.send(IRCMessage(command: "TOPIC", channel, flat))
+            return
+        }
+        guard puppet.joined.contains(network.fold(channel)) else {
             logger.info("subject not set as topic: the occupant is not on IRC", metadata: ["network": "\(name)", "channel": "\(channel)"])
             return
         }
-        let flat = subject.split(whereSeparator: \.isNewline).joined(separator: " ")
         puppet.connection?.send(IRCMessage(command: "TOPIC", channel, flat))
     }
 
@@ -351,6 +381,9 @@ extension BridgeService {
         puppet.queued.removeAll { $0.channel == folded }
         if puppet.relayed {
             if puppet.wanted.isEmpty { network.puppets.removeValue(forKey: puppet.key) } else { network.puppets[puppet.key] = puppet }
+            networks[name] = network
+            relayAnnounce(network: name, channel: channel, "\(puppet.roomNick) left the XMPP room" + (reason.map { " (\($0))" } ?? ""))
+            return
         } else if puppet.wanted.isEmpty {
             // Its last channel: QUIT with the status text (PROTOCOL.md §5).
             puppet.connection?.quit(reason ?? "Left the room")

@@ -277,4 +277,92 @@ struct BridgeSemanticsTests {
             [Expected("Дмитрий gets carol's private message") { $0.user == "dmi1" && $0.kind == "message" && $0.from == r.occupant("carol") && $0.body == "привет from IRC" }],
             since: mark)
     }
+
+    @Test("nick collision: an IRC user whose nick an XMPP user has is in the room once as dave|irc and told so; an XMPP user taking an IRC user's nick gets 409 saying why")
+    func nickCollision() throws {
+        let servers = try LabServers.require()
+        // Puppets show as dave[x] on IRC, so the IRC user dave can exist beside the XMPP dave.
+        let r = try BridgedRoom(servers: servers, name: "coll1", ircUsers: ["carol"], xmppUsers: [], networkSettings: "puppet_nick = \"{nick}[x]\"")
+        defer { r.close() }
+        try r.agent.xmppUserJoins("cxa", prosody: servers.prosody, room: r.room, nick: "dave")
+        try r.agent.waitFor("the puppet dave[x] joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "dave[x]" }
+        Thread.sleep(forTimeInterval: 0.5)
+
+        var mark = r.agent.mark
+        try r.agent.ircUserJoins("Dave", port: servers.ngircd.port, channel: r.channel)
+        try r.agent.waitFor("Dave is told his room nick", since: mark) { $0.user == "Dave" && $0.command == "NOTICE" && $0.nick == "sbridge" }
+        try r.agent.waitFor("dave's XMPP user sees Dave|irc", since: mark) { $0.user == "cxa" && $0.kind == "presence" && $0.from == r.occupant("Dave|irc") }
+        Thread.sleep(forTimeInterval: 1)
+        let seen = r.agent.events(since: mark)
+        let notices = seen.filter { $0.user == "Dave" && $0.command == "NOTICE" && $0.nick == "sbridge" }
+        #expect(notices.count == 1 && notices.first?.params.last?.contains("there you are Dave|irc") == true, "\(notices)")
+        let roomPresences = seen.filter { $0.user == "cxa" && $0.kind == "presence" }
+        #expect(roomPresences.map { $0.from ?? "" } == [r.occupant("Dave|irc")], "one presence, under the suffixed nick: \(roomPresences)")
+
+        mark = r.agent.mark
+        r.irc("Dave", "PRIVMSG \(r.channel) :two daves now")
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "cxa", from: r.occupant("Dave|irc"), body: "two daves now"),
+                On.ircPrivmsg(to: "carol", from: "Dave", channel: r.channel, text: "two daves now"),
+            ], since: mark)
+
+        // The other way: the master refuses an XMPP user the IRC user's nick, and says why.
+        try r.agent.xmppUserOnline("cxb", prosody: servers.prosody)
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_join", "user": "cxb", "room": r.room, "nick": "CAROL"])
+        try r.agent.expectExactlyOnce(
+            [Expected("CAROL is refused with conflict") { $0.user == "cxb" && $0.kind == "presence" && $0.type == "error" && $0.error == "conflict" }],
+            since: mark)
+        let refusal = r.agent.events(since: mark).first { $0.user == "cxb" && $0.error == "conflict" }
+        #expect(refusal?.xml?.contains("already in use in this room (as carol) by an IRC user") == true, "\(refusal?.xml ?? "")")
+    }
+
+    @Test("relay mode: no puppets; XMPP users' joins, lines, /me and leaves come from the bridge once each, nicks kept from highlighting; IRC lines reach the room once")
+    func relayMode() throws {
+        let servers = try LabServers.require()
+        let r = try BridgedRoom(
+            servers: servers, name: "relay1", ircUsers: ["carol"], xmppUsers: [],
+            networkSettings: "xmpp_users = \"relay\"\nrelay_announce_joins = true\nrelay_zero_width_space = true")
+        defer { r.close() }
+        try r.agent.xmppUserOnline("rxa", prosody: servers.prosody)
+        var mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_join", "user": "rxa", "room": r.room, "nick": "xanna"])
+        let announce = Expected("carol is told xanna joined") {
+            $0.user == "carol" && $0.command == "NOTICE" && $0.nick == "sbridge" && $0.params == [r.channel, "xanna joined the XMPP room"]
+        }
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xanna's self-presence") { $0.user == "rxa" && $0.kind == "presence" && $0.from == r.occupant("xanna") },
+                Expected("xanna gets the room's subject") { $0.user == "rxa" && $0.kind == "message" && $0.subject != nil },
+                On.xmppPresence(to: "rxa", from: r.occupant("carol"), unavailable: false), announce,
+            ], since: mark, timeout: 20)
+
+        let shown = "x\u{200B}anna"
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "rxa", "room": r.room, "body": "hello from xmpp"])
+        r.agent.send(["cmd": "xmpp_say", "user": "rxa", "room": r.room, "body": "/me waves"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "rxa", from: r.occupant("xanna"), body: "hello from xmpp"),
+                On.xmppMessage(to: "rxa", from: r.occupant("xanna"), body: "/me waves"),
+                On.ircPrivmsg(to: "carol", from: "sbridge", channel: r.channel, text: "<\(shown)> hello from xmpp"),
+                On.ircPrivmsg(to: "carol", from: "sbridge", channel: r.channel, text: "* \(shown) waves"),
+            ], since: mark)
+
+        mark = r.agent.mark
+        r.irc("carol", "PRIVMSG \(r.channel) :hi xanna")
+        try r.agent.expectExactlyOnce([On.xmppMessage(to: "rxa", from: r.occupant("carol"), body: "hi xanna")], since: mark)
+
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_leave", "user": "rxa", "room": r.room, "nick": "xanna", "status": "lunch"])
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xanna's own leave") { $0.user == "rxa" && $0.kind == "presence" && $0.type == "unavailable" },
+                Expected("carol is told xanna left") {
+                    $0.user == "carol" && $0.command == "NOTICE" && $0.nick == "sbridge" && $0.params == [r.channel, "xanna left the XMPP room (lunch)"]
+                },
+            ], since: mark)
+        #expect(!r.agent.events(since: 0).contains { $0.user == "carol" && $0.command == "JOIN" && !["carol", "sbridge"].contains($0.nick ?? "") }, "no puppet ever joined")
+    }
 }
