@@ -294,6 +294,38 @@ extension BridgeService {
         networks[name] = network
     }
 
+    /// A reply, correction or reaction as one IRC line (PROTOCOL.md §5), or nil where the
+    /// network's settings drop it.
+    func ircText(_ line: RoomLine, network name: String) -> String? {
+        guard let network = networks[name] else { return nil }
+        let translation = network.configuration.translation
+        switch line {
+        case .reply(let to, let text):
+            if text.hasPrefix("/me ") { return text }
+            return "\(ircNick(to, network: network)): \(text)"
+        case .correction(let text):
+            guard translation.corrections == .line else { return nil }
+            return text.hasPrefix("/me ") ? "/me (correction) " + text.dropFirst(4) : "(correction) " + text
+        case .reaction(let emoji, let to, let snippet):
+            guard translation.reactions else { return nil }
+            let what = emoji.joined(separator: " ")
+            guard let to else { return "/me reacted \(what)" }
+            return "/me reacted \(what) to \(ircNick(to, network: network))" + (snippet.map { ": “\($0)”" } ?? "")
+        }
+    }
+
+    /// How IRC knows whom a reply or reaction names: an IRC user by nick, an occupant by their
+    /// puppet's nick (transliterated, maybe changed by the network).
+    private func ircNick(_ mention: Mention, network: NetworkState) -> String {
+        switch mention {
+        case .local(let nick): nick
+        case .remote(let occupant):
+            network.puppets[occupant.realJID.description]?.nick
+                ?? PuppetNick.make(template: network.configuration.puppetNick, nick: occupant.nick, maximumLength: network.isupport.nickLength)
+        case .roomNick(let nick): nick
+        }
+    }
+
     /// An IRC user wrote to a puppet: CTCP is answered here; text goes to that occupant as a
     /// private message from the room the two share (PROTOCOL.md §5, flow F).
     private func privateMessageToPuppet(from sender: String, text: String, puppet: Puppet, network name: String) {

@@ -619,6 +619,10 @@ public actor BridgeService {
             case .remoteMessage(let occupant, let body):
                 metrics.messagesXMPPToIRC.increment()
                 puppetSay(occupant, network: state.network, channel: state.channel, body: body)
+            case .remoteLine(let occupant, let line):
+                guard let body = ircText(line, network: state.network) else { break }
+                metrics.messagesXMPPToIRC.increment()
+                puppetSay(occupant, network: state.network, channel: state.channel, body: body)
             case .remoteNickChanged(let occupant, let newNick):
                 metrics.presenceXMPPToIRC.increment()
                 puppetRename(occupant, to: newNick, network: state.network)

@@ -21,6 +21,8 @@ public struct ShadowRoom: Sendable {
         case remoteLeft(RemoteOccupant, reason: String?)
         /// A remote occupant spoke in the room.
         case remoteMessage(RemoteOccupant, body: String)
+        /// A remote occupant replied, corrected a line or reacted (`RoomLine`).
+        case remoteLine(RemoteOccupant, RoomLine)
         /// A remote occupant changed nick (303): one NICK on IRC, not a leave and a join.
         case remoteNickChanged(RemoteOccupant, newNick: String)
         /// A remote occupant changed the subject.
@@ -121,6 +123,8 @@ public struct ShadowRoom: Sendable {
     private var catchUp: ClosedRange<UInt64>?
     /// Liveness of the link (flow G): heard from the master since the last tick, the ping
     /// waiting for an answer, unanswered pings in a row.
+    /// Recent lines, so replies and reactions can name whom they refer to.
+    private var recent = RecentLines()
     private var heardSinceTick = true
     private var pingID: String?
     private var missedPings = 0
@@ -511,6 +515,9 @@ public struct ShadowRoom: Sendable {
             return [.remoteJoined(remote)] + awayChange(stanza, key: key)
         case "message":
             if ours {
+                if let body = stanza.child("body", namespace: stanza.namespace)?.text, let key = localKey(roomNick: nick), let local = locals[key] {
+                    recent.remember(stanza, author: .local(ircNick: local.nick), body: body)
+                }
                 if let origin = LinkElements.originID(of: stanza), pendingEchoes.remove(origin) != nil {
                     return [.note(.echoMatched)]
                 }
@@ -521,11 +528,45 @@ public struct ShadowRoom: Sendable {
             if let subject = stanza.child("subject", namespace: stanza.namespace), stanza.child("body", namespace: stanza.namespace) == nil {
                 return [.remoteSubject(occupant, subject: subject.text)]
             }
-            guard let body = stanza.child("body", namespace: stanza.namespace)?.text else { return [] }
-            return [.remoteMessage(occupant, body: body)]
+            return remoteLine(stanza, from: occupant)
         default:
             return []
         }
+    }
+
+    /// A remote occupant's groupchat line as IRC should see it: plain, or a reply, a
+    /// correction or a reaction (PROTOCOL.md §5).
+    private mutating func remoteLine(_ stanza: XMLElement, from occupant: RemoteOccupant) -> [Action] {
+        if let reactions = stanza.child("reactions", namespace: RoomLineParsing.reactions), let id = reactions["id"] {
+            // The body of a reaction is a fallback for clients without XEP-0444.
+            let emoji = reactions.children("reaction", namespace: RoomLineParsing.reactions).map(\.text).filter { !$0.isEmpty }
+            let added = recent.added(emoji, by: occupant.realJID, on: id)
+            guard !added.isEmpty else { return [] }
+            let line = recent.line(id)
+            return [.remoteLine(occupant, .reaction(emoji: added, to: line?.author, snippet: line?.snippet))]
+        }
+        let raw = stanza.child("body", namespace: stanza.namespace)?.text
+        guard let body = RoomLineParsing.withLink(raw, in: stanza), !body.isEmpty else { return [] }
+        if stanza.child("replace", namespace: RoomLineParsing.correction) != nil {
+            return [.remoteLine(occupant, .correction(text: body))]
+        }
+        recent.remember(stanza, author: .remote(occupant), body: body)
+        if let reply = stanza.child("reply", namespace: RoomLineParsing.reply) {
+            let text = RoomLineParsing.removingFallback(body, for: RoomLineParsing.reply, in: stanza)
+            if let mention = mention(reply: reply), !text.isEmpty {
+                return [.remoteLine(occupant, .reply(to: mention, text: text))]
+            }
+        }
+        return [.remoteMessage(occupant, body: body)]
+    }
+
+    /// Whom a reply answers: the line it names, else the occupant its `to` names.
+    private func mention(reply: XMLElement) -> Mention? {
+        if let id = reply["id"], let line = recent.line(id) { return line.author }
+        guard let nick = reply["to"].flatMap(JID.init)?.resource else { return nil }
+        if let key = localKey(roomNick: nick), let local = locals[key] { return .local(ircNick: local.nick) }
+        if let remote = remotes[Self.fold(nick)] { return .remote(remote) }
+        return .roomNick(nick)
     }
 
     private mutating func removedByRoom(_ stanza: XMLElement, nick: String) -> [Action] {

@@ -297,6 +297,45 @@ struct ShadowRoomTests {
         #expect(Self.sent(fresh.ircNickChanged(from: "dave", to: "david")).first?["to"] == "ops@rooms.test/david")
     }
 
+    @Test("replies, corrections, links and reactions from XMPP: the quote fallback removed, the author named as IRC knows them, only added reactions told")
+    mutating func modernLines() throws {
+        federate()
+        // carol's line comes back with the room's stanza-id: replies and reactions may name it.
+        let said = Self.sent(shadow.ircMessage(nick: "carol", body: "lunch at noon?", originID: "o1"))[0]
+        var echo = Self.message(nick: "carol", real: Self.carol, body: "lunch at noon?", seq: 4, origin: "o1")
+        echo.append(XMLElement("stanza-id", namespace: NS.sid, attributes: ["id": "s-carol", "by": "ops@rooms.test"]))
+        #expect(said["from"] == "#ops%net@irc.test/carol")
+        #expect(shadow.receive(echo) == [.note(.echoMatched)])
+
+        let alice = ShadowRoom.RemoteOccupant(nick: "Alice", realJID: Self.alice)
+        func line(_ seq: UInt64, _ body: String?, _ extra: [XMLElement]) -> XMLElement {
+            var m = Self.message(nick: "Alice", real: Self.alice, body: body ?? "", seq: seq)
+            if body == nil { m.removeElements { $0.name == "body" } }
+            for e in extra { m.append(e) }
+            return m
+        }
+        // XEP-0461 with its quote fallback (scalars 0..<18: "> lunch at noon?\n").
+        let fallback = XMLElement("fallback", namespace: "urn:xmpp:fallback:0", attributes: ["for": "urn:xmpp:reply:0"], children: [
+            .element(XMLElement("body", namespace: "urn:xmpp:fallback:0", attributes: ["start": "0", "end": "17"])),
+        ])
+        let reply = XMLElement("reply", namespace: "urn:xmpp:reply:0", attributes: ["to": "ops@rooms.test/carol", "id": "s-carol"])
+        #expect(shadow.receive(line(5, "> lunch at noon?\nyes, see you", [reply, fallback])) == [.remoteLine(alice, .reply(to: .local(ircNick: "carol"), text: "yes, see you"))])
+        // XEP-0308: the whole corrected line.
+        let replace = XMLElement("replace", namespace: "urn:xmpp:message-correct:0", attributes: ["id": "m5"])
+        #expect(shadow.receive(line(6, "yes, see you there", [replace])) == [.remoteLine(alice, .correction(text: "yes, see you there"))])
+        // XEP-0066 (how XEP-0363 uploads are shared): the link is the line, or is added to it.
+        let oob = XMLElement("x", namespace: "jabber:x:oob", children: [.element(.text("url", namespace: "jabber:x:oob", "https://up.example/menu.pdf"))])
+        #expect(shadow.receive(line(7, "the menu", [oob])) == [.remoteMessage(alice, body: "the menu https://up.example/menu.pdf")])
+        #expect(shadow.receive(line(8, "https://up.example/menu.pdf", [oob])) == [.remoteMessage(alice, body: "https://up.example/menu.pdf")])
+        // XEP-0444: the fallback body is not a line; only reactions added since the last are told.
+        func reactions(_ emoji: [String]) -> XMLElement {
+            XMLElement("reactions", namespace: "urn:xmpp:reactions:0", attributes: ["id": "s-carol"], children: emoji.map { .element(.text("reaction", namespace: "urn:xmpp:reactions:0", $0)) })
+        }
+        #expect(shadow.receive(line(9, "👍", [reactions(["👍"])])) == [.remoteLine(alice, .reaction(emoji: ["👍"], to: .local(ircNick: "carol"), snippet: "lunch at noon?"))])
+        #expect(shadow.receive(line(10, nil, [reactions(["👍", "🎉"])])) == [.remoteLine(alice, .reaction(emoji: ["🎉"], to: .local(ircNick: "carol"), snippet: "lunch at noon?"))])
+        #expect(shadow.receive(line(11, nil, [reactions(["🎉"])])).isEmpty)
+    }
+
     @Test("a new master epoch means the room state was lost: federate again (found in review)")
     mutating func epochChange() {
         federate()

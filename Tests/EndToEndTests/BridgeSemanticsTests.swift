@@ -365,4 +365,44 @@ struct BridgeSemanticsTests {
             ], since: mark)
         #expect(!r.agent.events(since: 0).contains { $0.user == "carol" && $0.command == "JOIN" && !["carol", "sbridge"].contains($0.nick ?? "") }, "no puppet ever joined")
     }
+
+    @Test("a reply, a correction, a reaction and a shared file from an XMPP client each reach IRC as one line: nick: prefix, (correction), /me reacted, the URL")
+    func modernClientLines() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "modern1", ircUsers: ["carol"], xmppUsers: [("mxa", "xanna")])
+        defer { r.close() }
+        var mark = r.agent.mark
+        r.irc("carol", "PRIVMSG \(r.channel) :lunch at noon?")
+        let seen = try r.agent.waitFor("xanna gets carol's line", since: mark) { $0.user == "mxa" && $0.kind == "message" && $0.body == "lunch at noon?" }
+        let xml = seen.xml ?? ""
+        let stanzaID = try #require(xml.firstMatch(of: /<stanza-id[^>]*?\bid="([^"]+)"/).map { String($0.1) }, "\(xml)")
+        Thread.sleep(forTimeInterval: 1)
+
+        func say(_ id: String, _ inner: String, irc: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let mark = r.agent.mark
+            r.agent.send(["cmd": "xmpp_raw", "user": "mxa", "xml": "<message to='\(r.room)' type='groupchat' id='\(id)'>\(inner)</message>"])
+            try r.agent.expectExactlyOnce(
+                [
+                    Expected("xanna's \(id) is reflected") { $0.user == "mxa" && $0.kind == "message" && $0.id == id },
+                    On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: irc),
+                ], since: mark, sourceLocation: sourceLocation)
+        }
+        // XEP-0461, with the quote fallback older clients show ("> lunch at noon?\n": 17 scalars).
+        try say(
+            "r1",
+            "<body>&gt; lunch at noon?\nyes, at the usual place</body><reply xmlns='urn:xmpp:reply:0' to='\(r.occupant("carol"))' id='\(stanzaID)'/>"
+                + "<fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='0' end='17'/></fallback>",
+            irc: "carol: yes, at the usual place")
+        // XEP-0308.
+        try say("r2", "<body>yes, at the new place</body><replace xmlns='urn:xmpp:message-correct:0' id='r1'/>", irc: "(correction) yes, at the new place")
+        // XEP-0444: its body is a fallback, not a line.
+        try say(
+            "r3", "<body>👍</body><reactions xmlns='urn:xmpp:reactions:0' id='\(stanzaID)'><reaction>👍</reaction></reactions><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reactions:0'/>",
+            irc: "\u{1}ACTION reacted 👍 to carol: “lunch at noon?”\u{1}")
+        // XEP-0363 uploads are shared as XEP-0066 links.
+        try say("r4", "<body>the menu</body><x xmlns='jabber:x:oob'><url>https://files.example/menu.pdf</url></x>", irc: "the menu https://files.example/menu.pdf")
+
+        mark = r.agent.mark
+        r.irc("carol", "PRIVMSG \(r.channel) :thanks")
+        try r.agent.expectExactlyOnce([On.xmppMessage(to: "mxa", from: r.occupant("carol"), body: "thanks")], since: mark)
+    }
 }

@@ -26,6 +26,8 @@ struct AgentEvent: Sendable, CustomStringConvertible {
     var data: String?
     var xml: String?
     var tag: String?
+    /// A message's id attribute.
+    var id: String?
 
     init(index: Int, json: [String: Any]) {
         self.index = index
@@ -49,6 +51,7 @@ struct AgentEvent: Sendable, CustomStringConvertible {
         data = json["data"] as? String
         xml = json["xml"] as? String
         tag = json["tag"] as? String
+        id = json["id"] as? String
     }
 
     var description: String {

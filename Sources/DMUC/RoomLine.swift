@@ -1,0 +1,112 @@
+import Foundation
+import XMPPCore
+
+/// What modern XMPP clients add to a groupchat line, read for IRC (PROTOCOL.md §5): a reply
+/// (XEP-0461), a correction (XEP-0308), a reaction (XEP-0444). A plain line, with a shared
+/// file's link (XEP-0066, as XEP-0363 uploads send it) added to its text, stays a plain
+/// `remoteMessage`.
+public enum RoomLine: Sendable, Hashable {
+    /// `text` answers a line of `to`; the quote the client put in front for older clients is
+    /// removed, IRC shows `nick: text` instead.
+    case reply(to: Mention, text: String)
+    /// The sender corrected an earlier line; `text` is the whole line as it now reads.
+    case correction(text: String)
+    /// The sender added these reactions to a line of `to` (nil: a line no longer remembered),
+    /// whose start is `snippet`.
+    case reaction(emoji: [String], to: Mention?, snippet: String?)
+}
+
+/// Whom a reply or a reaction refers to, so IRC can name them as IRC knows them.
+public enum Mention: Sendable, Hashable {
+    /// One of this node's IRC users, by IRC nick.
+    case local(ircNick: String)
+    /// Someone shown on IRC through a puppet (or the relay).
+    case remote(ShadowRoom.RemoteOccupant)
+    /// A room nick the node does not know (gone, or never seen).
+    case roomNick(String)
+}
+
+/// The room's recent lines by every id a reply or a reaction may use (the room's stanza-id,
+/// the sender's message id and origin-id), so they can be named on IRC. Bounded.
+struct RecentLines: Sendable {
+    static let capacity = 256
+    private var lines: [String: (author: Mention, snippet: String)] = [:]
+    private var order: [[String]] = []
+    /// The reactions each reactor last showed on each line, so only added ones are told.
+    private var reactions: [String: Set<String>] = [:]
+
+    mutating func remember(_ stanza: XMLElement, author: Mention, body: String) {
+        let ids = Self.ids(of: stanza)
+        guard !ids.isEmpty else { return }
+        for id in ids { lines[id] = (author, Self.snippet(body)) }
+        order.append(ids)
+        if order.count > Self.capacity {
+            for id in order.removeFirst() { lines.removeValue(forKey: id) }
+        }
+    }
+
+    func line(_ id: String) -> (author: Mention, snippet: String)? { lines[id] }
+
+    /// The reactions `reactor` shows now on line `id` that it did not before.
+    mutating func added(_ emoji: [String], by reactor: JID, on id: String) -> [String] {
+        let key = "\(reactor)\u{0}\(id)"
+        let before = reactions[key] ?? []
+        if reactions.count >= Self.capacity * 4 { reactions.removeAll() }
+        reactions[key] = Set(emoji)
+        var seen: Set<String> = []
+        return emoji.filter { !before.contains($0) && seen.insert($0).inserted }
+    }
+
+    static func ids(of stanza: XMLElement) -> [String] {
+        var ids: [String] = []
+        for child in stanza.elements where child.namespace == NS.sid && (child.name == "stanza-id" || child.name == "origin-id") {
+            if let id = child["id"] { ids.append(id) }
+        }
+        if let id = stanza["id"] { ids.append(id) }
+        return ids
+    }
+
+    /// The start of a line, on one line, for `reacted 👍 to bob: “…”`.
+    static func snippet(_ body: String) -> String {
+        let flat = body.split(whereSeparator: \.isNewline).joined(separator: " ")
+        return flat.count > 40 ? String(flat.prefix(40)) + "…" : flat
+    }
+}
+
+enum RoomLineParsing {
+    static let reply = "urn:xmpp:reply:0"
+    static let correction = "urn:xmpp:message-correct:0"
+    static let reactions = "urn:xmpp:reactions:0"
+    static let oob = "jabber:x:oob"
+    static let fallbacks = ["urn:xmpp:fallback:0", "urn:xmpp:feature-fallback:0"]
+
+    /// The body without the part a `<fallback for=namespace>` marks (XEP-0428): positions
+    /// count Unicode scalars; a fallback naming no range covers the whole body.
+    static func removingFallback(_ body: String, for namespace: String, in stanza: XMLElement) -> String {
+        let marks = stanza.elements.filter { fallbacks.contains($0.namespace) && $0.name == "fallback" && $0["for"] == namespace }
+        guard !marks.isEmpty else { return body }
+        var scalars = Array(body.unicodeScalars)
+        var ranges: [Range<Int>] = []
+        for mark in marks {
+            let bodies = mark.elements.filter { $0.name == "body" }
+            if bodies.isEmpty { return "" }
+            for range in bodies {
+                guard let start = range["start"].flatMap(Int.init), let end = range["end"].flatMap(Int.init), 0 <= start, start <= end else { continue }
+                ranges.append(min(start, scalars.count)..<min(end, scalars.count))
+            }
+        }
+        for range in ranges.sorted(by: { $0.lowerBound > $1.lowerBound }) { scalars.removeSubrange(range) }
+        var text = String(String.UnicodeScalarView(scalars))
+        while text.first?.isNewline == true { text.removeFirst() }
+        return text
+    }
+
+    /// The body with a shared file's link (XEP-0066) when the body does not already carry it.
+    static func withLink(_ body: String?, in stanza: XMLElement) -> String? {
+        guard let url = stanza.child("x", namespace: oob)?.child("url", namespace: oob)?.text.trimmingCharacters(in: .whitespacesAndNewlines), !url.isEmpty else {
+            return body
+        }
+        guard let body, !body.isEmpty else { return url }
+        return body.contains(url) ? body : body + " " + url
+    }
+}
