@@ -381,6 +381,7 @@ public actor BridgeService {
             if fromSelf {
                 network.joined.insert(channel)
             } else if !fromPuppet {
+                if let host = message.source?.split(separator: "@", maxSplits: 1).dropFirst().first { network.userHosts[network.fold(sourceNick)] = String(host) }
                 ircUserJoined(sourceNick, channel: channel, network: &network)
             }
         case "PART":
@@ -419,6 +420,7 @@ public actor BridgeService {
             let oldKey = network.fold(sourceNick)
             let newKey = network.fold(newNick)
             if let id = network.userIDs.removeValue(forKey: oldKey) { network.userIDs[newKey] = id }
+            if let host = network.userHosts.removeValue(forKey: oldKey) { network.userHosts[newKey] = host }
             for channel in network.members.keys.sorted() where network.members[channel]!.contains(oldKey) {
                 network.members[channel]!.remove(oldKey)
                 network.members[channel]!.insert(newKey)
@@ -433,6 +435,11 @@ public actor BridgeService {
             for change in changes where prefixModes.contains(change.mode) {
                 guard let target = change.argument else { continue }
                 let key = network.fold(target)
+                if key == network.fold(network.nick ?? "") {
+                    // The bridge's own: whether it may KICK and ban for the room's moderators.
+                    if change.adding { network.memberModes[channel, default: [:]][key, default: []].insert(change.mode) } else { network.memberModes[channel]?[key]?.remove(change.mode) }
+                    continue
+                }
                 guard network.members[channel]?.contains(key) == true else { continue }
                 var modes = network.memberModes[channel]?[key] ?? []
                 let before = NetworkState.role(for: modes)
@@ -515,7 +522,10 @@ public actor BridgeService {
         let key = network.fold(nick)
         guard network.members[channel]?.remove(key) != nil else { return }
         network.memberModes[channel]?.removeValue(forKey: key)
-        if !network.members.values.contains(where: { $0.contains(key) }) { network.userIDs.removeValue(forKey: key) }
+        if !network.members.values.contains(where: { $0.contains(key) }) {
+            network.userIDs.removeValue(forKey: key)
+            network.userHosts.removeValue(forKey: key)
+        }
         withShadow(network: network.configuration.name, channel: channel) { $0.ircLeft(nick: nick, reason: reason, kickedBy: kickedBy) }
     }
 
@@ -638,6 +648,20 @@ public actor BridgeService {
                 logger.info("the room refused an IRC user", metadata: metadata.merging(["nick": "\(nick)", "condition": "\(condition)"]) { $1 })
                 networks[state.network]?.connection?.send(
                     IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (\(text ?? condition)); your messages are not relayed."))
+            case .localRemoved(let nick, let banned, let actor, let reason):
+                metrics.refusedByRoom.increment()
+                let why = "\(banned ? "banned" : "kicked") from the XMPP room" + (actor.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? "")
+                logger.info("an XMPP moderator removed an IRC user", metadata: metadata.merging(["nick": "\(nick)", "why": "\(why)"]) { $1 })
+                guard let network = networks[state.network], network.holdsOps(in: state.channel) else {
+                    // Flow E without ops: the user stays on IRC but is no longer relayed.
+                    networks[state.network]?.connection?.send(
+                        IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (you were \(why)); your messages are not relayed."))
+                    break
+                }
+                var lines: [IRCMessage] = []
+                if banned { lines.append(IRCMessage(command: "MODE", state.channel, "+b", network.banMask(for: nick))) }
+                lines.append(IRCMessage(command: "KICK", state.channel, nick, why.prefix(1).uppercased() + why.dropFirst()))
+                network.connection?.send(lines)
             case .localRenamed(let nick, let roomNick):
                 logger.info("an IRC user's nick is taken in the room; suffixed", metadata: metadata.merging(["nick": "\(nick)", "room_nick": "\(roomNick)"]) { $1 })
                 networks[state.network]?.connection?.send(

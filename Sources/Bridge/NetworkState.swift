@@ -40,6 +40,8 @@ struct NetworkState {
     var pendingNames: [String: [String]] = [:]
     /// The opaque id behind each IRC user's real JID (PROTOCOL.md §2), by folded nick.
     var userIDs: [String: String] = [:]
+    /// IRC users' hosts, where a JOIN showed them, by folded nick: for ban masks.
+    var userHosts: [String: String] = [:]
     /// Puppets by the real JID of the occupant they show.
     var puppets: [String: Puppet] = [:]
     /// Registered puppet nicks (folded) to puppet keys: how the bridge knows its own.
@@ -100,6 +102,17 @@ struct NetworkState {
         let start = max(earliest, nextPuppetAdmission)
         nextPuppetAdmission = start + .milliseconds(Int(1000 / configuration.puppetConnectionsPerSecond))
         return start - .now
+    }
+
+    /// Whether the bridge's own connection may KICK in `channel` (halfop or above).
+    func holdsOps(in channel: String) -> Bool {
+        guard let nick else { return false }
+        return !(memberModes[fold(channel)]?[fold(nick)] ?? []).isDisjoint(with: ["q", "a", "o", "h", "y", "Y"])
+    }
+
+    /// `*!*@host` for a user whose host a JOIN showed, else `nick!*@*`.
+    func banMask(for nick: String) -> String {
+        userHosts[fold(nick)].map { "*!*@\($0)" } ?? "\(nick)!*@*"
     }
 
     /// PROTOCOL.md §4: q, a, o and h make a moderator; v or nothing, a participant. Roles only:

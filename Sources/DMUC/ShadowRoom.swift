@@ -34,6 +34,10 @@ public struct ShadowRoom: Sendable {
         case privateMessage(from: RemoteOccupant, toLocalNick: String, body: String)
         /// The master refused an IRC user (flow I); the bridge tells them.
         case localRefused(nick: String, condition: String, text: String?)
+        /// An XMPP moderator kicked or banned an IRC user from the room (flow E): the bridge
+        /// kicks (and bans) them on IRC where it holds ops, else tells them; either way they
+        /// are no longer relayed.
+        case localRemoved(nick: String, banned: Bool, actor: String?, reason: String?)
         /// An IRC user's nick was taken in the room: she is there under `roomNick` (flow I's
         /// one suffixed retry); the bridge tells her.
         case localRenamed(nick: String, roomNick: String)
@@ -577,10 +581,9 @@ public struct ShadowRoom: Sendable {
         let actor = item?.child("actor", namespace: NS.mucUser)?["nick"]
         let reason = item?.child("reason", namespace: NS.mucUser)?.text
         let what: String
-        if codes.contains("307") {
-            what = "kicked"
-        } else if codes.contains("301") {
-            what = "banned"
+        if codes.contains("307") || codes.contains("301") {
+            locals[key]?.refused = true
+            return [.localRemoved(nick: local.nick, banned: codes.contains("301"), actor: actor, reason: reason)]
         } else if codes.contains("321") || codes.contains("322") {
             what = "removed (members only)"
         } else if x.child("destroy", namespace: NS.mucUser) != nil {

@@ -336,6 +336,26 @@ struct ShadowRoomTests {
         #expect(shadow.receive(line(11, nil, [reactions(["🎉"])])).isEmpty)
     }
 
+    @Test("an XMPP moderator's kick or ban of an IRC user: one removal action with actor and reason; she is no longer relayed, and her IRC leave sends nothing (flow E)")
+    mutating func removedByModerator() {
+        federate()
+        _ = shadow.ircJoined(nick: "dave", realJID: Self.dave)
+        func removal(_ nick: String, real: JID, code: String, seq: UInt64) -> XMLElement {
+            var p = Self.presence(nick: nick, real: real, seq: seq, unavailable: true)
+            p.append(XMLElement("x", namespace: NS.mucUser, children: [
+                .element(XMLElement("item", namespace: NS.mucUser, attributes: ["role": "none"], children: [
+                    .element(XMLElement("actor", namespace: NS.mucUser, attributes: ["nick": "boss"])), .element(.text("reason", namespace: NS.mucUser, "spam")),
+                ])),
+                .element(XMLElement("status", namespace: NS.mucUser, attributes: ["code": code])),
+            ]))
+            return p
+        }
+        #expect(shadow.receive(removal("carol", real: Self.carol, code: "307", seq: 4)) == [.localRemoved(nick: "carol", banned: false, actor: "boss", reason: "spam")])
+        #expect(shadow.receive(removal("dave", real: Self.dave, code: "301", seq: 5)) == [.localRemoved(nick: "dave", banned: true, actor: "boss", reason: "spam")])
+        #expect(shadow.ircMessage(nick: "carol", body: "hello?", originID: "o9").isEmpty)
+        #expect(shadow.ircLeft(nick: "carol", reason: "Kicked", kickedBy: "sbridge").isEmpty)
+    }
+
     @Test("a new master epoch means the room state was lost: federate again (found in review)")
     mutating func epochChange() {
         federate()

@@ -30,7 +30,13 @@ final class BridgedRoom: Sendable {
         bridge = try ShadowbridgeProcess(
             servers: servers, directory: directory, channels: [(channel, name)], metricsPort: metricsPort, link: link, extraConfig: extraConfig,
             server: server ?? "irc://127.0.0.1:\(port)", networkSettings: networkSettings)
-        try bridge.waitForLog("link federated", "shadow=\(channel)%lab@")
+        if ircUsers.isEmpty {
+            // Nobody to federate the room yet: the bridge is in the channel first (and holds ops).
+            try bridge.waitForLog("IRC bridge connection registered")
+            Thread.sleep(forTimeInterval: 1)
+        } else {
+            try bridge.waitForLog("link federated", "shadow=\(channel)%lab@")
+        }
         for (user, nick) in xmppUsers { try agent.xmppUserJoins(user, prosody: servers.prosody, room: room, nick: nick) }
         if let watcher = ircUsers.first {
             for (_, nick) in xmppUsers {

@@ -123,6 +123,48 @@ struct MUCServiceTests {
         try r.agent.expectExactlyOnce([], since: mark)
     }
 
+    @Test("an XMPP moderator kicks, then bans, IRC users where the bridge holds ops: KICK (and +b) on IRC once each, 307/301 in the room once, nothing relayed twice")
+    func kickAndBanWithOps() throws {
+        let servers = try LabServers.require()
+        // Nobody on IRC before the bridge: it creates the channel and holds ops.
+        let r = try BridgedRoom(
+            servers: servers, name: "kickops1", ircUsers: [], xmppUsers: [],
+            extraConfig: "\n[admin]\njids = [\"oadmin@\(servers.prosody.domain)\"]\n")
+        defer { r.close() }
+        try r.agent.ircUserJoins("carol", port: servers.ngircd.port, channel: r.channel)
+        try r.agent.ircUserJoins("dave", port: servers.ngircd.port, channel: r.channel)
+        try r.agent.xmppUserJoins("oadmin", prosody: servers.prosody, room: r.room, nick: "boss")
+        try r.agent.waitFor("the admin's puppet joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "boss" }
+        try r.agent.waitFor("boss sees dave", timeout: 20) { $0.user == "oadmin" && $0.kind == "presence" && $0.from == r.occupant("dave") }
+        Thread.sleep(forTimeInterval: 1)
+
+        var mark = r.agent.mark
+        #expect(try r.agent.iq("oadmin", to: r.room, type: "set", Self.admin(["nick": "carol", "role": "none"], reason: "off topic")).type == "result")
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("the admin sees carol kicked") { $0.user == "oadmin" && $0.from == r.occupant("carol") && $0.type == "unavailable" && $0.codes == [307] },
+                Expected("carol is kicked on IRC by the bridge") {
+                    $0.user == "carol" && $0.command == "KICK" && $0.nick == "sbridge" && $0.params == [r.channel, "carol", "Kicked from the XMPP room by boss: off topic"]
+                },
+                Expected("dave sees the KICK") { $0.user == "dave" && $0.command == "KICK" && $0.nick == "sbridge" && $0.params.dropFirst().first == "carol" },
+            ], since: mark)
+
+        // A moderator sees the IRC user's (opaque) real JID, and bans it.
+        let daveXML = r.agent.events(since: 0).last { $0.user == "oadmin" && $0.kind == "presence" && $0.from == r.occupant("dave") }?.xml ?? ""
+        let daveJID = try #require(daveXML.firstMatch(of: /jid="([^"\/]+)/).map { String($0.1) }, "\(daveXML)")
+        mark = r.agent.mark
+        #expect(try r.agent.iq("oadmin", to: r.room, type: "set", Self.admin(["jid": daveJID, "affiliation": "outcast"], reason: "spam")).type == "result")
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("the admin sees dave banned") { $0.user == "oadmin" && $0.from == r.occupant("dave") && $0.type == "unavailable" && $0.codes == [301] },
+                Expected("dave sees the ban") { $0.user == "dave" && $0.command == "MODE" && $0.nick == "sbridge" && $0.params.dropFirst().first == "+b" },
+                Expected("dave is kicked on IRC") { $0.user == "dave" && $0.command == "KICK" && $0.nick == "sbridge" && $0.params.last == "Banned from the XMPP room by boss: spam" },
+            ], since: mark)
+        mark = r.agent.mark
+        r.irc("dave", "JOIN \(r.channel)")
+        try r.agent.waitFor("dave cannot come back (474)", since: mark) { $0.user == "dave" && $0.command == "474" }
+    }
+
     /// A raw MAM query; the bodies of the results that arrived before the answer, and the answer.
     static func mamQuery(_ agent: LabAgent, _ user: String, room: String, _ payload: String) throws -> (bodies: [String], answer: AgentEvent) {
         let mark = agent.mark
