@@ -132,11 +132,15 @@ extension BridgeService {
             case "JOIN":
                 guard let channel = message.parameters.first.map(network.fold) else { return }
                 puppet.joined.insert(channel)
+                if let mode = network.roleModeChange(&puppet, channel: puppet.wanted[channel] ?? channel) { network.connection?.send(mode) }
                 let ready = puppet.queued.filter { $0.channel == channel }
                 puppet.queued.removeAll { $0.channel == channel }
                 puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[channel] ?? channel, text: $0.text, nick: puppet.nick ?? "", lineLength: network.isupport.lineLength, multiline: puppet.multiline) })
             case "PART", "KICK":
-                if let channel = message.parameters.first.map(network.fold) { puppet.joined.remove(channel) }
+                if let channel = message.parameters.first.map(network.fold) {
+                    puppet.joined.remove(channel)
+                    puppet.roleModes.removeValue(forKey: channel)
+                }
             case "NICK":
                 if let newNick = message.parameters.first {
                     network.puppetNicks.removeValue(forKey: network.fold(puppet.nick ?? ""))
@@ -172,6 +176,7 @@ extension BridgeService {
         puppet.connection = nil
         puppet.nick = nil
         puppet.joined = []
+        puppet.roleModes = [:]
         puppet.multiline = nil
         // Lost connections are retried; but a network that is up (the bridge's own connection
         // is in) and drops this puppet three times in a row is refusing it without saying so.
@@ -359,6 +364,15 @@ extension BridgeService {
             return
         }
         puppet.connection?.send(privmsgs(channel: nick, text: body, nick: puppetNick, lineLength: network.isupport.lineLength))
+    }
+
+    /// A room role is the puppet's channel status, where configured and the bridge may.
+    func puppetRole(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, role: String) {
+        guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else { return }
+        puppet.roles[network.fold(channel)] = role
+        if let mode = network.roleModeChange(&puppet, channel: channel) { network.connection?.send(mode) }
+        network.puppets[puppet.key] = puppet
+        networks[name] = network
     }
 
     /// `<show>` away/xa/dnd is AWAY with the status; available again is AWAY with no text.

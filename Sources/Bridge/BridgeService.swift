@@ -638,6 +638,8 @@ public actor BridgeService {
                 puppetRename(occupant, to: newNick, network: state.network)
             case .remoteSubject(let occupant, let subject):
                 puppetTopic(occupant, network: state.network, channel: state.channel, subject: subject)
+            case .remoteRole(let occupant, let role):
+                puppetRole(occupant, network: state.network, channel: state.channel, role: role)
             case .remoteAway(let occupant, let message):
                 puppetAway(occupant, network: state.network, message: message)
             case .privateMessage(let occupant, let nick, let body):

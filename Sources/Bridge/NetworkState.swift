@@ -110,6 +110,33 @@ struct NetworkState {
         return !(memberModes[fold(channel)]?[fold(nick)] ?? []).isDisjoint(with: ["q", "a", "o", "h", "y", "Y"])
     }
 
+    /// The MODE that makes a joined puppet's channel status match its room role (PROTOCOL.md
+    /// §5: moderator +o, participant +v), when `roles_as_modes` is on and the bridge holds ops.
+    func roleModeChange(_ puppet: inout Puppet, channel: String) -> IRCMessage? {
+        let folded = fold(channel)
+        guard configuration.translation.rolesAsModes, let nick = puppet.nick, puppet.joined.contains(folded), holdsOps(in: channel) else { return nil }
+        let wanted: Character? =
+            switch puppet.roles[folded] {
+            case "moderator": "o"
+            case "participant": "v"
+            default: nil
+            }
+        let current = puppet.roleModes[folded]
+        guard wanted != current else { return nil }
+        puppet.roleModes[folded] = wanted
+        var modes = ""
+        var targets: [String] = []
+        if let current {
+            modes += "-\(current)"
+            targets.append(nick)
+        }
+        if let wanted {
+            modes += "+\(wanted)"
+            targets.append(nick)
+        }
+        return IRCMessage(command: "MODE", [channel, modes] + targets)
+    }
+
     /// `*!*@host` for a user whose host a JOIN showed, else `nick!*@*`.
     func banMask(for nick: String) -> String {
         userHosts[fold(nick)].map { "*!*@\($0)" } ?? "\(nick)!*@*"
@@ -163,6 +190,10 @@ struct Puppet {
     var relayedChannels: Set<String> = []
     /// The AWAY message to show, set again whenever the puppet (re)registers.
     var away: String?
+    /// The occupant's room role per channel (folded), and the status mode the bridge gave the
+    /// puppet for it there (`roles_as_modes`).
+    var roles: [String: String] = [:]
+    var roleModes: [String: Character] = [:]
     var reconnects = Reconnects()
     /// The server's draft/multiline limits, when this puppet's connection has it on.
     var multiline: IRCMultiline?

@@ -131,6 +131,9 @@ public struct Network: Sendable {
         public var corrections = Corrections.line
         /// XEP-0444 reactions as a short ACTION.
         public var reactions = true
+        /// Room roles as channel status for puppets, where the bridge holds ops: moderator +o,
+        /// participant +v.
+        public var rolesAsModes = false
 
         public enum Corrections: String, Sendable {
             case line
@@ -420,6 +423,7 @@ extension Network {
             translation.corrections = parsed
         }
         translation.reactions = try reader.bool("reactions") ?? true
+        translation.rolesAsModes = try reader.bool("roles_as_modes") ?? false
         let template = try reader.string("puppet_nick") ?? "{nick}"
         guard template.contains("{nick}") else { throw document.error("network.puppet_nick", "must contain {nick}") }
         let maxPuppets = try reader.int("max_puppets") ?? 500

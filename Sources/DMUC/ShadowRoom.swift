@@ -27,6 +27,8 @@ public struct ShadowRoom: Sendable {
         case remoteNickChanged(RemoteOccupant, newNick: String)
         /// A remote occupant changed the subject.
         case remoteSubject(RemoteOccupant, subject: String)
+        /// A remote occupant's room role, when they join and when it changes.
+        case remoteRole(RemoteOccupant, role: String)
         /// A remote occupant went away (`<show>` away, xa or dnd; the message is the status or
         /// the show) or came back (`nil`).
         case remoteAway(RemoteOccupant, message: String?)
@@ -107,6 +109,8 @@ public struct ShadowRoom: Sendable {
     private var remotes: [String: RemoteOccupant] = [:]
     /// Away messages of remote occupants who are away, by folded room nick.
     private var away: [String: String] = [:]
+    /// Remote occupants' room roles, by folded room nick.
+    private var roles: [String: String] = [:]
     /// Remote occupants not yet confirmed by the current burst (a re-federation diff).
     private var unconfirmed: Set<String> = []
     /// Origin ids of submitted lines whose echo has not come back.
@@ -488,6 +492,7 @@ public struct ShadowRoom: Sendable {
             let key = Self.fold(nick)
             if stanza["type"] == "unavailable" {
                 let wasAway = away.removeValue(forKey: key)
+                let role = roles.removeValue(forKey: key)
                 guard let remote = remotes.removeValue(forKey: key) else { return [] }
                 unconfirmed.remove(key)
                 let x = stanza.child("x", namespace: NS.mucUser)
@@ -496,6 +501,7 @@ public struct ShadowRoom: Sendable {
                     // The available presence under the new nick that follows finds it renamed.
                     remotes[Self.fold(newNick)] = RemoteOccupant(nick: newNick, realJID: remote.realJID)
                     if let wasAway { away[Self.fold(newNick)] = wasAway }
+                    if let role { roles[Self.fold(newNick)] = role }
                     return [.remoteNickChanged(remote, newNick: newNick)]
                 }
                 var reason = stanza.child("status", namespace: stanza.namespace)?.text
@@ -507,16 +513,17 @@ public struct ShadowRoom: Sendable {
                 }
                 return [.remoteLeft(remote, reason: reason)]
             }
-            if unconfirmed.remove(key) != nil, remotes[key]?.realJID == real { return awayChange(stanza, key: key) }
+            if unconfirmed.remove(key) != nil, remotes[key]?.realJID == real { return presenceChange(stanza, key: key) }
             if let existing = remotes[key] {
-                if existing.realJID == real { return awayChange(stanza, key: key) }
+                if existing.realJID == real { return presenceChange(stanza, key: key) }
                 remotes[key] = RemoteOccupant(nick: nick, realJID: real)
                 away.removeValue(forKey: key)
-                return [.remoteLeft(existing, reason: nil), .remoteJoined(remotes[key]!)] + awayChange(stanza, key: key)
+                roles.removeValue(forKey: key)
+                return [.remoteLeft(existing, reason: nil), .remoteJoined(remotes[key]!)] + presenceChange(stanza, key: key)
             }
             let remote = RemoteOccupant(nick: nick, realJID: real)
             remotes[key] = remote
-            return [.remoteJoined(remote)] + awayChange(stanza, key: key)
+            return [.remoteJoined(remote)] + presenceChange(stanza, key: key)
         case "message":
             if ours {
                 if let body = stanza.child("body", namespace: stanza.namespace)?.text, let key = localKey(roomNick: nick), let local = locals[key] {
@@ -596,6 +603,16 @@ public struct ShadowRoom: Sendable {
         return [.localRefused(nick: local.nick, condition: what, text: text)]
     }
 
+    /// What a remote occupant's available presence changed for IRC: role, away.
+    private mutating func presenceChange(_ stanza: XMLElement, key: String) -> [Action] {
+        var actions: [Action] = []
+        if let remote = remotes[key], let role = stanza.child("x", namespace: NS.mucUser)?.child("item", namespace: NS.mucUser)?["role"], roles[key] != role {
+            roles[key] = role
+            actions.append(.remoteRole(remote, role: role))
+        }
+        return actions + awayChange(stanza, key: key)
+    }
+
     /// An away action when the occupant's `<show>` changed what IRC should show (PROTOCOL §5).
     private mutating func awayChange(_ stanza: XMLElement, key: String) -> [Action] {
         guard let remote = remotes[key] else { return [] }
@@ -641,6 +658,7 @@ public struct ShadowRoom: Sendable {
         var actions: [Action] = [.note(.federated(seq: seq))]
         // Remote occupants the burst did not name have left while we were away.
         for key in unconfirmed.sorted() {
+            roles.removeValue(forKey: key)
             if let remote = remotes.removeValue(forKey: key) { actions.append(.remoteLeft(remote, reason: nil)) }
         }
         unconfirmed.removeAll()

@@ -405,4 +405,29 @@ struct BridgeSemanticsTests {
         r.irc("carol", "PRIVMSG \(r.channel) :thanks")
         try r.agent.expectExactlyOnce([On.xmppMessage(to: "mxa", from: r.occupant("carol"), body: "thanks")], since: mark)
     }
+
+    @Test("roles as modes (configured, the bridge holding ops): a participant's puppet gets +v, a moderator's +o, a role change is one MODE; IRC never echoes them back into the room")
+    func rolesAsModes() throws {
+        let servers = try LabServers.require()
+        let r = try BridgedRoom(
+            servers: servers, name: "roles1", ircUsers: [], xmppUsers: [], extraConfig: "\n[admin]\njids = [\"radmin@\(servers.prosody.domain)\"]\n",
+            networkSettings: "roles_as_modes = true")
+        defer { r.close() }
+        try r.agent.ircUserJoins("carol", port: servers.ngircd.port, channel: r.channel)
+        try r.agent.xmppUserJoins("radmin", prosody: servers.prosody, room: r.room, nick: "boss")
+        try r.agent.waitFor("boss gets +o", timeout: 20) { $0.user == "carol" && $0.command == "MODE" && $0.params == [r.channel, "+o", "boss"] }
+        var mark = r.agent.mark
+        try r.agent.xmppUserJoins("rxb", prosody: servers.prosody, room: r.room, nick: "xanna")
+        try r.agent.waitFor("xanna gets +v", since: mark, timeout: 20) { $0.user == "carol" && $0.command == "MODE" && $0.params == [r.channel, "+v", "xanna"] }
+        Thread.sleep(forTimeInterval: 1)
+
+        mark = r.agent.mark
+        #expect(try r.agent.iq("radmin", to: r.room, type: "set", MUCServiceTests.admin(["nick": "xanna", "role": "moderator"])).type == "result")
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("carol sees xanna -v+o") { $0.user == "carol" && $0.command == "MODE" && $0.nick == "sbridge" && $0.params == [r.channel, "-v+o", "xanna", "xanna"] },
+                Expected("boss sees xanna become moderator") { $0.user == "radmin" && $0.kind == "presence" && $0.from == r.occupant("xanna") && $0.role == "moderator" },
+                Expected("xanna sees herself become moderator") { $0.user == "rxb" && $0.kind == "presence" && $0.from == r.occupant("xanna") && $0.role == "moderator" },
+            ], since: mark)
+    }
 }
