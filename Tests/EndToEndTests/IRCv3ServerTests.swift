@@ -191,4 +191,75 @@ struct IRCv3ServerTests {
         r.irc("carol", "PRIVMSG \(r.channel) :hello over EXTERNAL")
         try r.agent.expectExactlyOnce([On.xmppMessage(to: "v3e", from: r.occupant("carol"), body: "hello over EXTERNAL")], since: mark)
     }
+
+    @Test("two IRC networks in one room (ngircd and InspIRCd): everyone seen once by everyone, each line once everywhere, nicks unique across both")
+    func twoNetworksOneRoom() throws {
+        let servers = try LabServers.require()
+        let inspircd = try #require(servers.inspircd)
+        let directory = try Lab.makeTemporaryDirectory(prefix: "two1")
+        defer { Lab.removeUnlessKept(directory) }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        let channel = "#two1", room = "two1@\(LabServers.masterDomain)"
+        try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: channel)
+        try agent.ircUserJoins("ivy", port: inspircd.port, channel: channel)
+        let bridge = try ShadowbridgeProcess(
+            directory: directory,
+            config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
+            mappings: [
+                "lab.toml": ShadowbridgeProcess.mapping(network: "lab", ircPort: servers.ngircd.port, channels: [(channel, "two1")]),
+                // Puppets on InspIRCd carry a suffix, so an InspIRCd user may share an ngircd user's nick there.
+                "insp.toml": ShadowbridgeProcess.mapping(
+                    network: "insp", server: "irc://127.0.0.1:\(inspircd.port)", channels: [(channel, "two1")], networkSettings: "puppet_nick = \"{nick}|n\""),
+            ])
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("link federated", "shadow=#two1%lab@")
+        try bridge.waitForLog("link federated", "shadow=#two1%insp@")
+        try agent.xmppUserJoins("twx", prosody: servers.prosody, room: room, nick: "xena")
+        try agent.waitFor("carol sees ivy's puppet", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "ivy" }
+        try agent.waitFor("carol sees xena's puppet", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xena" }
+        try agent.waitFor("ivy sees carol's puppet", timeout: 20) { $0.user == "ivy" && $0.command == "JOIN" && $0.nick == "carol|n" }
+        try agent.waitFor("ivy sees xena's puppet", timeout: 20) { $0.user == "ivy" && $0.command == "JOIN" && $0.nick == "xena|n" }
+        Thread.sleep(forTimeInterval: 1)
+        let roster = agent.events(since: 0).filter { $0.user == "twx" && $0.kind == "presence" && $0.type != "unavailable" }.compactMap(\.from)
+        #expect(roster.sorted() == ["\(room)/carol", "\(room)/ivy", "\(room)/xena"], "each user once: \(roster)")
+        for watcher in ["carol", "ivy"] {
+            let joins = agent.events(since: 0).filter { $0.user == watcher && $0.command == "JOIN" }.compactMap(\.nick)
+            #expect(Set(joins).count == joins.count, "\(watcher) saw nobody join twice: \(joins)")
+        }
+
+        var mark = agent.mark
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :hello from ngircd"])
+        try agent.expectExactlyOnce(
+            [On.xmppMessage(to: "twx", from: "\(room)/carol", body: "hello from ngircd"), On.ircPrivmsg(to: "ivy", from: "carol|n", channel: channel, text: "hello from ngircd")],
+            since: mark)
+        mark = agent.mark
+        agent.send(["cmd": "irc_send", "user": "ivy", "line": "PRIVMSG \(channel) :hello from InspIRCd"])
+        try agent.expectExactlyOnce(
+            [On.xmppMessage(to: "twx", from: "\(room)/ivy", body: "hello from InspIRCd"), On.ircPrivmsg(to: "carol", from: "ivy", channel: channel, text: "hello from InspIRCd")],
+            since: mark)
+        mark = agent.mark
+        agent.send(["cmd": "xmpp_say", "user": "twx", "room": room, "body": "hello from XMPP"])
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "twx", from: "\(room)/xena", body: "hello from XMPP"),
+                On.ircPrivmsg(to: "carol", from: "xena", channel: channel, text: "hello from XMPP"),
+                On.ircPrivmsg(to: "ivy", from: "xena|n", channel: channel, text: "hello from XMPP"),
+            ], since: mark)
+
+        // Carol on InspIRCd folds like carol on ngircd: one room nick each, the second suffixed.
+        mark = agent.mark
+        try agent.ircUserJoins("Carol", port: inspircd.port, channel: channel)
+        try agent.waitFor("the second Carol is in the room as Carol|irc", since: mark) { $0.user == "twx" && $0.kind == "presence" && $0.from == "\(room)/Carol|irc" }
+        try agent.waitFor("the second Carol is told", since: mark) { $0.user == "Carol" && $0.command == "NOTICE" && $0.params.last?.contains("there you are Carol|irc") == true }
+        try agent.waitFor("ngircd shows her puppet", since: mark, timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "Carol|irc" }
+        mark = agent.mark
+        agent.send(["cmd": "irc_send", "user": "Carol", "line": "PRIVMSG \(channel) :the other Carol"])
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "twx", from: "\(room)/Carol|irc", body: "the other Carol"),
+                On.ircPrivmsg(to: "carol", from: "Carol|irc", channel: channel, text: "the other Carol"),
+                On.ircPrivmsg(to: "ivy", from: "Carol", channel: channel, text: "the other Carol"),
+            ], since: mark)
+    }
 }
