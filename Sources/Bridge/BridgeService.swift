@@ -381,6 +381,7 @@ public actor BridgeService {
             if fromSelf {
                 network.joined.insert(channel)
             } else if !fromPuppet {
+                netjoin(sourceNick, channel: channel, network: &network)
                 if let host = message.source?.split(separator: "@", maxSplits: 1).dropFirst().first { network.userHosts[network.fold(sourceNick)] = String(host) }
                 ircUserJoined(sourceNick, channel: channel, network: &network)
             }
@@ -406,6 +407,10 @@ public actor BridgeService {
             }
         case "QUIT":
             guard !fromSelf && !fromPuppet else { return }
+            if let reason = message.parameters.first, NetworkState.isNetsplit(reason), network.configuration.translation.netsplitGrace > 0 {
+                netsplitQuit(sourceNick, reason: reason, network: &network)
+                return
+            }
             for channel in network.members.keys.sorted() where network.members[channel]!.contains(network.fold(sourceNick)) {
                 ircUserLeft(sourceNick, channel: channel, reason: message.parameters.first.map { "Quit: \($0)" }, network: &network)
             }
@@ -518,7 +523,7 @@ public actor BridgeService {
         withShadow(network: network.configuration.name, channel: channel) { $0.ircJoined(nick: nick, realJID: real, role: role) }
     }
 
-    private func ircUserLeft(_ nick: String, channel: String, reason: String?, kickedBy: String? = nil, network: inout NetworkState) {
+    private func ircUserLeft(_ nick: String, channel: String, reason: String?, kickedBy: String? = nil, netsplit: Bool = false, network: inout NetworkState) {
         let key = network.fold(nick)
         guard network.members[channel]?.remove(key) != nil else { return }
         network.memberModes[channel]?.removeValue(forKey: key)
@@ -526,7 +531,50 @@ public actor BridgeService {
             network.userIDs.removeValue(forKey: key)
             network.userHosts.removeValue(forKey: key)
         }
-        withShadow(network: network.configuration.name, channel: channel) { $0.ircLeft(nick: nick, reason: reason, kickedBy: kickedBy) }
+        withShadow(network: network.configuration.name, channel: channel) { $0.ircLeft(nick: nick, reason: reason, kickedBy: kickedBy, netsplit: netsplit) }
+    }
+
+    /// A netsplit took this user's server away: she stays in the room for the grace period,
+    /// and a netjoin within it shows nothing at all (PROTOCOL.md §4: no flood, a diffed
+    /// rejoin). Whoever is not back by then leaves with 333, the split's servers as status.
+    private func netsplitQuit(_ nick: String, reason: String, network: inout NetworkState) {
+        let key = network.fold(nick)
+        let channels = Set(network.members.filter { $0.value.contains(key) }.keys)
+        guard !channels.isEmpty else { return }
+        if network.splitUsers.isEmpty {
+            network.splits += 1
+            let split = network.splits, name = network.configuration.name, generation = network.generation
+            let grace = network.configuration.translation.netsplitGrace
+            logger.info("IRC netsplit: its users stay in the rooms until the netjoin or the grace period ends", metadata: ["network": "\(name)", "servers": "\(reason)", "grace": "\(grace)"])
+            Task { [self] in
+                try? await Task.sleep(for: .milliseconds(Int(grace * 1000)))
+                self.netsplitOver(name, split: split, generation: generation)
+            }
+        }
+        network.splitUsers[key] = (nick, channels, reason, network.splits)
+    }
+
+    /// A JOIN from a user lost to a netsplit: she is back in that channel (already in the room).
+    private func netjoin(_ nick: String, channel: String, network: inout NetworkState) {
+        let key = network.fold(nick)
+        guard var split = network.splitUsers[key] else { return }
+        split.channels.remove(channel)
+        network.splitUsers[key] = split.channels.isEmpty ? nil : split
+    }
+
+    /// The grace period of a netsplit ended: whoever has not come back leaves, all at once
+    /// (users lost while it ran, the same split seen late, go with it).
+    private func netsplitOver(_ name: String, split: Int, generation: Int) {
+        withNetwork(name) { network in
+            guard network.generation == generation else { return }
+            let gone = network.splitUsers.filter { $0.value.split <= split }
+            for (key, user) in gone.sorted(by: { $0.key < $1.key }) {
+                network.splitUsers.removeValue(forKey: key)
+                for channel in user.channels.sorted() {
+                    ircUserLeft(user.nick, channel: channel, reason: user.reason, netsplit: true, network: &network)
+                }
+            }
+        }
     }
 
     /// The bridge is no longer in the channel: its IRC users leave the room.
@@ -540,6 +588,7 @@ public actor BridgeService {
         withNetwork(name) { network in
             network.connection = nil
             network.joined.removeAll()
+            network.splitUsers.removeAll()
             for channel in network.members.keys.sorted() {
                 channelLost(channel, network: &network, reason: "The bridge lost its IRC connection")
             }

@@ -42,6 +42,10 @@ struct NetworkState {
     var userIDs: [String: String] = [:]
     /// IRC users' hosts, where a JOIN showed them, by folded nick: for ban masks.
     var userHosts: [String: String] = [:]
+    /// IRC users lost to a netsplit, by folded nick: the channels they have not rejoined yet,
+    /// the servers that split, and which split this is (a later one replaces it).
+    var splitUsers: [String: (nick: String, channels: Set<String>, reason: String, split: Int)] = [:]
+    var splits = 0
     /// Puppets by the real JID of the occupant they show.
     var puppets: [String: Puppet] = [:]
     /// Registered puppet nicks (folded) to puppet keys: how the bridge knows its own.
@@ -102,6 +106,16 @@ struct NetworkState {
         let start = max(earliest, nextPuppetAdmission)
         nextPuppetAdmission = start + .milliseconds(Int(1000 / configuration.puppetConnectionsPerSecond))
         return start - .now
+    }
+
+    /// A QUIT reason that is a netsplit: two server names (`irc-a.example.net irc-b.example.net`),
+    /// as servers write it; users cannot, since servers mark their quit messages.
+    static func isNetsplit(_ reason: String) -> Bool {
+        let parts = reason.split(separator: " ", omittingEmptySubsequences: false)
+        return parts.count == 2 && parts.allSatisfy { server in
+            server.contains(".") && !server.hasPrefix(".") && !server.hasSuffix(".")
+                && server.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "*") }
+        }
     }
 
     /// Whether the bridge's own connection may KICK in `channel` (halfop or above).

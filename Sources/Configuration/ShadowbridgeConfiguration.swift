@@ -134,6 +134,9 @@ public struct Network: Sendable {
         /// Room roles as channel status for puppets, where the bridge holds ops: moderator +o,
         /// participant +v.
         public var rolesAsModes = false
+        /// Seconds an IRC user lost to a netsplit stays in the room waiting for the netjoin;
+        /// 0 shows the split at once.
+        public var netsplitGrace: Double = 30
 
         public enum Corrections: String, Sendable {
             case line
@@ -424,6 +427,10 @@ extension Network {
         }
         translation.reactions = try reader.bool("reactions") ?? true
         translation.rolesAsModes = try reader.bool("roles_as_modes") ?? false
+        translation.netsplitGrace = try reader.double("netsplit_grace") ?? 30
+        guard translation.netsplitGrace >= 0, translation.netsplitGrace <= 3600 else {
+            throw document.error("network.netsplit_grace", "must be 0 to 3600 seconds")
+        }
         let template = try reader.string("puppet_nick") ?? "{nick}"
         guard template.contains("{nick}") else { throw document.error("network.puppet_nick", "must contain {nick}") }
         let maxPuppets = try reader.int("max_puppets") ?? 500

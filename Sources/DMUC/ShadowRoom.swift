@@ -188,7 +188,9 @@ public struct ShadowRoom: Sendable {
         }
     }
 
-    public mutating func ircLeft(nick: String, reason: String?, kickedBy: String? = nil) -> [Action] {
+    /// PART, QUIT or KICK on IRC; `netsplit`: the user's server split from the bridge's
+    /// (`reason` names the two servers), shown as 333.
+    public mutating func ircLeft(nick: String, reason: String?, kickedBy: String? = nil, netsplit: Bool = false) -> [Action] {
         let key = Self.fold(nick)
         guard let local = locals.removeValue(forKey: key) else { return [] }
         localOrder.removeAll { $0 == key }
@@ -198,6 +200,9 @@ public struct ShadowRoom: Sendable {
             var children: [XMLElement] = [LinkElements.fmuc(from: local.realJID)]
             if let kickedBy {
                 children.append(LinkElements.removed(kind: "kick", by: kickedBy, reason: reason))
+            } else if netsplit {
+                children.insert(.text("status", namespace: NS.component, reason ?? "netsplit"), at: 0)
+                children.append(LinkElements.removed(kind: "netsplit", by: nil, reason: nil))
             } else if let reason, !reason.isEmpty {
                 children.insert(.text("status", namespace: NS.component, reason), at: 0)
             }

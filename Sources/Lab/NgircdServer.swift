@@ -17,11 +17,18 @@ public final class NgircdServer: Sendable {
         public var ident: Bool
         /// Accept WEBIRC with this password.
         public var webircPassword: String?
+        /// A server link to another lab ngircd, for netsplits: its name, and its port when this
+        /// side connects (nil: the peer connects here).
+        public var peer: (name: String, port: Int?)?
+        /// An IRC operator `oper` with this password (SQUIT, CONNECT).
+        public var operatorPassword: String?
 
         public init(
             maxConnectionsIP: Int = 0, liftPenalties: Bool = false, serverName: String = "irc.test", lookUpClients: Bool = false, ident: Bool = false,
-            webircPassword: String? = nil
+            webircPassword: String? = nil, peer: (name: String, port: Int?)? = nil, operatorPassword: String? = nil
         ) {
+            self.peer = peer
+            self.operatorPassword = operatorPassword
             self.lookUpClients = lookUpClients || ident
             self.ident = ident
             self.webircPassword = webircPassword
@@ -72,6 +79,13 @@ public final class NgircdServer: Sendable {
 
     public func stop() { process.stop() }
 
+    /// SIGKILL: the server vanishes without a word, as a crashed or unreachable server does;
+    /// a linked peer sees a netsplit.
+    public func kill() {
+        process.signal(SIGKILL)
+        _ = process.waitForExit(timeout: 5)
+    }
+
     /// Stops ngircd and starts it again on the same port (a fault test's server restart): every
     /// client connection drops and channels are gone until clients join again.
     public func restart() throws {
@@ -93,11 +107,17 @@ public final class NgircdServer: Sendable {
         [Limits]
             MaxConnectionsIP = \(options.maxConnectionsIP)
             \(options.liftPenalties ? "MaxPenaltyTime = 0" : "")
+            \(options.peer == nil ? "" : "ConnectRetry = 2")
         [Options]
             DNS = \(options.lookUpClients ? "yes" : "no")
             Ident = \(options.ident ? "yes" : "no")
             PAM = no
             \(options.webircPassword.map { "WebircPassword = \($0)" } ?? "")
+        \(options.operatorPassword.map { "[Operator]\n    Name = oper\n    Password = \($0)" } ?? "")
+        \(options.peer.map { peer in
+            "[Server]\n    Name = \(peer.name)\n    Host = 127.0.0.1\n" + (peer.port.map { "    Port = \($0)\n" } ?? "")
+                + "    MyPassword = lab-link\n    PeerPassword = lab-link"
+        } ?? "")
         """
     }
 }

@@ -430,4 +430,75 @@ struct BridgeSemanticsTests {
                 Expected("xanna sees herself become moderator") { $0.user == "rxb" && $0.kind == "presence" && $0.from == r.occupant("xanna") && $0.role == "moderator" },
             ], since: mark)
     }
+
+    @Test("a netsplit between two linked ngircd: users behind it stay in the room through the netjoin (nothing shown); whoever is not back after the grace leaves once with 333 and the servers as status")
+    func netsplit() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "split1")
+        defer { Lab.removeUnlessKept(directory) }
+        let b = try NgircdServer.start(in: directory.appendingPathComponent("b"), options: .init(serverName: "b.irc.test", peer: ("a.irc.test", nil)))
+        defer { b.stop() }
+        let a = try NgircdServer.start(
+            in: directory.appendingPathComponent("a"), options: .init(serverName: "a.irc.test", peer: ("b.irc.test", b.port), operatorPassword: "oper-pw"))
+        defer { a.stop() }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        let channel = "#split1", room = "split1@\(LabServers.masterDomain)"
+        try agent.ircUserJoins("dave", port: b.port, channel: channel)
+        try agent.ircUserJoins("erin", port: b.port, channel: channel)
+        // carol is on the bridge's server; she sees dave once the servers are linked.
+        agent.send(["cmd": "irc_connect", "user": "carol", "port": a.port, "nick": "carol"])
+        try agent.waitFor("carol registered") { $0.user == "carol" && $0.command == "001" }
+        let linked = Date().addingTimeInterval(20)
+        while !agent.events(since: 0).contains(where: { $0.user == "carol" && $0.command == "353" && $0.params.last?.contains("dave") == true }) {
+            guard Date() < linked else { throw LabError("a.irc.test and b.irc.test did not link") }
+            agent.send(["cmd": "irc_send", "user": "carol", "line": "NAMES \(channel)"])
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "JOIN \(channel)"])
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "OPER oper oper-pw"])
+        try agent.waitFor("carol is an operator") { $0.user == "carol" && $0.command == "381" }
+
+        let bridge = try ShadowbridgeProcess(
+            servers: servers, directory: directory, channels: [(channel, "split1")], server: "irc://127.0.0.1:\(a.port)", networkSettings: "netsplit_grace = 8")
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("link federated", "shadow=#split1%lab@")
+        try agent.xmppUserJoins("spx", prosody: servers.prosody, room: room, nick: "xanna")
+        for nick in ["carol", "dave", "erin"] {
+            try agent.waitFor("xanna sees \(nick)") { $0.user == "spx" && $0.kind == "presence" && $0.from == "\(room)/\(nick)" }
+        }
+        try agent.waitFor("xanna's puppet joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xanna" }
+        Thread.sleep(forTimeInterval: 1)
+
+        // A split healed within the grace period: the room sees nothing at all.
+        var mark = agent.mark
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "SQUIT b.irc.test :lab netsplit"])
+        let quit = try agent.waitFor("carol sees dave quit in the split", since: mark) { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "dave" }
+        try agent.waitFor("the netjoin: carol sees dave again", since: mark, timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "dave" }
+        try agent.waitFor("the netjoin: carol sees erin again", since: mark, timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "erin" }
+        try bridge.waitForLog("IRC netsplit", "servers=\(quit.params.first ?? "?")")
+        Thread.sleep(forTimeInterval: 9)
+        #expect(!agent.events(since: mark).contains { $0.user == "spx" && $0.kind == "presence" }, "no leave, no join in the room: \(agent.events(since: mark).filter { $0.user == "spx" })")
+        mark = agent.mark
+        agent.send(["cmd": "irc_send", "user": "dave", "line": "PRIVMSG \(channel) :back from the split"])
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "spx", from: "\(room)/dave", body: "back from the split"),
+                On.ircPrivmsg(to: "carol", from: "dave", channel: channel, text: "back from the split"),
+                On.ircPrivmsg(to: "erin", from: "dave", channel: channel, text: "back from the split"),
+            ], since: mark)
+
+        // A split that lasts (b.irc.test dies; a clean stop would quit its users one by one):
+        // after the grace, dave and erin leave once each, with 333.
+        mark = agent.mark
+        b.kill()
+        let servers333 = "a.irc.test b.irc.test"
+        try agent.expectExactlyOnce(
+            [
+                Expected("carol sees dave quit") { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "dave" },
+                Expected("carol sees erin quit") { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "erin" },
+                Expected("xanna sees dave leave with 333") { $0.user == "spx" && $0.from == "\(room)/dave" && $0.type == "unavailable" && $0.codes == [333] && $0.status == servers333 },
+                Expected("xanna sees erin leave with 333") { $0.user == "spx" && $0.from == "\(room)/erin" && $0.type == "unavailable" && $0.codes == [333] && $0.status == servers333 },
+            ], since: mark, timeout: 20)
+    }
 }
