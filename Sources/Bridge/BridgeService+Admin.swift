@@ -125,6 +125,7 @@ extension BridgeService {
             let folded = network.fold(channel.irc)
             for key in network.members.removeValue(forKey: folded) ?? [] where !network.members.values.contains(where: { $0.contains(key) }) {
                 network.userIDs.removeValue(forKey: key)
+                network.userHosts.removeValue(forKey: key)
             }
             network.memberModes[folded] = nil
             network.pendingNames[folded] = nil

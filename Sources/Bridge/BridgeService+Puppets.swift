@@ -249,7 +249,7 @@ extension BridgeService {
         guard let network = networks[name], network.configuration.xmppUsers == .relay, network.configuration.translation.relayAnnounceJoins,
             network.joined.contains(network.fold(channel))
         else { return }
-        network.connection?.send(IRCMessage(command: "NOTICE", channel, text))
+        network.connection?.send(IRCMessage(command: "NOTICE", channel, Self.clip(text)))
     }
 
     /// `<nick> text` (`* nick action` for /me), line by line, from the bridge's own nick.
@@ -406,7 +406,7 @@ extension BridgeService {
     /// A subject set on XMPP becomes the channel topic, set by that occupant's puppet, on one line.
     func puppetTopic(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, subject: String) {
         guard let network = networks[name], let puppet = network.puppets[occupant.realJID.description] else { return }
-        let flat = subject.split(whereSeparator: \.isNewline).joined(separator: " ")
+        let flat = Self.clip(subject, bytes: 390)
         if puppet.relayed || puppet.relayedChannels.contains(network.fold(channel)) {
             // No puppet in the channel: the bridge sets it (if it may).
             network.connection?.send(IRCMessage(command: "TOPIC", channel, flat))

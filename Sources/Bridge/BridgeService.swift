@@ -381,8 +381,9 @@ public actor BridgeService {
             if fromSelf {
                 network.joined.insert(channel)
             } else if !fromPuppet {
-                netjoin(sourceNick, channel: channel, network: &network)
-                if let host = message.source?.split(separator: "@", maxSplits: 1).dropFirst().first { network.userHosts[network.fold(sourceNick)] = String(host) }
+                let host = message.source?.split(separator: "@", maxSplits: 1).dropFirst().first.map(String.init)
+                netjoin(sourceNick, host: host, channel: channel, network: &network)
+                if let host { network.userHosts[network.fold(sourceNick)] = host }
                 ircUserJoined(sourceNick, channel: channel, network: &network)
             }
         case "PART":
@@ -417,6 +418,11 @@ public actor BridgeService {
         case "NICK":
             guard let newNick = message.parameters.first else { return }
             if fromSelf {
+                // Its channel status goes with it.
+                let oldKey = network.fold(sourceNick), newKey = network.fold(newNick)
+                for channel in network.memberModes.keys {
+                    if let modes = network.memberModes[channel]?.removeValue(forKey: oldKey) { network.memberModes[channel]?[newKey] = modes }
+                }
                 network.nick = newNick
                 return
             }
@@ -424,6 +430,8 @@ public actor BridgeService {
             // One nick change in every room the user is in (303), never a leave and a join.
             let oldKey = network.fold(sourceNick)
             let newKey = network.fold(newNick)
+            // Taking the nick of a user lost to a netsplit: she is not coming back as herself.
+            if newKey != oldKey { splitEnded(newKey, network: &network) }
             if let id = network.userIDs.removeValue(forKey: oldKey) { network.userIDs[newKey] = id }
             if let host = network.userHosts.removeValue(forKey: oldKey) { network.userHosts[newKey] = host }
             for channel in network.members.keys.sorted() where network.members[channel]!.contains(oldKey) {
@@ -555,11 +563,24 @@ public actor BridgeService {
     }
 
     /// A JOIN from a user lost to a netsplit: she is back in that channel (already in the room).
-    private func netjoin(_ nick: String, channel: String, network: inout NetworkState) {
+    /// Someone else with her nick (another host) is not her netjoin: her split ends first.
+    private func netjoin(_ nick: String, host: String?, channel: String, network: inout NetworkState) {
         let key = network.fold(nick)
         guard var split = network.splitUsers[key] else { return }
+        if let host, let known = network.userHosts[key], host != known {
+            splitEnded(key, network: &network)
+            return
+        }
         split.channels.remove(channel)
         network.splitUsers[key] = split.channels.isEmpty ? nil : split
+    }
+
+    /// A user lost to a netsplit leaves the room now, with 333.
+    private func splitEnded(_ key: String, network: inout NetworkState) {
+        guard let user = network.splitUsers.removeValue(forKey: key) else { return }
+        for channel in user.channels.sorted() {
+            ircUserLeft(user.nick, channel: channel, reason: user.reason, netsplit: true, network: &network)
+        }
     }
 
     /// The grace period of a netsplit ended: whoever has not come back leaves, all at once
@@ -567,12 +588,8 @@ public actor BridgeService {
     private func netsplitOver(_ name: String, split: Int, generation: Int) {
         withNetwork(name) { network in
             guard network.generation == generation else { return }
-            let gone = network.splitUsers.filter { $0.value.split <= split }
-            for (key, user) in gone.sorted(by: { $0.key < $1.key }) {
-                network.splitUsers.removeValue(forKey: key)
-                for channel in user.channels.sorted() {
-                    ircUserLeft(user.nick, channel: channel, reason: user.reason, netsplit: true, network: &network)
-                }
+            for key in network.splitUsers.filter({ $0.value.split <= split }).keys.sorted() {
+                splitEnded(key, network: &network)
             }
         }
     }
@@ -582,6 +599,14 @@ public actor BridgeService {
         for key in (network.members[channel] ?? []).sorted() {
             ircUserLeft(key, channel: channel, reason: reason, network: &network)
         }
+        network.memberModes[channel] = nil
+    }
+
+    /// XMPP text in a line the bridge writes itself (a KICK reason, a notice, a topic): one
+    /// line, cut at a character boundary, so no server refuses the line as too long.
+    static func clip(_ text: String, bytes: Int = 300) -> String {
+        let flat = text.split(whereSeparator: \.isNewline).joined(separator: " ")
+        return IRCLineSplitter.pieces(flat, maximumBytes: bytes).first?.text ?? ""
     }
 
     private func networkLost(_ name: String) {
@@ -589,6 +614,7 @@ public actor BridgeService {
             network.connection = nil
             network.joined.removeAll()
             network.splitUsers.removeAll()
+            network.memberModes.removeAll()
             for channel in network.members.keys.sorted() {
                 channelLost(channel, network: &network, reason: "The bridge lost its IRC connection")
             }
@@ -698,10 +724,10 @@ public actor BridgeService {
                 metrics.refusedByRoom.increment()
                 logger.info("the room refused an IRC user", metadata: metadata.merging(["nick": "\(nick)", "condition": "\(condition)"]) { $1 })
                 networks[state.network]?.connection?.send(
-                    IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (\(text ?? condition)); your messages are not relayed."))
+                    IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (\(Self.clip(text ?? condition))); your messages are not relayed."))
             case .localRemoved(let nick, let banned, let actor, let reason):
                 metrics.refusedByRoom.increment()
-                let why = "\(banned ? "banned" : "kicked") from the XMPP room" + (actor.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? "")
+                let why = Self.clip("\(banned ? "banned" : "kicked") from the XMPP room" + (actor.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? ""))
                 logger.info("an XMPP moderator removed an IRC user", metadata: metadata.merging(["nick": "\(nick)", "why": "\(why)"]) { $1 })
                 guard let network = networks[state.network], network.holdsOps(in: state.channel) else {
                     // Flow E without ops: the user stays on IRC but is no longer relayed.

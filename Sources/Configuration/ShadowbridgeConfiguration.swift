@@ -135,7 +135,7 @@ public struct Network: Sendable {
         /// participant +v.
         public var rolesAsModes = false
         /// Seconds an IRC user lost to a netsplit stays in the room waiting for the netjoin;
-        /// 0 shows the split at once.
+        /// 0 shows the split at once, as a plain quit.
         public var netsplitGrace: Double = 30
 
         public enum Corrections: String, Sendable {

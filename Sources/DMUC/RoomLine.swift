@@ -35,8 +35,8 @@ struct RecentLines: Sendable {
     /// The reactions each reactor last showed on each line, so only added ones are told.
     private var reactions: [String: Set<String>] = [:]
 
-    mutating func remember(_ stanza: XMLElement, author: Mention, body: String) {
-        let ids = Self.ids(of: stanza)
+    mutating func remember(_ stanza: XMLElement, room: JID, author: Mention, body: String) {
+        let ids = Self.ids(of: stanza, room: room)
         guard !ids.isEmpty else { return }
         for id in ids { lines[id] = (author, Self.snippet(body)) }
         order.append(ids)
@@ -57,13 +57,12 @@ struct RecentLines: Sendable {
         return emoji.filter { !before.contains($0) && seen.insert($0).inserted }
     }
 
-    static func ids(of stanza: XMLElement) -> [String] {
-        var ids: [String] = []
-        for child in stanza.elements where child.namespace == NS.sid && (child.name == "stanza-id" || child.name == "origin-id") {
-            if let id = child["id"] { ids.append(id) }
-        }
-        if let id = stanza["id"] { ids.append(id) }
-        return ids
+    /// At most three: the stanza-id the room gave (a client's own claim does not count), the
+    /// sender's origin-id, the message id.
+    static func ids(of stanza: XMLElement, room: JID) -> [String] {
+        let sid = stanza.elements.first { $0.name == "stanza-id" && $0.namespace == NS.sid && $0["by"].flatMap(JID.init) == room }?["id"]
+        let origin = stanza.elements.first { $0.name == "origin-id" && $0.namespace == NS.sid }?["id"]
+        return [sid, origin, stanza["id"]].compactMap { $0 }.filter { !$0.isEmpty && $0.utf8.count <= 128 }
     }
 
     /// The start of a line, on one line, for `reacted 👍 to bob: “…”`.
@@ -85,18 +84,20 @@ enum RoomLineParsing {
     static func removingFallback(_ body: String, for namespace: String, in stanza: XMLElement) -> String {
         let marks = stanza.elements.filter { fallbacks.contains($0.namespace) && $0.name == "fallback" && $0["for"] == namespace }
         guard !marks.isEmpty else { return body }
-        var scalars = Array(body.unicodeScalars)
-        var ranges: [Range<Int>] = []
+        let scalars = Array(body.unicodeScalars)
+        // Ranges may overlap or run past the end (a hostile client): drop the union, once.
+        var dropped = Array(repeating: false, count: scalars.count)
         for mark in marks {
             let bodies = mark.elements.filter { $0.name == "body" }
             if bodies.isEmpty { return "" }
             for range in bodies {
-                guard let start = range["start"].flatMap(Int.init), let end = range["end"].flatMap(Int.init), 0 <= start, start <= end else { continue }
-                ranges.append(min(start, scalars.count)..<min(end, scalars.count))
+                guard let start = range["start"].flatMap(Int.init), let end = range["end"].flatMap(Int.init), 0 <= start, start < end else { continue }
+                for index in min(start, scalars.count)..<min(end, scalars.count) { dropped[index] = true }
             }
         }
-        for range in ranges.sorted(by: { $0.lowerBound > $1.lowerBound }) { scalars.removeSubrange(range) }
-        var text = String(String.UnicodeScalarView(scalars))
+        var kept = String.UnicodeScalarView()
+        for (index, scalar) in scalars.enumerated() where !dropped[index] { kept.append(scalar) }
+        var text = String(kept)
         while text.first?.isNewline == true { text.removeFirst() }
         return text
     }

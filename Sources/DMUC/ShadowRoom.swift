@@ -167,6 +167,13 @@ public struct ShadowRoom: Sendable {
         return locals.first { Self.fold($0.value.roomNick) == folded }?.key
     }
 
+    /// `wanted`, or it numbered (`alice|irc2`...), so that no other local user shows as it.
+    private func freeRoomNick(_ wanted: String, for key: String) -> String {
+        func taken(_ nick: String) -> Bool { localKey(roomNick: nick).map { $0 != key } ?? false }
+        guard taken(wanted) else { return wanted }
+        return (2...99).lazy.map { wanted + String($0) }.first { !taken($0) } ?? wanted + RandomID.make(bytes: 2)
+    }
+
     /// The room nick of the local user `nick` (an IRC nick), if she is one.
     public func roomNick(ofLocal nick: String) -> String? { locals[Self.fold(nick)]?.roomNick }
 
@@ -179,12 +186,20 @@ public struct ShadowRoom: Sendable {
     public mutating func ircJoined(nick: String, realJID: JID, role: String = "participant") -> [Action] {
         let key = Self.fold(nick)
         guard locals[key] == nil else { return [] }
-        locals[key] = Local(nick: nick, roomNick: nick, realJID: realJID, role: role)
+        var local = Local(nick: nick, roomNick: nick, realJID: realJID, role: role)
+        var actions: [Action] = []
+        if localKey(roomNick: nick) != nil {
+            // Another IRC user shows as this nick already (`alice|irc` after a collision).
+            local.suffixed = true
+            local.roomNick = freeRoomNick(nick + collisionSuffix, for: key)
+            actions.append(.localRenamed(nick: nick, roomNick: local.roomNick))
+        }
+        locals[key] = local
         localOrder.append(key)
         switch federation {
-        case .idle: return federate()
-        case .federating: return []
-        case .federated: return submitJoin(key)
+        case .idle: return actions + federate()
+        case .federating: return actions
+        case .federated: return actions + submitJoin(key)
         }
     }
 
@@ -230,13 +245,19 @@ public struct ShadowRoom: Sendable {
         local.nick = newNick
         local.roomNick = newNick
         local.suffixed = false
+        var actions: [Action] = []
+        if localKey(roomNick: newNick) != nil {
+            local.suffixed = true
+            local.roomNick = freeRoomNick(newNick + collisionSuffix, for: newKey)
+            actions.append(.localRenamed(nick: newNick, roomNick: local.roomNick))
+        }
         locals[newKey] = local
         if let index = localOrder.firstIndex(of: oldKey) { localOrder[index] = newKey }
         for index in held.indices where Self.fold(held[index].nick) == oldKey { held[index].nick = newNick }
         if case .federating(let key) = federation, key == oldKey { federation = .federating(key: newKey) }
         // Sent whenever her join is out, even before the burst: the master takes them in order.
-        guard local.submitted, !local.refused else { return [] }
-        return [.send(updatePresence(local))]
+        guard local.submitted, !local.refused else { return actions }
+        return actions + [.send(updatePresence(local))]
     }
 
     /// Channel modes changed what an IRC user is: moderator (q/a/o/h) or participant.
@@ -532,7 +553,7 @@ public struct ShadowRoom: Sendable {
         case "message":
             if ours {
                 if let body = stanza.child("body", namespace: stanza.namespace)?.text, let key = localKey(roomNick: nick), let local = locals[key] {
-                    recent.remember(stanza, author: .local(ircNick: local.nick), body: body)
+                    recent.remember(stanza, room: masterRoom, author: .local(ircNick: local.nick), body: body)
                 }
                 if let origin = LinkElements.originID(of: stanza), pendingEchoes.remove(origin) != nil {
                     return [.note(.echoMatched)]
@@ -566,7 +587,7 @@ public struct ShadowRoom: Sendable {
         if stanza.child("replace", namespace: RoomLineParsing.correction) != nil {
             return [.remoteLine(occupant, .correction(text: body))]
         }
-        recent.remember(stanza, author: .remote(occupant), body: body)
+        recent.remember(stanza, room: masterRoom, author: .remote(occupant), body: body)
         if let reply = stanza.child("reply", namespace: RoomLineParsing.reply) {
             let text = RoomLineParsing.removingFallback(body, for: RoomLineParsing.reply, in: stanza)
             if let mention = mention(reply: reply), !text.isEmpty {
@@ -694,7 +715,7 @@ public struct ShadowRoom: Sendable {
                 // Flow I: the nick is taken in the room (an XMPP user, another network's IRC
                 // user): once more with the suffix, before giving up.
                 local.suffixed = true
-                local.roomNick = local.nick + collisionSuffix
+                local.roomNick = freeRoomNick(local.nick + collisionSuffix, for: key)
                 // Federating again picks its user afresh; the burst's end submits the others.
                 local.submitted = !federatingThisUser
                 locals[key] = local

@@ -356,6 +356,46 @@ struct ShadowRoomTests {
         #expect(shadow.ircLeft(nick: "carol", reason: "Kicked", kickedBy: "sbridge").isEmpty)
     }
 
+    @Test("hostile fallbacks and ids (found in review): overlapping or out-of-range ranges cut once without a crash; a client's own stanza-id names nothing")
+    mutating func hostileLines() {
+        federate()
+        let alice = ShadowRoom.RemoteOccupant(nick: "Alice", realJID: Self.alice)
+        var m = Self.message(nick: "Alice", real: Self.alice, body: "0123456789tail", seq: 4)
+        m.append(XMLElement("reply", namespace: "urn:xmpp:reply:0", attributes: ["to": "ops@rooms.test/carol"]))
+        m.append(XMLElement("fallback", namespace: "urn:xmpp:fallback:0", attributes: ["for": "urn:xmpp:reply:0"], children: [
+            .element(XMLElement("body", namespace: "urn:xmpp:fallback:0", attributes: ["start": "5", "end": "8"])),
+            .element(XMLElement("body", namespace: "urn:xmpp:fallback:0", attributes: ["start": "0", "end": "10"])),
+            .element(XMLElement("body", namespace: "urn:xmpp:fallback:0", attributes: ["start": "12", "end": "99999"])),
+            .element(XMLElement("body", namespace: "urn:xmpp:fallback:0", attributes: ["start": "-4", "end": "2"])),
+        ]))
+        #expect(shadow.receive(m) == [.remoteLine(alice, .reply(to: .local(ircNick: "carol"), text: "ta"))])
+
+        // A stanza-id the client wrote itself (by someone other than the room) is not an id.
+        var fake = Self.message(nick: "Alice", real: Self.alice, body: "mine", seq: 5)
+        fake.append(XMLElement("stanza-id", namespace: NS.sid, attributes: ["id": "forged", "by": "elsewhere.test"]))
+        _ = shadow.receive(fake)
+        let reaction = XMLElement("reactions", namespace: "urn:xmpp:reactions:0", attributes: ["id": "forged"], children: [.element(.text("reaction", namespace: "urn:xmpp:reactions:0", "👍"))])
+        var react = Self.message(nick: "Alice", real: Self.alice, body: "", seq: 6)
+        react.append(reaction)
+        #expect(shadow.receive(react) == [.remoteLine(alice, .reaction(emoji: ["👍"], to: nil, snippet: nil))])
+    }
+
+    @Test("a suffixed nick never takes another IRC user's room nick (found in review): alice|irc is here already, so alice becomes alice|irc2")
+    mutating func suffixTaken() {
+        federate()
+        let alicePipe = JID("u3%net@irc.test/irc")!, ircAlice = JID("u4%net@irc.test/irc")!
+        _ = shadow.ircJoined(nick: "alice|irc", realJID: alicePipe)
+        let join = Self.sent(shadow.ircJoined(nick: "alice", realJID: ircAlice))[0]
+        var error = join.errorReply(type: "cancel", condition: "conflict")
+        error["from"] = "ops@rooms.test/alice"
+        let actions = shadow.receive(error)
+        #expect(actions.first == .localRenamed(nick: "alice", roomNick: "alice|irc2"))
+        #expect(Self.sent(actions).first?["to"] == "ops@rooms.test/alice|irc2")
+        // And an IRC user arriving with a nick another IRC user shows as is suffixed at once.
+        let late = shadow.ircJoined(nick: "ALICE|IRC2", realJID: JID("u5%net@irc.test/irc")!)
+        #expect(late.first == .localRenamed(nick: "ALICE|IRC2", roomNick: "ALICE|IRC2|irc"))
+    }
+
     @Test("a new master epoch means the room state was lost: federate again (found in review)")
     mutating func epochChange() {
         federate()
