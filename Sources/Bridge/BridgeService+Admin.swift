@@ -124,8 +124,7 @@ extension BridgeService {
         withNetwork(name) { network in
             let folded = network.fold(channel.irc)
             for key in network.members.removeValue(forKey: folded) ?? [] where !network.members.values.contains(where: { $0.contains(key) }) {
-                network.userIDs.removeValue(forKey: key)
-                network.userHosts.removeValue(forKey: key)
+                network.forget(key)
             }
             network.memberModes[folded] = nil
             network.pendingNames[folded] = nil

@@ -59,7 +59,7 @@ extension BridgeService {
         let server = network.server ?? network.configuration.servers[0]
         let irc = connectionSettings(
             network.configuration, server: server,
-            nick: PuppetNick.make(template: network.configuration.puppetNick, nick: puppet.roomNick, maximumLength: network.isupport.nickLength),
+            nick: network.puppetNick(for: puppet.roomNick),
             username: PuppetNick.ident(for: key, secret: identitySecret), realname: "\(puppet.roomNick) (XMPP, via Shadowbridge)", bridge: false, puppetKey: key)
         let logger = self.logger.with("network", name).with("puppet", puppet.roomNick)
         let group = self.group
@@ -228,7 +228,7 @@ extension BridgeService {
             return
         }
         if let separator = network.relaymsgSeparator {
-            let relayNick = PuppetNick.make(template: network.configuration.puppetNick, nick: nick, maximumLength: network.isupport.nickLength) + separator + "xmpp"
+            let relayNick = network.puppetNick(for: nick) + separator + "xmpp"
             let lines = body.hasPrefix("/me ") ? [body] : body.split(whereSeparator: \.isNewline).map(String.init)
             let relayed = lines.flatMap { privmsgs(channel: channel, text: $0, nick: relayNick, lineLength: network.isupport.lineLength) }.map { privmsg in
                 IRCMessage(command: "RELAYMSG", channel, relayNick, privmsg.parameters[1])
@@ -326,7 +326,7 @@ extension BridgeService {
         case .local(let nick): nick
         case .remote(let occupant):
             network.puppets[occupant.realJID.description]?.nick
-                ?? PuppetNick.make(template: network.configuration.puppetNick, nick: occupant.nick, maximumLength: network.isupport.nickLength)
+                ?? network.puppetNick(for: occupant.nick)
         case .roomNick(let nick): nick
         }
     }
@@ -395,7 +395,7 @@ extension BridgeService {
             }
         }
         puppet.roomNick = newNick
-        let ircNick = PuppetNick.make(template: network.configuration.puppetNick, nick: newNick, maximumLength: network.isupport.nickLength)
+        let ircNick = network.puppetNick(for: newNick)
         if puppet.nick.map(network.fold) != network.fold(ircNick) {
             puppet.connection?.send(IRCMessage(command: "NICK", ircNick))
         }

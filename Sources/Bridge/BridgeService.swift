@@ -535,10 +535,7 @@ public actor BridgeService {
         let key = network.fold(nick)
         guard network.members[channel]?.remove(key) != nil else { return }
         network.memberModes[channel]?.removeValue(forKey: key)
-        if !network.members.values.contains(where: { $0.contains(key) }) {
-            network.userIDs.removeValue(forKey: key)
-            network.userHosts.removeValue(forKey: key)
-        }
+        if !network.members.values.contains(where: { $0.contains(key) }) { network.forget(key) }
         withShadow(network: network.configuration.name, channel: channel) { $0.ircLeft(nick: nick, reason: reason, kickedBy: kickedBy, netsplit: netsplit) }
     }
 

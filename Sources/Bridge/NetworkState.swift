@@ -118,6 +118,17 @@ struct NetworkState {
         }
     }
 
+    /// An occupant's IRC nick on this network: the `puppet_nick` template, cut to NICKLEN.
+    func puppetNick(for roomNick: String) -> String {
+        PuppetNick.make(template: configuration.puppetNick, nick: roomNick, maximumLength: isupport.nickLength)
+    }
+
+    /// Forgets what the bridge knew of an IRC user who is in none of its channels any more.
+    mutating func forget(_ key: String) {
+        userIDs.removeValue(forKey: key)
+        userHosts.removeValue(forKey: key)
+    }
+
     /// Whether the bridge's own connection may KICK in `channel` (halfop or above).
     func holdsOps(in channel: String) -> Bool {
         guard let nick else { return false }

@@ -167,11 +167,14 @@ public struct ShadowRoom: Sendable {
         return locals.first { Self.fold($0.value.roomNick) == folded }?.key
     }
 
-    /// `wanted`, or it numbered (`alice|irc2`...), so that no other local user shows as it.
-    private func freeRoomNick(_ wanted: String, for key: String) -> String {
+    /// Flow I: `local` (key `key`) shows in the room as her nick with the collision suffix,
+    /// numbered (`alice|irc2`...) when another local user shows as that; she is told.
+    private func suffix(_ local: inout Local, key: String) -> Action {
         func taken(_ nick: String) -> Bool { localKey(roomNick: nick).map { $0 != key } ?? false }
-        guard taken(wanted) else { return wanted }
-        return (2...99).lazy.map { wanted + String($0) }.first { !taken($0) } ?? wanted + RandomID.make(bytes: 2)
+        let wanted = local.nick + collisionSuffix
+        local.suffixed = true
+        local.roomNick = !taken(wanted) ? wanted : (2...99).lazy.map { wanted + String($0) }.first { !taken($0) } ?? wanted + RandomID.make(bytes: 2)
+        return .localRenamed(nick: local.nick, roomNick: local.roomNick)
     }
 
     /// The room nick of the local user `nick` (an IRC nick), if she is one.
@@ -187,13 +190,8 @@ public struct ShadowRoom: Sendable {
         let key = Self.fold(nick)
         guard locals[key] == nil else { return [] }
         var local = Local(nick: nick, roomNick: nick, realJID: realJID, role: role)
-        var actions: [Action] = []
-        if localKey(roomNick: nick) != nil {
-            // Another IRC user shows as this nick already (`alice|irc` after a collision).
-            local.suffixed = true
-            local.roomNick = freeRoomNick(nick + collisionSuffix, for: key)
-            actions.append(.localRenamed(nick: nick, roomNick: local.roomNick))
-        }
+        // Another IRC user may show as this nick already (`alice|irc` after a collision).
+        let actions = localKey(roomNick: nick) == nil ? [] : [suffix(&local, key: key)]
         locals[key] = local
         localOrder.append(key)
         switch federation {
@@ -245,12 +243,7 @@ public struct ShadowRoom: Sendable {
         local.nick = newNick
         local.roomNick = newNick
         local.suffixed = false
-        var actions: [Action] = []
-        if localKey(roomNick: newNick) != nil {
-            local.suffixed = true
-            local.roomNick = freeRoomNick(newNick + collisionSuffix, for: newKey)
-            actions.append(.localRenamed(nick: newNick, roomNick: local.roomNick))
-        }
+        let actions = localKey(roomNick: newNick) == nil ? [] : [suffix(&local, key: newKey)]
         locals[newKey] = local
         if let index = localOrder.firstIndex(of: oldKey) { localOrder[index] = newKey }
         for index in held.indices where Self.fold(held[index].nick) == oldKey { held[index].nick = newNick }
@@ -714,12 +707,10 @@ public struct ShadowRoom: Sendable {
             if condition == "conflict", !local.suffixed {
                 // Flow I: the nick is taken in the room (an XMPP user, another network's IRC
                 // user): once more with the suffix, before giving up.
-                local.suffixed = true
-                local.roomNick = freeRoomNick(local.nick + collisionSuffix, for: key)
+                var actions = [suffix(&local, key: key)]
                 // Federating again picks its user afresh; the burst's end submits the others.
                 local.submitted = !federatingThisUser
                 locals[key] = local
-                var actions: [Action] = [.localRenamed(nick: local.nick, roomNick: local.roomNick)]
                 if federatingThisUser {
                     federation = .idle
                     actions += federate()
