@@ -81,7 +81,7 @@ let package = Package(
         .target(
             name: "Bridge",
             dependencies: [
-                "DMUC", "XMPPNIO", "IRCNIO", "Configuration", "TextPrep", "CCrypto", .product(name: "Logging", package: "swift-log"),
+                "DMUC", "XMPPNIO", "IRCNIO", "Configuration", "TextPrep", "CCrypto", "Store", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
@@ -92,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "shadowbridge",
             dependencies: [
-                "MasterService", "Bridge", "Configuration", "Lab",
+                "MasterService", "Bridge", "Configuration", "Lab", "Store",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

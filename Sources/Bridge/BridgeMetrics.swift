@@ -21,4 +21,5 @@ struct BridgeMetrics: Sendable {
     let reloads = Counter(label: "shadowbridge_reloads_total", dimensions: [("result", "applied")])
     let reloadFailures = Counter(label: "shadowbridge_reloads_total", dimensions: [("result", "refused")])
     let notRelayed = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "line_not_relayed")])
+    let stateWriteFailures = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "state_not_written")])
 }

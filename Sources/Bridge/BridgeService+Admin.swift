@@ -116,6 +116,12 @@ extension BridgeService {
         shadows[jid]?.room = room
         perform(actions, shadow: jid)
         shadows[jid] = nil
+        // Bridged again later, it starts afresh: no lines from before it was removed.
+        do {
+            try store?.forget(shadows: [jid.description])
+        } catch {
+            logger.error("bridge state not written", metadata: ["shadow": "\(jid)", "error": "\(error)"])
+        }
     }
 
     private func removeChannel(_ channel: Network.Channel, network name: String, reason: String) {

@@ -4,6 +4,7 @@ import IRCCore
 import IRCNIO
 import Logging
 import NIOCore
+import Store
 import XMPPCore
 import XMPPNIO
 
@@ -78,12 +79,18 @@ public actor BridgeService {
         let channel: String
         /// Federation attempts that failed in a row, for the retry backoff.
         var federationFailures = 0
+        /// The position last written to the store.
+        var savedPosition: BridgeStore.Position?
     }
+
+    /// Where each shadow room stands in its master room's sequence (`bridge.database`).
+    let store: BridgeStore?
 
     public init(
         configuration: ShadowbridgeConfiguration.Bridge, xmpp: ShadowbridgeConfiguration.XMPPServer, admins: [JID] = [],
-        group: any EventLoopGroup, logger: Logger
+        store: BridgeStore? = nil, group: any EventLoopGroup, logger: Logger
     ) {
+        self.store = store
         self.domain = configuration.domain
         self.identd = configuration.identd
         self.identitySecret = Array(configuration.secret.utf8)
@@ -109,6 +116,41 @@ public actor BridgeService {
         }
     }
 
+    /// After a restart: each shadow room federates from where it stood, so the master sends
+    /// the lines said meanwhile and nothing relayed before. A position stored for another
+    /// master room (the mapping changed) is not used.
+    func resumeStoredPositions() {
+        guard let store else { return }
+        let stored: [String: (master: String, position: BridgeStore.Position)]
+        do {
+            stored = try store.positions()
+        } catch {
+            logger.error("bridge state unreadable; rooms federate afresh", metadata: ["database": "\(store.path ?? "memory")", "error": "\(error)"])
+            return
+        }
+        for (jid, state) in shadows {
+            guard let (master, position) = stored[jid.description], master == state.room.masterRoom.description, state.savedPosition == nil else { continue }
+            shadows[jid]?.room.resume(epoch: position.epoch, seq: position.seq)
+            shadows[jid]?.savedPosition = position
+            logger.info("shadow resumes from its stored position", metadata: ["shadow": "\(jid)", "seq": "\(position.seq)"])
+        }
+    }
+
+    /// Writes the room's position before anything up to it is relayed to IRC: a kill can lose
+    /// the lines in flight but never relay one twice (BridgeStore).
+    private func savePosition(_ jid: JID) {
+        guard let store, let state = shadows[jid], let (epoch, seq) = state.room.position else { return }
+        let position = BridgeStore.Position(epoch: epoch, seq: seq)
+        guard position != state.savedPosition else { return }
+        do {
+            try store.savePosition(position, shadow: jid.description, master: state.room.masterRoom.description)
+            shadows[jid]?.savedPosition = position
+        } catch {
+            metrics.stateWriteFailures.increment()
+            logger.error("bridge state not written", metadata: ["shadow": "\(jid)", "error": "\(error)"])
+        }
+    }
+
     static func shadow(for channel: Network.Channel, network: Network, domain: String) -> (JID, ShadowState) {
         let jid = shadowJID(channel: channel.irc, network: network.name, domain: domain)
         let room = ShadowRoom(masterRoom: channel.room, jid: jid, collisionSuffix: network.translation.collisionSuffix)
@@ -122,6 +164,7 @@ public actor BridgeService {
 
     /// Runs the component session and every network until the task is cancelled.
     public func run() async {
+        resumeStoredPositions()
         await startIdentd()
         for name in networks.keys.sorted() { startNetworkTask(name) }
         await withTaskCancellationHandler {
@@ -190,16 +233,11 @@ public actor BridgeService {
     }
 
     /// Leaves the rooms and IRC politely (DESIGN.md §5).
+    /// The IRC users are not taken out of the rooms: the master keeps them through its split
+    /// grace (`master.split_grace`), so a restart shows nobody leave; if the bridge does not
+    /// come back, they leave then, with 333.
     public func shutdown() async {
         stopping = true
-        for (jid, state) in shadows {
-            for nick in state.room.localNicks {
-                var room = state.room
-                let actions = room.ircLeft(nick: nick, reason: "Shadowbridge is shutting down")
-                shadows[jid]?.room = room
-                for case .send(let stanza) in actions { session.send(stanza) }
-            }
-        }
         for network in networks.values {
             for puppet in network.puppets.values { puppet.connection?.quit("Shadowbridge is shutting down", immediately: true) }
             network.connection?.quit("Shadowbridge is shutting down", immediately: true)
@@ -649,6 +687,7 @@ public actor BridgeService {
         var room = state.room
         let actions = room.receive(stanza)
         shadows[to.bare]?.room = room
+        savePosition(to.bare)
         perform(actions, shadow: to.bare)
     }
 

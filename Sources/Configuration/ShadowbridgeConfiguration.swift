@@ -44,6 +44,9 @@ public struct ShadowbridgeConfiguration: Sendable {
         /// stanzas, none older than `replaySeconds`.
         public var replayStanzas: Int = 500
         public var replaySeconds: Double = 600
+        /// Seconds a split shadow's occupants stay in the room waiting for it to come back
+        /// (a bridge restart); 0 removes them at the split.
+        public var splitGrace: Double = 30
     }
 
     public struct Bridge: Sendable {
@@ -55,6 +58,9 @@ public struct ShadowbridgeConfiguration: Sendable {
         /// so `reloadNetworks()` reads them again the same way.
         /// Where the ident server listens (`identd = "0.0.0.0:113"`), if anywhere.
         public var identd: (host: String, port: Int)?
+        /// The SQLite file for where each shadow room stands in its master room's sequence;
+        /// nil keeps it in memory only.
+        public var database: String?
         var configFile: String
         var mappingsLine: Int?
         var masterDomain: String?
@@ -244,10 +250,13 @@ extension ShadowbridgeConfiguration {
             guard (0...100_000).contains(replayStanzas) else { throw document.error("master.replay_stanzas", "must be between 0 and 100000") }
             let replaySeconds = try reader.double("replay_seconds") ?? 600
             guard replaySeconds >= 0 else { throw document.error("master.replay_seconds", "must be 0 or a number of seconds") }
+            let splitGrace = try reader.double("split_grace") ?? 30
+            guard (0...3600).contains(splitGrace) else { throw document.error("master.split_grace", "must be between 0 and 3600 seconds") }
             try reader.rejectUnknownKeys()
             master = Master(
                 domain: domain, secret: secret, allowedShadows: allowed, createRooms: create, rooms: rooms, database: database,
-                archive: archive, archiveRetentionDays: retention, replayStanzas: replayStanzas, replaySeconds: replaySeconds)
+                archive: archive, archiveRetentionDays: retention, replayStanzas: replayStanzas, replaySeconds: replaySeconds,
+                splitGrace: splitGrace)
         }
 
         var bridge: Bridge?
@@ -257,8 +266,9 @@ extension ShadowbridgeConfiguration {
             let secret = try secretValue(&reader, document: document, warnings: &warnings)
             let mappings = try reader.string("mappings") ?? "bridges"
             let identd = try reader.string("identd").map { text throws(ConfigurationError) in try hostAndPort(text, key: "bridge.identd", document: document) }
-            if try reader.string("database") != nil {
-                warnings.append("\(path): bridge.database is not used yet: bridge state is kept in memory")
+            let database = try reader.string("database")
+            if database == nil {
+                warnings.append("\(path): bridge.database is not set: after a restart the bridge cannot fetch the room lines it missed meanwhile")
             }
             try reader.rejectUnknownKeys()
             let line = document.line(of: "bridge.mappings")
@@ -276,7 +286,7 @@ extension ShadowbridgeConfiguration {
                 warnings.append("\(network.file): network.tls_verify is false: anyone on the path can read and change this network's traffic")
             }
             bridge = Bridge(
-                domain: domain, secret: secret, mappingsDirectory: mappings, networks: networks, identd: identd,
+                domain: domain, secret: secret, mappingsDirectory: mappings, networks: networks, identd: identd, database: database,
                 configFile: path, mappingsLine: line, masterDomain: master?.domain)
         }
 

@@ -24,6 +24,12 @@ extension MasterRoom {
     /// Pings are sent after this many idle intervals; this many unanswered ones are a split.
     public static let missedPingsForSplit = 3
 
+    /// A split node's occupants, kept for `splitGrace` (see `splitHolds`).
+    struct SplitHold: Sendable {
+        var since: Date
+        var keys: Set<String>
+    }
+
     mutating func remember(_ stanza: XMLElement, seq: UInt64) {
         guard replayLimit.stanzas > 0 else { return }
         replay.append(ReplayEntry(seq: seq, date: now, stanza: stanza))
@@ -36,6 +42,9 @@ extension MasterRoom {
         while drop < replay.count, replay[drop].date < tooOld { drop += 1 }
         if drop > 0 { replay.removeFirst(drop) }
     }
+
+    /// Whether `tick` has anything to do: nodes to keep alive, or split nodes' occupants held.
+    public var hasLinkUpkeep: Bool { !shadows.isEmpty || !splitHolds.isEmpty }
 
     /// A node was heard from: it is alive, whatever it said.
     mutating func heard(from node: JID) {
@@ -86,24 +95,49 @@ extension MasterRoom {
             links[node] = link
             out.stanzas.append(LinkElements.ping(from: jid, to: node, id: id))
         }
+        for node in splitHolds.keys.sorted() {
+            guard let hold = splitHolds[node], now.timeIntervalSince(hold.since) >= splitGrace else { continue }
+            splitHolds[node] = nil
+            removeSplit(node, keys: hold.keys, out: &out)
+        }
         return out
     }
 
-    /// The node is unreachable: its occupants leave with 333 and a netsplit-style status
-    /// (`master-domain shadow-domain`, as IRC shows a split), and the node is refused until
-    /// it federates again.
+    /// The node is unreachable: it is refused until it federates again, and its occupants
+    /// stay for `splitGrace` seconds, so a bridge restart or a short outage shows nothing.
+    /// Whoever the node has not brought back by then leaves with 333 and a netsplit-style
+    /// status (`master-domain shadow-domain`, as IRC shows a split).
     mutating func split(_ node: JID, why: String, out: inout Output) {
         guard shadows.remove(node) != nil else { return }
         links[node] = nil
         splitNodes.insert(node)
+        out.notes.append(.split(shadow: node, why: why))
+        let keys = Set(joinOrder.filter { occupants[$0]?.node == .shadow(node) })
+        if splitGrace > 0, !keys.isEmpty {
+            splitHolds[node] = SplitHold(since: now, keys: keys)
+        } else {
+            removeSplit(node, keys: keys, out: &out)
+        }
+    }
+
+    /// The split node's occupants among `keys` leave with 333, in join order.
+    mutating func removeSplit(_ node: JID, keys: Set<String>, out: inout Output) {
         let status = "\(jid.domain) \(node.domain)"
-        for key in joinOrder where occupants[key]?.node == .shadow(node) {
+        for key in joinOrder where keys.contains(key) && occupants[key]?.node == .shadow(node) {
             guard let occupant = occupants[key] else { continue }
             var unavailable = XMLElement.stanza(.presence, from: occupant.realJID, to: jid.with(resource: occupant.nick), type: "unavailable")
             unavailable.append(.text("status", namespace: NS.component, status))
             leave(key: key, stanza: unavailable, codes: [333], out: &out)
         }
-        out.notes.append(.split(shadow: node, why: why))
+    }
+
+    /// A presence from a node about one of the occupants it kept through a split: that one is
+    /// back (or gone by its own leave), so the grace's end does not remove it.
+    mutating func confirmHeld(node: JID, real: JID, nick: String?) {
+        guard var hold = splitHolds[node] else { return }
+        if let key = occupantKey(realJID: real, node: .shadow(node)) { hold.keys.remove(key) }
+        if let nick { hold.keys.remove(Self.fold(nick)) }
+        splitHolds[node] = hold.keys.isEmpty ? nil : hold
     }
 
     /// What a split node sends before it federates again: refused with `<split/>`, so it

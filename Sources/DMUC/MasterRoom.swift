@@ -33,6 +33,13 @@ public struct MasterRoom: Sendable {
     var links: [JID: LinkLiveness] = [:]
     /// Nodes split away: what they submit is refused until they federate again.
     public internal(set) var splitNodes: Set<JID> = []
+    /// How long a split node's occupants stay in the room waiting for it to federate again
+    /// (`master.split_grace`): a bridge restart or a short outage shows nobody leave.
+    /// 0 removes them at the split.
+    public var splitGrace: TimeInterval = 30
+    /// Occupants kept through a split, by node: when it split and the keys it has not
+    /// brought back yet.
+    var splitHolds: [JID: SplitHold] = [:]
     /// The last room-wide stanzas, for `resync` (flow D).
     var replay: [ReplayEntry] = []
     /// How much `replay` keeps: stanzas and seconds (`master.replay_stanzas`, `replay_seconds`).
@@ -193,6 +200,14 @@ public struct MasterRoom: Sendable {
         for session in occupant.sessions { keyByRealJID[occupant.node, default: [:]][session] = newKey }
     }
 
+    /// A shadow names its user anew (new ids after a restart): same occupant, new real JID.
+    mutating func changeRealJID(key: String, to realJID: JID) {
+        guard let occupant = occupants[key], occupant.realJID != realJID else { return }
+        for session in occupant.sessions { keyByRealJID[occupant.node]?[session] = nil }
+        occupants[key]?.realJID = realJID
+        keyByRealJID[occupant.node, default: [:]][realJID] = key
+    }
+
     mutating func removeAllOccupants() {
         occupants.removeAll()
         joinOrder.removeAll()
@@ -296,9 +311,17 @@ public struct MasterRoom: Sendable {
         switch stanza.name {
         case "presence":
             if let real {
+                let node = from.bare
+                confirmHeld(node: node, real: real, nick: to.resource)
                 shadowPresence(stanza, from: from, to: to, real: real, removal: removal, role: assertedRole, out: &out)
-                if resync, stanza["type"] == nil, shadows.contains(from.bare), !out.notes.contains(.federated(shadow: from.bare)) {
-                    sendFederationBurst(to: from.bare, out: &out)
+                if resync, stanza["type"] == nil, !out.notes.contains(.federated(shadow: node)) {
+                    if shadows.contains(node) {
+                        sendFederationBurst(to: node, out: &out)
+                    } else if occupantKey(realJID: real, node: .shadow(node)) != nil {
+                        // A split node back within the grace, through an occupant it kept:
+                        // federated again, and nobody in the room saw anything.
+                        federate(node, out: &out)
+                    }
                 }
             } else if fromShadowDomain {
                 out.stanzas.append(stanza.errorReply(type: "modify", condition: "bad-request", text: "fmuc from missing"))
@@ -332,6 +355,7 @@ public struct MasterRoom: Sendable {
         shadows.removeAll()
         links.removeAll()
         splitNodes.removeAll()
+        splitHolds.removeAll()
         return out
     }
 
@@ -433,7 +457,7 @@ public struct MasterRoom: Sendable {
             // The node names its own user anew (its ids changed in a restart): same nick, same
             // node, so the same IRC user. Take over the occupant; clients see no change.
             let before = occupants[Self.fold(nick)]?.role
-            occupants[Self.fold(nick)]?.realJID = realJID
+            changeRealJID(key: Self.fold(nick), to: realJID)
             if let role { occupants[Self.fold(nick)]?.role = role }
             update(key: Self.fold(nick), stanza: stanza, roleBefore: before, out: &out)
             return
@@ -464,12 +488,17 @@ public struct MasterRoom: Sendable {
             // Flow A: the first presence from a node federates it, whether or not it carries
             // <link/> (a plain FMUC peer federates the same way). The node learns of its own
             // user from the burst, which is also her ack, so it joins the fanout only now.
-            shadows.insert(shadow)
-            splitNodes.remove(shadow)
-            links[shadow] = LinkLiveness(lastHeard: now)
-            out.notes.append(.federated(shadow: shadow))
-            sendFederationBurst(to: shadow, out: &out)
+            federate(shadow, out: &out)
         }
+    }
+
+    /// The node joins the fanout and gets the burst (flow A).
+    private mutating func federate(_ shadow: JID, out: inout Output) {
+        shadows.insert(shadow)
+        splitNodes.remove(shadow)
+        links[shadow] = LinkLiveness(lastHeard: now)
+        out.notes.append(.federated(shadow: shadow))
+        sendFederationBurst(to: shadow, out: &out)
     }
 
     /// Why a join is refused, in the order XEP-0045 §7.2 checks: banned, members-only, locked,
@@ -882,6 +911,9 @@ public struct MasterRoom: Sendable {
                 copy["to"] = session.description
                 out.stanzas.append(copy)
             }
+        case .shadow(let shadow) where !shadows.contains(shadow):
+            // Kept through its node's split (`splitGrace`): nothing can reach them now.
+            out.stanzas.append(stanza.errorReply(type: "wait", condition: "recipient-unavailable", text: "\(recipient.nick) is behind a bridge that is out of reach; try again soon"))
         case .shadow(let shadow):
             copy["to"] = shadow.with(resource: recipient.nick).description
             copy.append(LinkElements.fmuc(from: sender.realJID))

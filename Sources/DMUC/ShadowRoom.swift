@@ -113,6 +113,8 @@ public struct ShadowRoom: Sendable {
     private var roles: [String: String] = [:]
     /// Remote occupants not yet confirmed by the current burst (a re-federation diff).
     private var unconfirmed: Set<String> = []
+    /// This node's own users as the burst being received shows them, by folded room nick.
+    private var burstOurs: [String: (nick: String, real: JID)] = [:]
     /// Origin ids of submitted lines whose echo has not come back.
     private var pendingEchoes: Set<String> = []
     /// Lines said on IRC while the room was not federated, sent once it is.
@@ -155,6 +157,21 @@ public struct ShadowRoom: Sendable {
     private var epoch: String?
 
     public var isFederated: Bool { federation == .federated }
+
+    /// Where this node stands in the room's sequence (the master's epoch and the last seq
+    /// handled), once federated: what a restart resumes from.
+    public var position: (epoch: String, seq: UInt64)? {
+        guard federation == .federated, let epoch else { return nil }
+        return (epoch, lastSeq)
+    }
+
+    /// Before the first federation of a restarted bridge: the room stood at `seq` of `epoch`
+    /// when it stopped. The federation carries it, and the lines said since are asked for
+    /// after the burst, when the master still has them (the same epoch, its replay buffer).
+    public mutating func resume(epoch: String, seq: UInt64) {
+        guard federation == .idle, self.epoch == nil else { return }
+        resumeFrom = (epoch, seq)
+    }
     public var remoteOccupants: [RemoteOccupant] { remotes.values.sorted { $0.nick < $1.nick } }
     public var localNicks: [String] { localOrder.compactMap { locals[$0]?.nick } }
 
@@ -503,6 +520,11 @@ public struct ShadowRoom: Sendable {
         switch stanza.name {
         case "presence":
             if ours {
+                if case .federating = federation, stanza["type"] == nil {
+                    // The burst names whom the room shows for this node; after a restart or a
+                    // split some may have left IRC meanwhile (see `burstEnded`).
+                    burstOurs[Self.fold(nick)] = (nick, real)
+                }
                 // Our own user's presence coming back: the master's ack, unless the room
                 // removed them (an XMPP moderator's kick or ban, a destroyed room): then the
                 // user is no longer relayed until they PART and JOIN (PROTOCOL.md §3 E).
@@ -681,6 +703,14 @@ public struct ShadowRoom: Sendable {
             if let remote = remotes.removeValue(forKey: key) { actions.append(.remoteLeft(remote, reason: nil)) }
         }
         unconfirmed.removeAll()
+        // Users the room still shows for this node who are not in the channel any more (they
+        // left while the bridge restarted, or while the link was split): they leave now, once.
+        for shown in burstOurs.values.sorted(by: { $0.nick < $1.nick }) where localKey(roomNick: shown.nick) == nil {
+            actions.append(.send(.stanza(
+                .presence, from: jid.with(resource: shown.nick), to: masterRoom.with(resource: shown.nick), type: "unavailable",
+                children: [.text("status", namespace: NS.component, "Left the IRC channel"), LinkElements.fmuc(from: shown.real)])))
+        }
+        burstOurs.removeAll()
         for key in localOrder where locals[key]?.submitted == false && locals[key]?.refused == false {
             actions += submitJoin(key)
         }
@@ -751,6 +781,7 @@ public struct ShadowRoom: Sendable {
         federation = .federating(key: key)
         locals[key]?.submitted = true
         unconfirmed = Set(remotes.keys)
+        burstOurs.removeAll()
         return [.send(joinPresence(local, link: true))]
     }
 

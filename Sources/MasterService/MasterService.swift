@@ -70,9 +70,7 @@ public actor MasterService {
             }
             let history = try store.recent(room: record.jid, limit: MasterRoom.historyCapacity).compactMap(Self.archivedMessage)
             var room = MasterRoom(jid: jid, restoring: snapshot, epoch: epoch, history: history)
-            room.serviceAdmins = self.admins
-            room.archiveAllowed = configuration.archive
-            room.replayLimit = (configuration.replayStanzas, configuration.replaySeconds)
+            Self.configure(&room, admins: self.admins, configuration: configuration)
             loaded[jid] = room
         }
         logger.info(
@@ -93,10 +91,16 @@ public actor MasterService {
         _ jid: JID, epoch: String, admins: Set<JID>, configuration: ShadowbridgeConfiguration.Master, owner: JID? = nil
     ) -> MasterRoom {
         var room = MasterRoom(jid: jid, rid: RandomID.make(bytes: 16), epoch: epoch, config: owner == nil ? RoomConfig() : .created, owner: owner)
+        configure(&room, admins: admins, configuration: configuration)
+        return room
+    }
+
+    /// What every room takes from the service's settings.
+    private static func configure(_ room: inout MasterRoom, admins: Set<JID>, configuration: ShadowbridgeConfiguration.Master) {
         room.serviceAdmins = admins
         room.archiveAllowed = configuration.archive
         room.replayLimit = (configuration.replayStanzas, configuration.replaySeconds)
-        return room
+        room.splitGrace = configuration.splitGrace
     }
 
     private func makeRoom(_ jid: JID, owner: JID? = nil) -> MasterRoom {
@@ -126,7 +130,7 @@ public actor MasterService {
             try? await Task.sleep(for: .milliseconds(Int(pingInterval * 1000)))
             if Task.isCancelled { return }
             let now = Date()
-            for jid in rooms.keys.sorted() where !(rooms[jid]!.shadows.isEmpty) {
+            for jid in rooms.keys.sorted() where rooms[jid]!.hasLinkUpkeep {
                 let output = rooms[jid]!.tick(at: now, interval: pingInterval)
                 session.send(output.stanzas)
                 fanout.increment(by: output.stanzas.count)

@@ -8,6 +8,7 @@ import Metrics
 import NIOCore
 import NIOPosix
 import Prometheus
+import Store
 
 @main
 enum Main {
@@ -101,7 +102,21 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
     } else {
         master = nil
     }
-    let bridge = settings.bridge.map { BridgeService(configuration: $0, xmpp: settings.xmpp, admins: settings.admins, group: group, logger: logger) }
+    let bridge: BridgeService?
+    if let bridgeSettings = settings.bridge {
+        let store: BridgeStore
+        do {
+            store = try BridgeStore(path: bridgeSettings.database)
+        } catch {
+            FileHandle.standardError.write(Data("shadowbridge: cannot open the bridge's database \(bridgeSettings.database ?? "(memory)"): \(error)\n".utf8))
+            try? await metricsChannel?.close()
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+        bridge = BridgeService(configuration: bridgeSettings, xmpp: settings.xmpp, admins: settings.admins, store: store, group: group, logger: logger)
+    } else {
+        bridge = nil
+    }
     if let master, let bridge, settings.xmpp.link == .memory {
         // Both roles here: link stanzas between them skip the XMPP server (DESIGN.md §1).
         master.session.shortcut(to: bridge.session.configuration.domain) { bridge.deliverInMemory($0) }

@@ -40,6 +40,7 @@ struct ConfigurationTests {
         domain = "irc.example.org"
         secret = "s2"
         mappings = "BRIDGES"
+        database = "state/bridge.sqlite"
         """
 
     static let network = """
@@ -73,6 +74,7 @@ struct ConfigurationTests {
         #expect(config?.warnings.count == 2)
         #expect(config?.master?.database == "state/master.sqlite" && config?.master?.archive == true)
         #expect(config?.master?.archiveRetentionDays == 30)
+        #expect(config?.bridge?.database == "state/bridge.sqlite" && config?.master?.splitGrace == 30)
     }
 
     @Test("link settings: in memory and a 60 s keepalive by default; a bad transport or interval names its key")
@@ -242,7 +244,7 @@ struct ConfigurationTests {
         let (_, error, files2) = try Self.load(Self.good + "\n[admin]\njids = [\"boss@example.org/phone\"]\n")
         defer { files2.remove() }
         let e = try #require(error)
-        #expect(e.key == "admin.jids" && e.line == 17, "\(e)")
+        #expect(e.key == "admin.jids" && e.line == 18, "\(e)")
     }
 
     @Test("a reload reads the mapping files again the same way")

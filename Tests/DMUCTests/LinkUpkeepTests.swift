@@ -88,8 +88,9 @@ struct LinkUpkeepTests {
 
     // MARK: - Master: liveness and splits
 
-    @Test("an idle node is pinged; an answer keeps it; three unanswered pings split it: 333 with a netsplit status, no <left/>")
+    @Test("an idle node is pinged; an answer keeps it; three unanswered pings split it: without a grace, 333 with a netsplit status, no <left/>")
     mutating func pingsAndSplit() {
+        master.splitGrace = 0
         federated()
         var now = Self.t0
         #expect(master.tick(at: now, interval: 1).stanzas.isEmpty)  // just heard from it
@@ -117,6 +118,7 @@ struct LinkUpkeepTests {
 
     @Test("a split node's submissions are refused with <split/>, and its <link/> presence federates it again with a burst")
     mutating func refusedUntilFederated() {
+        master.splitGrace = 0
         federated()
         for n in 1...4 { _ = master.tick(at: Self.t0 + Double(n), interval: 1) }
         var out: MasterRoom.Output
@@ -140,6 +142,36 @@ struct LinkUpkeepTests {
         let burst = Self.toNode(out)
         #expect(burst.last?.child("sync", namespace: NS.link) != nil)
         #expect(out.stanzas.filter { $0["to"] == Self.alice.description }.count == 1, "alice sees carol come back")
+    }
+
+    @Test("a split node's users stay through the grace: back in time, nobody sees a thing; whoever it does not bring back leaves with 333 when the grace ends")
+    mutating func splitGrace() {
+        let dave = JID("u2%net@irc.test/irc")!
+        federated()
+        _ = master.receive(Self.shadowJoin(nick: "dave", real: dave, link: false), fromShadowDomain: true, at: Self.t0)
+        var toAlice: [XMLElement] = []
+        for n in 1...4 { toAlice += master.tick(at: Self.t0 + Double(n), interval: 1).stanzas.filter { $0["to"] == Self.alice.description } }
+        #expect(master.splitNodes == [Self.node] && master.shadows.isEmpty)
+        #expect(master.occupantList.map(\.nick).sorted() == ["alice", "carol", "dave"], "kept through the grace")
+        // Nothing reaches a kept user meanwhile; the sender is told rather than left guessing.
+        let pm = XMLElement.stanza(.message, from: Self.alice, to: Self.room.with(resource: "carol"), type: "chat", id: "pm", children: [.text("body", namespace: NS.component, "there?")])
+        let refused = master.receive(pm, fromShadowDomain: false, at: Self.t0 + 5).stanzas
+        #expect(refused.count == 1 && refused[0].errorCondition == "recipient-unavailable" && refused[0]["to"] == Self.alice.description)
+        toAlice += master.receive(Self.say("while split"), fromShadowDomain: false, at: Self.t0 + 6).stanzas.filter { $0["to"] == Self.alice.description && $0.name == "presence" }
+        // The node comes back (a restarted bridge) with carol, under a new id.
+        let carolAgain = JID("u9%net@irc.test/irc")!
+        let back = master.receive(Self.shadowJoin(nick: "carol", real: carolAgain), fromShadowDomain: true, at: Self.t0 + 10)
+        #expect(master.shadows == [Self.node] && master.splitNodes.isEmpty)
+        #expect(back.notes.contains(.federated(shadow: Self.node)))
+        #expect(Self.toNode(back).last?.child("sync", namespace: NS.link) != nil, "a burst")
+        toAlice += back.stanzas.filter { $0["to"] == Self.alice.description }
+        toAlice += master.tick(at: Self.t0 + 20, interval: 1).stanzas.filter { $0["to"] == Self.alice.description }
+        #expect(toAlice.isEmpty, "\(toAlice.map { $0.serialized(parentNamespace: NS.component) })")
+        // The grace (30 s from the split at t0+4) ends: dave, never brought back, leaves once.
+        let end = master.tick(at: Self.t0 + 35, interval: 1).stanzas.filter { $0["to"] == Self.alice.description }
+        #expect(end.count == 1 && end.first?["from"] == "ops@rooms.test/dave" && end.first.map(Self.codes) == ["333"])
+        #expect(master.occupantList.map(\.nick).sorted() == ["alice", "carol"])
+        #expect(master.tick(at: Self.t0 + 70, interval: 1).stanzas.filter { $0["to"] == Self.alice.description }.isEmpty)
     }
 
     @Test("a ping bounced by the node's server (component down) is a split at once; an error from the node itself is not")

@@ -64,6 +64,36 @@ struct ShadowRoomTests {
         #expect(joins.count == 1 && joins[0]["to"] == "ops@rooms.test/dave" && joins[0].child("link", namespace: NS.link) == nil)
     }
 
+    @Test("after a restart, the burst's users of this node who are not in the channel any more leave once; those who are stay untouched")
+    mutating func ghostsLeave() {
+        _ = shadow.ircJoined(nick: "carol", realJID: Self.carol)
+        _ = shadow.receive(Self.presence(nick: "Alice", real: Self.alice))
+        #expect(shadow.receive(Self.presence(nick: "carol", real: JID("old1%net@irc.test/irc")!)).isEmpty)
+        #expect(shadow.receive(Self.presence(nick: "dave", real: Self.dave)).isEmpty)
+        // Another network's user in the same room is not ours to remove.
+        _ = shadow.receive(Self.presence(nick: "erin", real: JID("u3%other@irc.test/irc")!))
+        let sent = Self.sent(shadow.receive(Self.subject(seq: 3)))
+        #expect(sent.count == 1)
+        #expect(sent.first?["type"] == "unavailable" && sent.first?["to"] == "ops@rooms.test/dave" && sent.first.flatMap(LinkElements.fmucFrom) == Self.dave)
+        #expect(sent.first?.child("status", namespace: NS.component)?.text == "Left the IRC channel")
+    }
+
+    @Test("a restarted bridge resumes from its stored position: the federation carries it, and the lines said since are asked for after the burst")
+    mutating func resumesFromStoredPosition() {
+        shadow.resume(epoch: "e1", seq: 5)
+        let first = Self.sent(shadow.ircJoined(nick: "carol", realJID: Self.carol))
+        let link = first.first?.child("link", namespace: NS.link)
+        #expect(link?["epoch"] == "e1" && link?["last-seq"] == "5")
+        #expect(shadow.position == nil, "not federated yet")
+        _ = shadow.receive(Self.presence(nick: "carol", real: Self.carol))
+        let end = Self.sent(shadow.receive(Self.subject(seq: 8)))
+        let resync = end.first { $0.name == "iq" }?.child("resync", namespace: NS.link)
+        #expect(resync?["epoch"] == "e1" && resync?["from-seq"] == "6")
+        #expect(shadow.position.map { "\($0.epoch) \($0.seq)" } == "e1 8")
+        // The missed line, replayed with its old number, reaches IRC once.
+        #expect(shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "while you were away", seq: 7)) == [.remoteMessage(.init(nick: "Alice", realJID: Self.alice), body: "while you were away")])
+    }
+
     @Test("remote lines reach IRC once: duplicates by seq are dropped, a gap is noted and held for a resync")
     mutating func sequence() {
         federate()

@@ -123,7 +123,8 @@ final class ShadowbridgeProcess: Sendable {
     /// Both roles on the lab's component port, debug logging (the tests count link lines),
     /// keepalive pings every second so splits are found within a few seconds.
     static func config(
-        xmppPort: Int, mappings: URL, master: Bool = true, bridge: Bool = true, metricsPort: Int? = nil, link: LinkTransport = .memory, bridgeSettings: String = ""
+        xmppPort: Int, mappings: URL, master: Bool = true, bridge: Bool = true, metricsPort: Int? = nil, link: LinkTransport = .memory, bridgeSettings: String = "",
+        masterSettings: String = ""
     ) -> String {
         var text = """
             [xmpp]
@@ -154,6 +155,7 @@ final class ShadowbridgeProcess: Sendable {
                 database = "state/master.sqlite"
 
                 """
+            if !masterSettings.isEmpty { text += masterSettings + "\n" }
         }
         if bridge {
             text += """

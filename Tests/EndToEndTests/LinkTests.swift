@@ -11,9 +11,12 @@ struct LinkTests {
     static let masterDomain = LabServers.masterDomain
 
     /// A master alone, its keepalive every second, shadows allowed from the bridge domain and
-    /// the scripted one.
-    static func startMaster(_ servers: LabServers, directory: URL) throws -> ShadowbridgeProcess {
-        let config = ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), bridge: false)
+    /// the scripted one; a split node's users leave two seconds after the split.
+    /// `splitGrace`: how long a split node's users stay (`master.split_grace`).
+    static func startMaster(_ servers: LabServers, directory: URL, splitGrace: Int = 2) throws -> ShadowbridgeProcess {
+        let config = ShadowbridgeProcess.config(
+            xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), bridge: false,
+            masterSettings: "split_grace = \(splitGrace)")
             .replacingOccurrences(
                 of: "allowed_shadows = [\"\(LabServers.bridgeDomain)\"]",
                 with: "allowed_shadows = [\"\(LabServers.bridgeDomain)\", \"\(LabServers.scriptedDomain)\"]")
@@ -76,8 +79,8 @@ struct LinkTests {
         let full = try shadow.waitFor("the resync answer for another epoch", since: mark) { $0["id"] == "rs2" }
         #expect(full.child("full", namespace: XMLElement.linkNamespace) != nil)
 
-        // Flow G: the master pings the idle node; silent, it is split away: alice sees carol
-        // leave with 333 and a netsplit-style status, once.
+        // Flow G: the master pings the idle node; silent, it is split away: once the split
+        // grace is over, alice sees carol leave with 333 and a netsplit-style status, once.
         let pingsBefore = shadow.pingsReceived
         Thread.sleep(forTimeInterval: 2.5)
         #expect(shadow.pingsReceived > pingsBefore, "an idle node is pinged")
@@ -121,7 +124,7 @@ struct LinkTests {
         #expect(!agent.events(since: 0).contains { ($0.xml ?? "").contains("dmuc-link") || ($0.xml ?? "").contains("isode.com/protocol/fmuc") })
     }
 
-    @Test("a bridge frozen (SIGSTOP) past three pings is split away: its IRC users leave with 333 and come back once, and lines said on both sides meanwhile cross once each")
+    @Test("a bridge frozen (SIGSTOP) past three pings and the split grace is split away: its IRC users leave with 333 and come back once, and lines said on both sides meanwhile cross once each")
     func frozenBridge() throws {
         let servers = try LabServers.require()
         let directory = try Lab.makeTemporaryDirectory(prefix: "link-frozen")
@@ -181,6 +184,104 @@ struct LinkTests {
                 On.xmppMessage(to: "fzalice", from: "\(room)/carol", body: "all good"),
                 On.xmppMessage(to: "fzalice", from: "\(room)/alice", body: "indeed"),
                 On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "indeed"),
+            ],
+            since: after)
+    }
+}
+
+/// Bridge restarts (issues 6 and 9): the master in one process, the bridge in another,
+/// stopped with SIGTERM and killed with SIGKILL, each time started again on the same
+/// `bridge.database`.
+@Suite("Bridge restarts", .serialized, .labServers)
+struct BridgeRestartTests {
+    /// A bridge process for `#channel`, in a directory of its own, on the shared database.
+    static func startBridge(_ servers: LabServers, directory: URL, database: URL, channel: String, room: String) throws -> ShadowbridgeProcess {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return try ShadowbridgeProcess(
+            directory: directory,
+            config: ShadowbridgeProcess.config(
+                xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), master: false,
+                bridgeSettings: "database = \"\(database.path)\""),
+            mappings: ["lab.toml": ShadowbridgeProcess.mapping(network: "lab", ircPort: servers.ngircd.port, channels: [(channel, room)])])
+    }
+
+    @Test("a bridge restarted with SIGTERM, then killed with SIGKILL and started again: the room sees nobody leave but the IRC user who left meanwhile, and each XMPP line said while it was away reaches IRC once, none twice")
+    func restartWithoutStorms() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "bridge-restart")
+        defer { Lab.removeUnlessKept(directory) }
+        let masterDirectory = directory.appendingPathComponent("master")
+        try FileManager.default.createDirectory(at: masterDirectory, withIntermediateDirectories: true)
+        let master = try LinkTests.startMaster(servers, directory: masterDirectory, splitGrace: 30)
+        defer { _ = master.stop() }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        let channel = "#restart1", room = "restart1@\(LabServers.masterDomain)", shadow = "\(channel)%lab@\(LabServers.bridgeDomain)"
+        let database = directory.appendingPathComponent("bridge-state/bridge.sqlite")
+        try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: channel)
+        try agent.ircUserJoins("dave", port: servers.ngircd.port, channel: channel)
+
+        var bridge = try Self.startBridge(servers, directory: directory.appendingPathComponent("bridge1"), database: database, channel: channel, room: "restart1")
+        defer { _ = bridge.stop() }
+        try master.waitForLog("link federated", "shadow=\(shadow)", timeout: 20)
+        try agent.xmppUserJoins("rsalice", prosody: servers.prosody, room: room, nick: "alice")
+        try agent.waitFor("alice's puppet joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "alice" }
+        Thread.sleep(forTimeInterval: 1)
+
+        // SIGTERM. While the bridge is away, alice speaks and dave leaves the channel.
+        var mark = agent.mark
+        #expect(bridge.stop() == 0)
+        try agent.waitFor("dave sees the bridge go", since: mark) { $0.user == "dave" && $0.command == "QUIT" && $0.nick == "sbridge" }
+        agent.send(["cmd": "xmpp_say", "user": "rsalice", "room": room, "body": "while you were away"])
+        agent.send(["cmd": "irc_send", "user": "dave", "line": "PART \(channel) :lunch"])
+        try agent.waitFor("dave left", since: mark) { $0.user == "carol" && $0.command == "PART" && $0.nick == "dave" }
+        try master.waitForLog("link split", "shadow=\(shadow)", timeout: 10)
+        bridge = try Self.startBridge(servers, directory: directory.appendingPathComponent("bridge2"), database: database, channel: channel, room: "restart1")
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "rsalice", from: "\(room)/alice", body: "while you were away"),
+                On.xmppPresence(to: "rsalice", from: "\(room)/dave", unavailable: true, status: "Left the IRC channel"),
+                On.irc(to: "carol", "QUIT", from: "alice"), On.irc(to: "carol", "QUIT", from: "sbridge"),
+                On.irc(to: "dave", "QUIT", from: "alice"), On.irc(to: "dave", "QUIT", from: "sbridge"),
+                On.irc(to: "carol", "PART", from: "dave"), On.irc(to: "dave", "PART", from: "dave"),
+                On.irc(to: "carol", "JOIN", from: "sbridge"), On.irc(to: "carol", "JOIN", from: "alice"),
+                On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "while you were away"),
+            ],
+            since: mark, quiet: 2, timeout: 30)
+        #expect(bridge.logLines(containing: "shadow resumes from its stored position").count == 1)
+
+        // A line relayed just before a SIGKILL is not relayed again afterwards; the line said
+        // while the bridge is dead arrives once. carol's IRC line said meanwhile is lost: no
+        // bridge connection was in the channel to hear it (ngircd has no chathistory).
+        agent.send(["cmd": "xmpp_say", "user": "rsalice", "room": room, "body": "just before the kill"])
+        try agent.waitFor("carol has it", since: mark) { $0.user == "carol" && $0.params.last == "just before the kill" }
+        mark = agent.mark
+        bridge.process.signal(SIGKILL)
+        #expect(bridge.process.waitForExit(timeout: 10))
+        try agent.waitFor("carol sees the bridge's connection drop", since: mark) { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "sbridge" }
+        agent.send(["cmd": "xmpp_say", "user": "rsalice", "room": room, "body": "while you were dead"])
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :nobody is listening"])
+        try master.waitForLog("link split", "shadow=\(shadow)", timeout: 10)
+        bridge = try Self.startBridge(servers, directory: directory.appendingPathComponent("bridge3"), database: database, channel: channel, room: "restart1")
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "rsalice", from: "\(room)/alice", body: "while you were dead"),
+                On.irc(to: "carol", "QUIT", from: "alice"), On.irc(to: "carol", "QUIT", from: "sbridge"),
+                On.irc(to: "carol", "JOIN", from: "sbridge"), On.irc(to: "carol", "JOIN", from: "alice"),
+                On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "while you were dead"),
+            ],
+            since: mark, quiet: 2, timeout: 30)
+        #expect(master.logLines(containing: "link split").count == 2)
+
+        // And the link is whole again: a line each way, once.
+        let after = agent.mark
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :back"])
+        agent.send(["cmd": "xmpp_say", "user": "rsalice", "room": room, "body": "welcome"])
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "rsalice", from: "\(room)/carol", body: "back"),
+                On.xmppMessage(to: "rsalice", from: "\(room)/alice", body: "welcome"),
+                On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "welcome"),
             ],
             since: after)
     }

@@ -1,0 +1,92 @@
+import Foundation
+import GRDB
+
+/// The bridge's state in SQLite (`bridge.database`): where each shadow room stands in its
+/// master room's sequence, so that after a restart (SIGKILL included) the bridge asks for
+/// exactly the lines it has not relayed to IRC yet, and never relays one twice.
+///
+/// A position is written before the lines up to it are relayed (`savePosition` is
+/// synchronous): a kill can lose the lines in flight, never repeat them (IRC has no way to
+/// take a line back). WAL with `synchronous = NORMAL` keeps that write in the OS's hands
+/// once it returns, which survives the process however it dies.
+public final class BridgeStore: Sendable {
+    /// Where a shadow room stands: the master's epoch and the last sequence number it handled.
+    public struct Position: Sendable, Hashable {
+        public var epoch: String
+        public var seq: UInt64
+
+        public init(epoch: String, seq: UInt64) {
+            self.epoch = epoch
+            self.seq = seq
+        }
+    }
+
+    private let database: DatabaseQueue
+    /// Where it lives, for logs; nil in memory.
+    public let path: String?
+
+    /// Opens (creating it and its directory if needed) the database at `path`, or one in memory.
+    public init(path: String?) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        if let path {
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
+            }
+            database = try DatabaseQueue(path: path, configuration: configuration)
+        } else {
+            database = try DatabaseQueue(configuration: configuration)
+        }
+        self.path = path
+        try Self.migrator.migrate(database)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("shadow positions") { db in
+            try db.execute(sql: """
+                CREATE TABLE shadow_position (
+                    shadow TEXT PRIMARY KEY NOT NULL,
+                    master TEXT NOT NULL,
+                    epoch TEXT NOT NULL,
+                    seq INTEGER NOT NULL
+                );
+                """)
+        }
+        return migrator
+    }
+
+    /// Every stored position by shadow room JID, with the master room it refers to.
+    public func positions() throws -> [String: (master: String, position: Position)] {
+        try database.read { db in
+            var positions: [String: (master: String, position: Position)] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM shadow_position") {
+                let seq: Int64 = row["seq"]
+                positions[row["shadow"]] = (row["master"], Position(epoch: row["epoch"], seq: UInt64(max(0, seq))))
+            }
+            return positions
+        }
+    }
+
+    /// Records where `shadow` stands in `master`'s sequence; returns once SQLite has it.
+    public func savePosition(_ position: Position, shadow: String, master: String) throws {
+        try database.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO shadow_position (shadow, master, epoch, seq) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(shadow) DO UPDATE SET master = excluded.master, epoch = excluded.epoch, seq = excluded.seq
+                    """,
+                arguments: [shadow, master, position.epoch, Int64(clamping: position.seq)])
+        }
+    }
+
+    /// Forgets shadow rooms no mapping names any more.
+    public func forget(shadows: [String]) throws {
+        guard !shadows.isEmpty else { return }
+        try database.write { db in
+            for shadow in shadows { try db.execute(sql: "DELETE FROM shadow_position WHERE shadow = ?", arguments: [shadow]) }
+        }
+    }
+}

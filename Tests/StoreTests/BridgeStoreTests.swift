@@ -1,0 +1,25 @@
+import Foundation
+import Store
+import Testing
+
+@Suite struct BridgeStoreTests {
+    @Test("shadow positions survive reopening; the latest write wins; a forgotten shadow is gone")
+    func positionsSurviveReopening() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("state/bridge.sqlite").path
+        do {
+            let store = try BridgeStore(path: path)
+            try store.savePosition(.init(epoch: "e1", seq: 4), shadow: "#ops%lab@irc.test", master: "ops@rooms.test")
+            try store.savePosition(.init(epoch: "e1", seq: 9), shadow: "#ops%lab@irc.test", master: "ops@rooms.test")
+            try store.savePosition(.init(epoch: "e2", seq: UInt64(Int64.max) + 5), shadow: "#dev%lab@irc.test", master: "dev@rooms.test")
+            try store.savePosition(.init(epoch: "e3", seq: 1), shadow: "#old%lab@irc.test", master: "old@rooms.test")
+            try store.forget(shadows: ["#old%lab@irc.test"])
+        }
+        let positions = try BridgeStore(path: path).positions()
+        #expect(positions.count == 2)
+        #expect(positions["#ops%lab@irc.test"]?.master == "ops@rooms.test")
+        #expect(positions["#ops%lab@irc.test"]?.position == .init(epoch: "e1", seq: 9))
+        #expect(positions["#dev%lab@irc.test"]?.position.seq == UInt64(Int64.max), "clamped, never negative")
+    }
+}
