@@ -101,6 +101,7 @@ struct Demo: AsyncParsableCommand {
             domain = "irc.localhost"
             secret_file = "\(secrets.path)/bridge"
             mappings = "\(bridges.path)"
+            database = "\(directory.path)/state/bridge.sqlite"
             """.write(to: directory.appendingPathComponent("shadowbridge.toml"), atomically: true, encoding: .utf8)
     }
 }
