@@ -104,9 +104,11 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
     }
     let bridge: BridgeService?
     if let bridgeSettings = settings.bridge {
-        let store: BridgeStore
+        // Without a database there is nothing a restart could resume from: no store at all,
+        // rather than one in memory written on every line for nothing.
+        var store: BridgeStore?
         do {
-            store = try BridgeStore(path: bridgeSettings.database)
+            store = try bridgeSettings.database.map { try BridgeStore(path: $0) }
         } catch {
             FileHandle.standardError.write(Data("shadowbridge: cannot open the bridge's database \(bridgeSettings.database ?? "(memory)"): \(error)\n".utf8))
             try? await metricsChannel?.close()

@@ -117,6 +117,7 @@ defer { ngircd.stop() }
         domain = "\(bridgeDomain)"
         secret = "bridge-secret"
         mappings = "\(dir.appendingPathComponent("bridges").path)"
+        database = "\(dir.path)/bridge.sqlite"
 
         [log]
         level = "warning"
