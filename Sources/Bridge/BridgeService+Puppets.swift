@@ -141,6 +141,9 @@ extension BridgeService {
                     puppet.joined.remove(channel)
                     puppet.roleModes.removeValue(forKey: channel)
                 }
+            case "MODE" where message.parameters.first.map(network.fold) == ownNick:
+                // The server confirms the puppet's own user modes (deaf_puppets).
+                logger.debug("puppet user modes", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "modes": "\(message.parameters.dropFirst().joined(separator: " "))"])
             case "NICK":
                 if let newNick = message.parameters.first {
                     network.puppetNicks.removeValue(forKey: network.fold(puppet.nick ?? ""))

@@ -343,7 +343,7 @@ public actor BridgeService {
             case .external: sasl = .external
             }
         }
-        return IRCConnectionConfiguration(
+        var configuration = IRCConnectionConfiguration(
             host: server.host, port: server.port, nick: nick, username: username, realname: realname, password: network.password,
             fallbackEncoding: IRCTextEncoding(rawValue: network.encodingFallback) ?? .cp1252,
             floodBurst: network.floodBurst, floodLinesPerSecond: network.floodLinesPerSecond, tls: tls, sasl: sasl, markAsBot: bridge,
@@ -354,6 +354,8 @@ public actor BridgeService {
                     hostname: puppetKey.map { PuppetNick.host(for: $0, secret: identitySecret, domain: domain) } ?? domain)
             },
             identTable: identTable)
+        configuration.deaf = !bridge && network.deafPuppets
+        return configuration
     }
 
     private func handleNetworkEvent(_ name: String, _ event: IRCConnectionEvent) {

@@ -170,6 +170,8 @@ public struct Network: Sendable {
     public var xmppUsers: XMPPUsers
     public var puppetNick: String
     public var maxPuppets: Int
+    /// Puppets set the server's deaf user mode where it has one (`deaf_puppets`).
+    public var deafPuppets = true
     /// Flood control for every connection to this network: lines at once, then per second.
     public var floodBurst: Int
     public var floodLinesPerSecond: Double
@@ -445,6 +447,7 @@ extension Network {
         guard template.contains("{nick}") else { throw document.error("network.puppet_nick", "must contain {nick}") }
         let maxPuppets = try reader.int("max_puppets") ?? 500
         guard maxPuppets >= 0 else { throw document.error("network.max_puppets", "must be 0 or more") }
+        let deafPuppets = try reader.bool("deaf_puppets") ?? true
         let admission = try reader.double("puppet_connections_per_second") ?? 5
         guard admission > 0 else { throw document.error("network.puppet_connections_per_second", "must be more than 0") }
         let floodBurst = try reader.int("flood_burst") ?? 5
@@ -506,11 +509,13 @@ extension Network {
             channels.append(Channel(irc: irc, room: room, file: path, line: document.line(of: "channel[\(index)].irc")))
         }
         try root.rejectUnknownKeys()
-        return Network(
+        var network = Network(
             name: name, file: path, nameLine: document.line(of: "network.name"), servers: servers, nick: nick, password: password?.value, encodingFallback: fallback, xmppUsers: users,
             puppetNick: template, maxPuppets: maxPuppets, floodBurst: floodBurst, floodLinesPerSecond: floodRate,
             puppetConnectionsPerSecond: admission, bindAddress: bind, tls: tls, sasl: sasl, webirc: webirc, channels: channels,
             translation: translation, passwordInline: password?.inline == true)
+        network.deafPuppets = deafPuppets
+        return network
     }
 }
 
@@ -633,7 +638,7 @@ extension Network {
     public func sameConnection(as other: Network) -> Bool {
         servers == other.servers && nick == other.nick && password == other.password
             && encodingFallback == other.encodingFallback && xmppUsers == other.xmppUsers && puppetNick == other.puppetNick
-            && maxPuppets == other.maxPuppets && floodBurst == other.floodBurst && floodLinesPerSecond == other.floodLinesPerSecond
+            && maxPuppets == other.maxPuppets && deafPuppets == other.deafPuppets && floodBurst == other.floodBurst && floodLinesPerSecond == other.floodLinesPerSecond
             && puppetConnectionsPerSecond == other.puppetConnectionsPerSecond && tls == other.tls && sasl == other.sasl && bindAddress == other.bindAddress
             && webirc == other.webirc
     }

@@ -55,14 +55,19 @@ public struct IRCRegistration: Sendable {
     /// Set the bot user mode once ISUPPORT names it (the bridge's own connection).
     private let markAsBot: Bool
     private var botModeSent = false
+    /// Set the server's deaf user mode once RPL_MYINFO names it (puppets: the bridge's own
+    /// connection reads the channel, so 500 puppets need not each receive every line).
+    private let deaf: Bool
+    private var deafModeSent = false
     /// CAP REQ lines not yet answered with ACK or NAK during registration.
     private var pendingRequests = 0
     private let webirc: IRCWebIRC?
 
     public init(
         nick: String, username: String, realname: String, password: String? = nil, sasl: IRCSASL? = nil, markAsBot: Bool = false,
-        webirc: IRCWebIRC? = nil, wanted: Set<String> = IRCRegistration.wantedCapabilities
+        deaf: Bool = false, webirc: IRCWebIRC? = nil, wanted: Set<String> = IRCRegistration.wantedCapabilities
     ) {
+        self.deaf = deaf
         self.webirc = webirc
         self.nick = nick
         self.requestedNick = nick
@@ -108,6 +113,8 @@ public struct IRCRegistration: Sendable {
             state = .registered
             if let given = message.parameters.first { nick = given }
             return wasRegistered ? [] : [.registered(nick: nick)] + botMode()
+        case "004":
+            return deafMode(myInfo: message)
         case "005":
             guard message.parameters.count >= 2 else { return [] }
             isupport.apply(message.parameters.dropFirst().dropLast())
@@ -267,6 +274,27 @@ public struct IRCRegistration: Sendable {
     private mutating func botMode() -> [Action] {
         guard markAsBot, !botModeSent, state == .registered, let mode = isupport.botMode else { return [] }
         botModeSent = true
+        return [.send(IRCMessage(command: "MODE", nick, "+\(mode)"))]
+    }
+
+    /// The deaf user mode of the server RPL_MYINFO (`<nick> <server> <version> <user modes>
+    /// ...`) describes: there is no ISUPPORT token for it, and the letter differs: `d` on
+    /// InspIRCd and UnrealIRCd, `D` on the ratbox family (charybdis, solanum, hybrid). On
+    /// other servers (ngircd has none) nothing is set.
+    public static func deafMode(version: String, userModes: String) -> Character? {
+        let version = version.lowercased()
+        let letter: Character? =
+            if ["inspircd", "unreal"].contains(where: version.contains) { "d" }
+            else if ["solanum", "charybdis", "ratbox", "hybrid"].contains(where: version.contains) { "D" }
+            else { nil }
+        return letter.flatMap { userModes.contains($0) ? $0 : nil }
+    }
+
+    private mutating func deafMode(myInfo message: IRCMessage) -> [Action] {
+        guard deaf, !deafModeSent, state == .registered, message.parameters.count >= 4,
+            let mode = Self.deafMode(version: message.parameters[2], userModes: message.parameters[3])
+        else { return [] }
+        deafModeSent = true
         return [.send(IRCMessage(command: "MODE", nick, "+\(mode)"))]
     }
 

@@ -29,6 +29,8 @@ public struct IRCConnectionConfiguration: Sendable {
     public var sasl: IRCSASL?
     /// Set the network's bot user mode (ISUPPORT BOT) after registering.
     public var markAsBot: Bool
+    /// Set the server's deaf user mode after registering, where it has one (puppets).
+    public var deaf = false
     /// The local address to connect from, or nil for the system's choice.
     public var bindAddress: String?
     /// WEBIRC as the first line, where the network trusts this gateway.
@@ -295,7 +297,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
         self.logger = logger
         self.registration = IRCRegistration(
             nick: configuration.nick, username: configuration.username, realname: configuration.realname, password: configuration.password,
-            sasl: configuration.sasl, markAsBot: configuration.markAsBot, webirc: configuration.webirc)
+            sasl: configuration.sasl, markAsBot: configuration.markAsBot, deaf: configuration.deaf, webirc: configuration.webirc)
         self.secured = configuration.tls == nil
         self.flood = IRCFloodControl(burst: configuration.floodBurst, linesPerSecond: configuration.floodLinesPerSecond)
     }

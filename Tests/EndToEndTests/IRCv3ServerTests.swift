@@ -50,6 +50,14 @@ struct IRCv3ServerTests {
         r.irc("carol", "WHOIS xena")
         try r.agent.waitFor("the end of WHOIS xena", since: mark) { $0.user == "carol" && $0.command == "318" && $0.params.dropFirst().first == "xena" }
         #expect(!r.agent.events(since: mark).contains { $0.user == "carol" && $0.command == "335" && $0.params.dropFirst().first == "xena" }, "puppets are people, not bots")
+        // deaf_puppets: InspIRCd's RPL_MYINFO names +d (the deaf module); the puppet set it and
+        // the server confirmed, and the bridge's own connection still hears the channel.
+        #expect(r.bridge.logLines(containing: "puppet user modes", "puppet=xena", "+d").count == 1, "\(r.bridge.logLines(containing: "puppet user modes"))")
+        mark = r.agent.mark
+        r.irc("dave", "PRIVMSG \(r.channel) :xena's puppet is deaf")
+        try r.agent.expectExactlyOnce(
+            [On.xmppMessage(to: "v3x", from: r.occupant("dave"), body: "xena's puppet is deaf"), On.ircPrivmsg(to: "carol", from: "dave", channel: r.channel, text: "xena's puppet is deaf")],
+            since: mark)
     }
 
     @Test("away-notify: an IRC user's AWAY is one presence with show away and the message; back is one presence without")

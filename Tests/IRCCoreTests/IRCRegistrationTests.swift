@@ -59,6 +59,23 @@ struct IRCRegistrationTests {
         #expect(r.receive(Self.line(":srv 001 b :Welcome")) == [.registered(nick: "b")])
     }
 
+    @Test("deaf puppets: the deaf mode RPL_MYINFO names is set once, +d on InspIRCd, +D on solanum; nothing on ngircd or when not asked")
+    func deafMode() {
+        func modesSent(deaf: Bool, myInfo: String) -> [String] {
+            var r = IRCRegistration(nick: "xena", username: "u", realname: "r", deaf: deaf)
+            _ = r.start()
+            _ = r.receive(Self.line(":srv 421 * CAP :Unknown command"))
+            _ = r.receive(Self.line(":srv 001 xena :Welcome"))
+            return Self.sent(r.receive(Self.line(myInfo)) + r.receive(Self.line(myInfo)))
+        }
+        #expect(modesSent(deaf: true, myInfo: ":irc.test 004 xena irc.test InspIRCd-3 BDHIRSTcdghiklorswxz ACDFGHIJKLMNOPQRSTUXYZabcdefhijklmnopqrstuvwz") == ["MODE xena +d"])
+        #expect(modesSent(deaf: true, myInfo: ":irc.test 004 xena irc.test solanum-1.0-dev DGIMQRSZaghilopsuwz CFILMPQRSTbcefgijklmnopqrstuvz") == ["MODE xena +D"])
+        #expect(modesSent(deaf: true, myInfo: ":irc.test 004 xena irc.test ngircd-26.1 abBcCFiIoqrRswx abBcCeiIklmMnoOPqQrRstvVz").isEmpty)
+        #expect(modesSent(deaf: true, myInfo: ":irc.test 004 xena irc.test InspIRCd-3 BHIRSTcghiklorswxz abc").isEmpty, "no deaf module loaded")
+        #expect(modesSent(deaf: false, myInfo: ":irc.test 004 xena irc.test InspIRCd-3 BDHIRSTcdghiklorswxz abc").isEmpty)
+        #expect(modesSent(deaf: true, myInfo: ":irc.test 004 xena").isEmpty, "a short RPL_MYINFO is ignored")
+    }
+
     @Test("cap-notify: NEW is requested when wanted, DEL removes")
     func capNotify() {
         var r = IRCRegistration(nick: "b", username: "u", realname: "r")
