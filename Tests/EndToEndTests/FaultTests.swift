@@ -17,6 +17,12 @@ struct FaultTests {
         defer { r.close() }
         let agent = r.agent
         var mark = agent.mark
+        // Numbered lines from both sides all through the fault, accounted for at the end.
+        let fromIRC = NumberedStream("irc\(name)-", count: 30, interval: 0.2, agent: agent) { r.irc("carol", "PRIVMSG \(r.channel) :\($0)") }
+        let fromXMPP = NumberedStream("xmpp\(name)-", count: 30, interval: 0.2, agent: agent) {
+            agent.send(["cmd": "xmpp_say", "user": user, "room": r.room, "body": $0])
+        }
+        Thread.sleep(forTimeInterval: 0.5)
         try servers.prosody.restart(crash: crash)
         try agent.waitFor("xia is cut off", since: mark) { $0.user == user && $0.kind == "disconnected" }
         if crash {
@@ -43,7 +49,30 @@ struct FaultTests {
         try agent.xmppJoin(user, room: r.room, nick: "xia")
         try agent.waitFor("xia sees carol again", since: mark) { $0.user == user && $0.kind == "presence" && $0.from == r.occupant("carol") }
         try agent.waitFor("xia's puppet joins again", since: mark, timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xia" }
-        Thread.sleep(forTimeInterval: 1)
+        try fromIRC.finish()
+        try fromXMPP.finish()
+        // The lines queued for xia's puppet while it reconnected go out at the network's
+        // flood rate: wait until nothing has arrived for two seconds.
+        agent.waitForQuiet(seconds: 2, timeout: 30)
+
+        // The account. IRC to XMPP: the room's archive holds what the room accepted; xia,
+        // cut off for a while, may have missed some live, but never gets one twice.
+        let events = agent.events(since: 0)
+        let archive = try agent.mam(user, room: r.room, max: 20)
+        let archived = (archive.params).compactMap(fromIRC.number)
+        let ircSent = fromIRC.sent(events: events, down: { $0.user == "carol" && $0.kind == "irc_closed" }, up: { _ in false }, refusal: { _ in nil })
+        LineAccount(stream: "IRC carol -> the room (its archive), Prosody \(crash ? "killed" : "restarted")", sent: ircSent, received: archived).check()
+        // (History on rejoin repeats lines she saw before, with <delay>, as XEP-0045 says.)
+        let seenByXia = events.filter { $0.user == user && $0.kind == "message" && $0.type == "groupchat" && !($0.xml ?? "").contains("urn:xmpp:delay") }
+            .compactMap { fromIRC.number($0.body) }
+        #expect(Set(seenByXia).count == seenByXia.count, "xia got a line twice live: \(seenByXia)")
+        // XMPP to IRC: what xia said while cut off, or before she was back in the room (the
+        // room refuses it and tells her), is counted apart; everything else reaches carol once.
+        let xmppSent = fromXMPP.sent(
+            events: events, down: { $0.user == user && $0.kind == "disconnected" }, up: { $0.user == user && $0.kind == "online" },
+            refusal: { $0.user == user && $0.kind == "message" && $0.type == "error" ? fromXMPP.number($0.body) : nil })
+        let atCarol = events.filter { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "xia" }.compactMap { fromXMPP.number($0.params.last) }
+        LineAccount(stream: "XMPP xia -> IRC carol, Prosody \(crash ? "killed" : "restarted")", sent: xmppSent, received: atCarol).check()
 
         mark = agent.mark
         r.irc("carol", "PRIVMSG \(r.channel) :welcome back")

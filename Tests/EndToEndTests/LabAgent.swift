@@ -143,6 +143,21 @@ final class LabAgent: Sendable {
         throw LabError("timed out after \(timeout) s waiting for \(what)\(failures.isEmpty ? "" : "; agent errors: \(failures)")")
     }
 
+    /// Waits until no event has arrived for `seconds` (at most `timeout`).
+    func waitForQuiet(seconds: Double, timeout: Double) {
+        let deadline = Date().addingTimeInterval(timeout)
+        var count = mark, since = Date()
+        while Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+            if mark != count {
+                count = mark
+                since = Date()
+            } else if Date().timeIntervalSince(since) >= seconds {
+                return
+            }
+        }
+    }
+
     /// A raw IRC user (mIRC-like) registers as `nick` and joins `channel`.
     func ircUserJoins(_ nick: String, port: Int, channel: String) throws {
         send(["cmd": "irc_connect", "user": nick, "port": port, "nick": nick])

@@ -273,6 +273,44 @@ struct BridgeRestartTests {
             since: mark, quiet: 2, timeout: 30)
         #expect(master.logLines(containing: "link split").count == 2)
 
+        // Issue 9's account across another SIGKILL: numbered lines from both sides all
+        // through it. XMPP lines the master accepted while the bridge was dead come from its
+        // replay once the bridge is back; IRC lines said while no bridge connection was in
+        // the channel are counted apart (nothing on IRC keeps them).
+        mark = agent.mark
+        let fromXMPP = NumberedStream("killx-", count: 24, interval: 0.25, agent: agent) {
+            agent.send(["cmd": "xmpp_say", "user": "rsalice", "room": room, "body": $0])
+        }
+        let fromIRC = NumberedStream("killi-", count: 24, interval: 0.25, agent: agent) {
+            agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :\($0)"])
+        }
+        Thread.sleep(forTimeInterval: 1.5)
+        let killedAt = Date()
+        bridge.process.signal(SIGKILL)
+        #expect(bridge.process.waitForExit(timeout: 10))
+        Thread.sleep(forTimeInterval: 1)
+        bridge = try Self.startBridge(servers, directory: directory.appendingPathComponent("bridge4"), database: database, channel: channel, room: "restart1")
+        try fromXMPP.finish()
+        try fromIRC.finish()
+        agent.waitForQuiet(seconds: 3, timeout: 60)
+        let events = agent.events(since: 0)
+        let bridgeGone: (AgentEvent) -> Bool = { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "sbridge" }
+        let bridgeBack: (AgentEvent) -> Bool = { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "sbridge" }
+        LineAccount(
+            stream: "XMPP alice -> IRC carol across a bridge SIGKILL",
+            sent: fromXMPP.sent(events: events, down: { _ in false }, up: { _ in false }, refusal: { _ in nil }),
+            received: events.filter { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "alice" }.compactMap { fromXMPP.number($0.params.last) }
+        ).check()
+        LineAccount(
+            stream: "IRC carol -> XMPP alice across a bridge SIGKILL",
+            sent: fromIRC.sent(
+                events: events, down: bridgeGone, up: bridgeBack, refusal: { _ in nil },
+                inFlight: killedAt.addingTimeInterval(-0.3)...killedAt.addingTimeInterval(0.3)),
+            received: events.filter { $0.user == "rsalice" && $0.kind == "message" && $0.from == "\(room)/carol" }.compactMap { fromIRC.number($0.body) }
+        ).check()
+        let noise = agent.events(since: mark).filter { $0.isTraffic && $0.kind == "presence" }
+        #expect(noise.isEmpty, "the room saw no presence across the kill: \(noise)")
+
         // And the link is whole again: a line each way, once.
         let after = agent.mark
         agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :back"])
