@@ -128,6 +128,14 @@ public actor BridgeService {
             logger.error("bridge state unreadable; rooms federate afresh", metadata: ["database": "\(store.path ?? "memory")", "error": "\(error)"])
             return
         }
+        // Rooms no mapping names any more (removed while the bridge was down) start afresh
+        // if they are ever mapped again.
+        let unmapped = stored.keys.filter { JID($0).map { shadows[$0] == nil } ?? true }
+        do {
+            try store.forget(shadows: unmapped.sorted())
+        } catch {
+            logger.error("bridge state not written", metadata: ["error": "\(error)"])
+        }
         for (jid, state) in shadows {
             guard let (master, position) = stored[jid.description], master == state.room.masterRoom.description, state.savedPosition == nil else { continue }
             shadows[jid]?.room.resume(epoch: position.epoch, seq: position.seq)
@@ -137,7 +145,9 @@ public actor BridgeService {
     }
 
     /// Writes the room's position before anything up to it is relayed to IRC: a kill can lose
-    /// the lines in flight but never relay one twice (BridgeStore).
+    /// the lines in flight but never relay one twice (BridgeStore). A failed write (a full
+    /// disk) does not hold the room up: its lines are relayed, counted as `state_not_written`,
+    /// and a restart before the next good write may show them on IRC again.
     private func savePosition(_ jid: JID) {
         guard let store, let state = shadows[jid], let (epoch, seq) = state.room.position else { return }
         let position = BridgeStore.Position(epoch: epoch, seq: seq)
@@ -676,7 +686,9 @@ public actor BridgeService {
     }
 
     func handleStanza(_ stanza: XMLElement) {
-        guard let to = stanza["to"].flatMap(JID.init) else { return }
+        // Stopping: IRC is gone, so nothing is relayed, and no position moves past a line IRC
+        // never got; the next start asks the master for these again.
+        guard !stopping, let to = stanza["to"].flatMap(JID.init) else { return }
         if stanza.name == "iq", answerAdmin(stanza, to: to) { return }
         guard let state = shadows[to.bare] else {
             if to.local != nil, stanza["type"] != "error", stanza.name != "presence" || stanza["type"] != "unavailable" {

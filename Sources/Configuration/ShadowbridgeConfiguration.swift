@@ -59,7 +59,7 @@ public struct ShadowbridgeConfiguration: Sendable {
         /// Where the ident server listens (`identd = "0.0.0.0:113"`), if anywhere.
         public var identd: (host: String, port: Int)?
         /// The SQLite file for where each shadow room stands in its master room's sequence;
-        /// nil keeps it in memory only.
+        /// nil keeps none (a restart starts afresh).
         public var database: String?
         var configFile: String
         var mappingsLine: Int?
@@ -170,7 +170,8 @@ public struct Network: Sendable {
     public var xmppUsers: XMPPUsers
     public var puppetNick: String
     public var maxPuppets: Int
-    /// Puppets set the server's deaf user mode where it has one (`deaf_puppets`).
+    /// Puppets set the server's deaf user mode where it has one (`deaf_puppets`); a reload
+    /// that changes it applies to puppets that connect afterwards.
     public var deafPuppets = true
     /// Flood control for every connection to this network: lines at once, then per second.
     public var floodBurst: Int
@@ -638,7 +639,7 @@ extension Network {
     public func sameConnection(as other: Network) -> Bool {
         servers == other.servers && nick == other.nick && password == other.password
             && encodingFallback == other.encodingFallback && xmppUsers == other.xmppUsers && puppetNick == other.puppetNick
-            && maxPuppets == other.maxPuppets && deafPuppets == other.deafPuppets && floodBurst == other.floodBurst && floodLinesPerSecond == other.floodLinesPerSecond
+            && maxPuppets == other.maxPuppets && floodBurst == other.floodBurst && floodLinesPerSecond == other.floodLinesPerSecond
             && puppetConnectionsPerSecond == other.puppetConnectionsPerSecond && tls == other.tls && sasl == other.sasl && bindAddress == other.bindAddress
             && webirc == other.webirc
     }

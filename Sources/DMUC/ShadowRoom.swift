@@ -131,6 +131,10 @@ public struct ShadowRoom: Sendable {
     /// The numbers being caught up after a split: replayed messages in this range are relayed
     /// although the burst already moved `lastSeq` past them (its roster covers the presences).
     private var catchUp: ClosedRange<UInt64>?
+    /// While catching up: the last seq of `catchUp` handled, which is where the node stands
+    /// (`position`) until the catch-up ends; newer live stanzas wait in `afterGap` meanwhile,
+    /// so IRC sees the room's lines in the room's order.
+    private var caughtUpTo: UInt64 = 0
     /// Liveness of the link (flow G): heard from the master since the last tick, the ping
     /// waiting for an answer, unanswered pings in a row.
     /// Recent lines, so replies and reactions can name whom they refer to.
@@ -162,7 +166,7 @@ public struct ShadowRoom: Sendable {
     /// handled), once federated: what a restart resumes from.
     public var position: (epoch: String, seq: UInt64)? {
         guard federation == .federated, let epoch else { return nil }
-        return (epoch, lastSeq)
+        return (epoch, catchUp == nil ? lastSeq : caughtUpTo)
     }
 
     /// Before the first federation of a restarted bridge: the room stood at `seq` of `epoch`
@@ -192,6 +196,14 @@ public struct ShadowRoom: Sendable {
         local.suffixed = true
         local.roomNick = !taken(wanted) ? wanted : (2...99).lazy.map { wanted + String($0) }.first { !taken($0) } ?? wanted + RandomID.make(bytes: 2)
         return .localRenamed(nick: local.nick, roomNick: local.roomNick)
+    }
+
+    /// Whether `roomNick` is `nick` with the collision suffix, numbered or not (`dave|irc2`).
+    static func isSuffixed(_ roomNick: String, of nick: String, suffix: String) -> Bool {
+        let base = fold(nick + suffix), shown = fold(roomNick)
+        guard shown.hasPrefix(base) else { return false }
+        let rest = shown.dropFirst(base.count)
+        return rest.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
     /// The room nick of the local user `nick` (an IRC nick), if she is one.
@@ -370,10 +382,17 @@ public struct ShadowRoom: Sendable {
                 return [.note(.epochChanged)] + refederate()
             }
             if n <= lastSeq {
-                if let catchUp, catchUp.contains(n), stanza.name == "message", stanza.child("body", namespace: stanza.namespace) != nil {
+                if let catchUp, catchUp.contains(n), n > caughtUpTo {
+                    caughtUpTo = n
+                    // Only the lines: the burst already showed the roster as it is now.
+                    guard stanza.name == "message", stanza.child("body", namespace: stanza.namespace) != nil else { return [] }
                     return apply(stanza, from: from)
                 }
                 return [.note(.duplicateDropped(seq: n))]
+            }
+            if catchUp != nil {
+                // Live lines wait for the missed ones before them.
+                return gap(stanza, seq: n)
             }
             if n != lastSeq + 1 { return gap(stanza, seq: n) }
             lastSeq = n
@@ -439,6 +458,7 @@ public struct ShadowRoom: Sendable {
         resumeFrom = nil
         guard resume.epoch == epoch, resume.seq < lastSeq, resyncID == nil else { return [] }
         catchUp = (resume.seq + 1)...lastSeq
+        caughtUpTo = resume.seq
         return [requestResync(epoch: resume.epoch, from: resume.seq + 1)]
     }
 
@@ -467,9 +487,10 @@ public struct ShadowRoom: Sendable {
         guard id == resyncID else { return [] }
         resyncID = nil
         if catchUp != nil {
-            // After a split's new burst: whatever the answer, the roster is already right.
+            // After a split's new burst: whatever the answer, the roster is already right;
+            // the live stanzas that came meanwhile follow now.
             catchUp = nil
-            return [.note(.resynced(replayed: stanza.child("replay", namespace: NS.link)?["count"].flatMap(Int.init)))]
+            return [.note(.resynced(replayed: stanza.child("replay", namespace: NS.link)?["count"].flatMap(Int.init)))] + releaseAfterGap()
         }
         let replayed = stanza.child("replay", namespace: NS.link)?["count"].flatMap(Int.init)
         if stanza["type"] == "result", let replayed, afterGap.isEmpty {
@@ -706,6 +727,18 @@ public struct ShadowRoom: Sendable {
         // Users the room still shows for this node who are not in the channel any more (they
         // left while the bridge restarted, or while the link was split): they leave now, once.
         for shown in burstOurs.values.sorted(by: { $0.nick < $1.nick }) where localKey(roomNick: shown.nick) == nil {
+            // Her nick changed while the burst was on its way: she is here, under another nick.
+            if locals.values.contains(where: { $0.realJID == shown.real }) { continue }
+            // Shown with the collision suffix before a restart (`dave|irc`): the same user, who
+            // takes that room nick again rather than leaving and coming back.
+            if let key = localOrder.first(where: { key in
+                guard let local = locals[key], !local.submitted, !local.refused else { return false }
+                return Self.isSuffixed(shown.nick, of: local.nick, suffix: collisionSuffix)
+            }) {
+                locals[key]?.roomNick = shown.nick
+                locals[key]?.suffixed = true
+                continue
+            }
             actions.append(.send(.stanza(
                 .presence, from: jid.with(resource: shown.nick), to: masterRoom.with(resource: shown.nick), type: "unavailable",
                 children: [.text("status", namespace: NS.component, "Left the IRC channel"), LinkElements.fmuc(from: shown.real)])))

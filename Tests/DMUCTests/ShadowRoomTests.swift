@@ -78,6 +78,41 @@ struct ShadowRoomTests {
         #expect(sent.first?.child("status", namespace: NS.component)?.text == "Left the IRC channel")
     }
 
+    @Test("after a restart a user the room shows as dave|irc takes that nick again, and one who changed nick during the burst is not taken for a ghost (found in review)")
+    mutating func suffixedAndRenamedAreNotGhosts() {
+        _ = shadow.ircJoined(nick: "carol", realJID: Self.carol)
+        _ = shadow.ircJoined(nick: "dave", realJID: Self.dave)
+        _ = shadow.ircNickChanged(from: "carol", to: "carol2")  // her federating join is already out
+        _ = shadow.receive(Self.presence(nick: "dave", real: Self.alice))  // an XMPP dave
+        _ = shadow.receive(Self.presence(nick: "dave|irc", real: JID("old2%net@irc.test/irc")!))
+        _ = shadow.receive(Self.presence(nick: "carol", real: Self.carol))
+        let sent = Self.sent(shadow.receive(Self.subject(seq: 3)))
+        #expect(!sent.contains { $0["type"] == "unavailable" }, "\(sent.map { $0.serialized(parentNamespace: NS.component) })")
+        #expect(sent.contains { $0["to"] == "ops@rooms.test/dave|irc" && $0["type"] == nil && LinkElements.fmucFrom($0) == Self.dave })
+        #expect(shadow.roomNick(ofLocal: "dave") == "dave|irc")
+    }
+
+    @Test("catching up after a restart: live lines wait for the missed ones, and the position moves with what was relayed (found in review)")
+    mutating func catchUpInOrder() throws {
+        shadow.resume(epoch: "e1", seq: 5)
+        _ = shadow.ircJoined(nick: "carol", realJID: Self.carol)
+        _ = shadow.receive(Self.presence(nick: "carol", real: Self.carol))
+        let end = Self.sent(shadow.receive(Self.subject(seq: 8)))
+        let resyncID = try #require(end.first { $0.name == "iq" }?["id"])
+        #expect(shadow.position?.seq == 5)
+        // A live line overtakes the replay: it waits.
+        #expect(shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "live", seq: 9)).isEmpty)
+        #expect(shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "missed 6", seq: 6)) == [.remoteMessage(.init(nick: "Alice", realJID: Self.alice), body: "missed 6")])
+        #expect(shadow.position?.seq == 6)
+        _ = shadow.receive(Self.presence(nick: "bob", real: JID("bob@xmpp.test/x")!, seq: 7))
+        #expect(shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "missed 8", seq: 8)) == [.remoteMessage(.init(nick: "Alice", realJID: Self.alice), body: "missed 8")])
+        #expect(shadow.position?.seq == 8)
+        // The replay is over: the live line follows, and the position with it.
+        let answer = XMLElement.stanza(.iq, from: Self.room, to: Self.shadowJID, type: "result", id: resyncID, children: [LinkElements.replayed(3)])
+        #expect(shadow.receive(answer).contains(.remoteMessage(.init(nick: "Alice", realJID: Self.alice), body: "live")))
+        #expect(shadow.position?.seq == 9)
+    }
+
     @Test("a restarted bridge resumes from its stored position: the federation carries it, and the lines said since are asked for after the burst")
     mutating func resumesFromStoredPosition() {
         shadow.resume(epoch: "e1", seq: 5)
@@ -89,9 +124,11 @@ struct ShadowRoomTests {
         let end = Self.sent(shadow.receive(Self.subject(seq: 8)))
         let resync = end.first { $0.name == "iq" }?.child("resync", namespace: NS.link)
         #expect(resync?["epoch"] == "e1" && resync?["from-seq"] == "6")
-        #expect(shadow.position.map { "\($0.epoch) \($0.seq)" } == "e1 8")
+        #expect(shadow.position.map { "\($0.epoch) \($0.seq)" } == "e1 5", "where IRC stands, until the catch-up is over")
         // The missed line, replayed with its old number, reaches IRC once.
         #expect(shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "while you were away", seq: 7)) == [.remoteMessage(.init(nick: "Alice", realJID: Self.alice), body: "while you were away")])
+        #expect(shadow.position.map { "\($0.epoch) \($0.seq)" } == "e1 7")
+        #expect(shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "while you were away", seq: 7)) == [.note(.duplicateDropped(seq: 7))])
     }
 
     @Test("remote lines reach IRC once: duplicates by seq are dropped, a gap is noted and held for a resync")

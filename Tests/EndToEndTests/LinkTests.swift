@@ -298,7 +298,9 @@ struct BridgeRestartTests {
         let bridgeBack: (AgentEvent) -> Bool = { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "sbridge" }
         LineAccount(
             stream: "XMPP alice -> IRC carol across a bridge SIGKILL",
-            sent: fromXMPP.sent(events: events, down: { _ in false }, up: { _ in false }, refusal: { _ in nil }),
+            sent: fromXMPP.sent(
+                events: events, down: { _ in false }, up: { _ in false }, refusal: { _ in nil },
+                inFlight: killedAt.addingTimeInterval(-0.3)...killedAt.addingTimeInterval(0.3)),
             received: events.filter { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "alice" }.compactMap { fromXMPP.number($0.params.last) }
         ).check()
         LineAccount(
