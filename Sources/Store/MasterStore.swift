@@ -99,20 +99,7 @@ public final class MasterStore: Sendable {
 
     /// Opens (creating it and its directory if needed) the database at `path`, or one in memory.
     public init(path: String?) throws {
-        var configuration = Configuration()
-        configuration.foreignKeysEnabled = true
-        configuration.busyMode = .timeout(5)
-        if let path {
-            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            configuration.prepareDatabase { db in
-                // WAL: a crash loses at most the last transaction, and readers never wait.
-                try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
-            }
-            database = try DatabaseQueue(path: path, configuration: configuration)
-        } else {
-            database = try DatabaseQueue(configuration: configuration)
-        }
+        database = try SQLiteFile.open(path: path, foreignKeys: true)
         self.path = path
         try Self.migrator.migrate(database)
     }
