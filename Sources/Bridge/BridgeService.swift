@@ -242,10 +242,9 @@ public actor BridgeService {
         self.reloader = reloader
     }
 
-    /// Leaves the rooms and IRC politely (DESIGN.md §5).
-    /// The IRC users are not taken out of the rooms: the master keeps them through its split
-    /// grace (`master.split_grace`), so a restart shows nobody leave; if the bridge does not
-    /// come back, they leave then, with 333.
+    /// Leaves IRC politely (DESIGN.md §5). The IRC users are not taken out of the rooms: the
+    /// master keeps them through its split grace (`master.split_grace`), so a restart shows
+    /// nobody leave; if the bridge does not come back, they leave then, with 333.
     public func shutdown() async {
         stopping = true
         for network in networks.values {
@@ -649,6 +648,11 @@ public actor BridgeService {
         network.memberModes[channel] = nil
     }
 
+    /// What an IRC user the room refused or removed is told, once (PROTOCOL.md flows E and I).
+    static func notRelayedNotice(to nick: String, channel: String, why: String) -> IRCMessage {
+        IRCMessage(command: "NOTICE", nick, "\(channel) is bridged to XMPP, but the room refused you (\(why)); your messages are not relayed.")
+    }
+
     /// XMPP text in a line the bridge writes itself (a KICK reason, a notice, a topic): one
     /// line, cut at a character boundary, so no server refuses the line as too long.
     static func clip(_ text: String, bytes: Int = 300) -> String {
@@ -773,16 +777,14 @@ public actor BridgeService {
             case .localRefused(let nick, let condition, let text):
                 metrics.refusedByRoom.increment()
                 logger.info("the room refused an IRC user", metadata: metadata.merging(["nick": "\(nick)", "condition": "\(condition)"]) { $1 })
-                networks[state.network]?.connection?.send(
-                    IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (\(Self.clip(text ?? condition))); your messages are not relayed."))
+                networks[state.network]?.connection?.send(Self.notRelayedNotice(to: nick, channel: state.channel, why: Self.clip(text ?? condition)))
             case .localRemoved(let nick, let banned, let actor, let reason):
                 metrics.refusedByRoom.increment()
                 let why = Self.clip("\(banned ? "banned" : "kicked") from the XMPP room" + (actor.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? ""))
                 logger.info("an XMPP moderator removed an IRC user", metadata: metadata.merging(["nick": "\(nick)", "why": "\(why)"]) { $1 })
                 guard let network = networks[state.network], network.holdsOps(in: state.channel) else {
                     // Flow E without ops: the user stays on IRC but is no longer relayed.
-                    networks[state.network]?.connection?.send(
-                        IRCMessage(command: "NOTICE", nick, "\(state.channel) is bridged to XMPP, but the room refused you (you were \(why)); your messages are not relayed."))
+                    networks[state.network]?.connection?.send(Self.notRelayedNotice(to: nick, channel: state.channel, why: "you were \(why)"))
                     break
                 }
                 var lines: [IRCMessage] = []
