@@ -3,6 +3,8 @@ import DMUC
 import IRCCore
 import IRCNIO
 import Logging
+import Store
+import XMPPCore
 import XMPPNIO
 
 extension BridgeService {
@@ -59,7 +61,7 @@ extension BridgeService {
         let server = network.server ?? network.configuration.servers[0]
         let irc = connectionSettings(
             network.configuration, server: server,
-            nick: network.puppetNick(for: puppet.roomNick),
+            nick: preferredNick(for: puppet, network: network),
             username: PuppetNick.ident(for: key, secret: identitySecret), realname: "\(puppet.roomNick) (XMPP, via Shadowbridge)", bridge: false, puppetKey: key)
         let logger = self.logger.with("network", name).with("puppet", puppet.roomNick)
         let group = self.group
@@ -106,6 +108,7 @@ extension BridgeService {
         switch event {
         case .registered(let nick):
             puppet.nick = nick
+            rememberNick(of: puppet, network: name)
             puppet.reconnects.registered()
             network.puppetNicks[network.fold(nick)] = key
             puppet.connection?.send(puppet.wanted.values.sorted().map { IRCMessage(command: "JOIN", $0) })
@@ -149,6 +152,10 @@ extension BridgeService {
                     network.puppetNicks.removeValue(forKey: network.fold(puppet.nick ?? ""))
                     puppet.nick = newNick
                     network.puppetNicks[network.fold(newNick)] = key
+                    // Only a nick the bridge asked for is kept: one services forced on the
+                    // puppet (a guest nick) is not what it should ask for next time.
+                    if puppet.requestedNick.map(network.fold) == network.fold(newNick) { rememberNick(of: puppet, network: name) }
+                    puppet.requestedNick = nil
                 }
             default:
                 break
@@ -400,6 +407,7 @@ extension BridgeService {
         puppet.roomNick = newNick
         let ircNick = network.puppetNick(for: newNick)
         if puppet.nick.map(network.fold) != network.fold(ircNick) {
+            puppet.requestedNick = ircNick
             puppet.connection?.send(IRCMessage(command: "NICK", ircNick))
         }
         network.puppets[puppet.key] = puppet
@@ -448,6 +456,31 @@ extension BridgeService {
             network.puppets[puppet.key] = puppet
         }
         networks[name] = network
+    }
+
+    /// The nick a puppet asks for: the one it had before for the same room nick (stored), else
+    /// the room nick made fit for IRC.
+    func preferredNick(for puppet: Puppet, network: NetworkState) -> String {
+        let bare = JID(puppet.key)?.bare.description ?? puppet.key
+        if let stored = storedPuppetNicks[network.configuration.name]?[bare], stored.roomNick == puppet.roomNick {
+            return String(stored.ircNick.prefix(network.isupport.nickLength))
+        }
+        return network.puppetNick(for: puppet.roomNick)
+    }
+
+    /// Stores the nick the puppet now has (at registration, or after a NICK it asked for).
+    private func rememberNick(of puppet: Puppet, network name: String) {
+        guard let store, let ircNick = puppet.nick else { return }
+        let bare = JID(puppet.key)?.bare.description ?? puppet.key
+        let nick = BridgeStore.PuppetNick(roomNick: puppet.roomNick, ircNick: ircNick)
+        guard storedPuppetNicks[name]?[bare] != nick else { return }
+        do {
+            try store.savePuppetNick(nick, occupant: bare, network: name)
+            storedPuppetNicks[name, default: [:]][bare] = nick
+        } catch {
+            metrics.stateWriteFailures.increment()
+            logger.error("puppet nick not written", metadata: ["network": "\(name)", "error": "\(error)"])
+        }
     }
 
     /// One PRIVMSG per line, each split so the relayed line with a full prefix fits 512 bytes.

@@ -32,6 +32,10 @@ public actor BridgeService {
     var reloader: (@Sendable () async -> (ok: Bool, text: String))?
     /// Numbers puppet connections, so a late event from a replaced one is ignored.
     var puppetGeneration = 0
+    /// The IRC nick each occupant's puppet last had, by network and bare JID
+    /// (`bridge.database`): a puppet that connects again asks for it first, so a restart or a
+    /// reconnection does not turn `Jurgen_` into `Jurgen` or back.
+    var storedPuppetNicks: [String: [String: BridgeStore.PuppetNick]] = [:]
     let metrics = BridgeMetrics()
     private var componentConnections = 0
     /// Set by `shutdown()`: connections closing now are not reconnected.
@@ -121,6 +125,11 @@ public actor BridgeService {
     /// master room (the mapping changed) is not used.
     func resumeStoredPositions() {
         guard let store else { return }
+        do {
+            storedPuppetNicks = try store.puppetNicks()
+        } catch {
+            logger.error("puppet nicks unreadable; puppets ask for fresh nicks", metadata: ["database": "\(store.path ?? "memory")", "error": "\(error)"])
+        }
         let stored: [String: (master: String, position: BridgeStore.Position)]
         do {
             stored = try store.positions()

@@ -202,6 +202,8 @@ struct Puppet {
     var roomNick: String
     var connection: IRCConnection?
     var nick: String?
+    /// A NICK the bridge sent for it (a room nick change) and the server has not confirmed.
+    var requestedNick: String?
     /// Channels the occupant is in (folded -> as written).
     var wanted: [String: String] = [:]
     var joined: Set<String> = []

@@ -3,7 +3,8 @@ import GRDB
 
 /// The bridge's state in SQLite (`bridge.database`): where each shadow room stands in its
 /// master room's sequence, so that after a restart (SIGKILL included) the bridge asks for
-/// exactly the lines it has not relayed to IRC yet, and never relays one twice.
+/// exactly the lines it has not relayed to IRC yet, and never relays one twice; and the IRC
+/// nick each XMPP user's puppet got on each network, so a restart does not rename them.
 ///
 /// A position is written before the lines up to it are relayed (`savePosition` is
 /// synchronous): a kill can lose the lines in flight, never repeat them (IRC has no way to
@@ -44,7 +45,53 @@ public final class BridgeStore: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("puppet nicks") { db in
+            try db.execute(sql: """
+                CREATE TABLE puppet_nick (
+                    network TEXT NOT NULL,
+                    occupant TEXT NOT NULL,
+                    room_nick TEXT NOT NULL,
+                    irc_nick TEXT NOT NULL,
+                    PRIMARY KEY (network, occupant)
+                );
+                """)
+        }
         return migrator
+    }
+
+    /// The IRC nick a puppet got, and the room nick it was made from.
+    public struct PuppetNick: Sendable, Hashable {
+        public var roomNick: String
+        public var ircNick: String
+
+        public init(roomNick: String, ircNick: String) {
+            self.roomNick = roomNick
+            self.ircNick = ircNick
+        }
+    }
+
+    /// Every stored puppet nick by network, then by occupant (bare JID).
+    public func puppetNicks() throws -> [String: [String: PuppetNick]] {
+        try database.read { db in
+            var nicks: [String: [String: PuppetNick]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM puppet_nick") {
+                let network: String = row["network"], occupant: String = row["occupant"]
+                nicks[network, default: [:]][occupant] = PuppetNick(roomNick: row["room_nick"], ircNick: row["irc_nick"])
+            }
+            return nicks
+        }
+    }
+
+    /// Records the nick `occupant`'s puppet has on `network`.
+    public func savePuppetNick(_ nick: PuppetNick, occupant: String, network: String) throws {
+        try database.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO puppet_nick (network, occupant, room_nick, irc_nick) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(network, occupant) DO UPDATE SET room_nick = excluded.room_nick, irc_nick = excluded.irc_nick
+                    """,
+                arguments: [network, occupant, nick.roomNick, nick.ircNick])
+        }
     }
 
     /// Every stored position by shadow room JID, with the master room it refers to.

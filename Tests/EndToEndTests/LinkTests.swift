@@ -325,4 +325,43 @@ struct BridgeRestartTests {
             ],
             since: after)
     }
+
+    @Test("a puppet keeps its IRC nick across a restart: Jürgen, who got Jurgen_ because an IRC user had Jurgen, comes back as Jurgen_ after that user left")
+    func puppetNickStable() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "bridge-nicks")
+        defer { Lab.removeUnlessKept(directory) }
+        let masterDirectory = directory.appendingPathComponent("master")
+        try FileManager.default.createDirectory(at: masterDirectory, withIntermediateDirectories: true)
+        let master = try LinkTests.startMaster(servers, directory: masterDirectory, splitGrace: 30)
+        defer { _ = master.stop() }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        let channel = "#restart2", room = "restart2@\(LabServers.masterDomain)", shadow = "\(channel)%lab@\(LabServers.bridgeDomain)"
+        let database = directory.appendingPathComponent("bridge.sqlite")
+        try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: channel)
+        try agent.ircUserJoins("Jurgen", port: servers.ngircd.port, channel: channel)
+
+        var bridge = try Self.startBridge(servers, directory: directory.appendingPathComponent("bridge1"), database: database, channel: channel, room: "restart2")
+        defer { _ = bridge.stop() }
+        try master.waitForLog("link federated", "shadow=\(shadow)", timeout: 20)
+        try agent.xmppUserJoins("rsjuergen", prosody: servers.prosody, room: room, nick: "Jürgen")
+        try agent.waitFor("Jürgen's puppet joins as Jurgen_", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "Jurgen_" }
+        agent.send(["cmd": "irc_send", "user": "Jurgen", "line": "QUIT :bye"])
+        try agent.waitFor("the IRC Jurgen left") { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "Jurgen" }
+
+        let mark = agent.mark
+        #expect(bridge.stop() == 0)
+        try master.waitForLog("link split", "shadow=\(shadow)", timeout: 10)
+        bridge = try Self.startBridge(servers, directory: directory.appendingPathComponent("bridge2"), database: database, channel: channel, room: "restart2")
+        agent.send(["cmd": "xmpp_say", "user": "rsjuergen", "room": room, "body": "still me"])
+        try agent.expectExactlyOnce(
+            [
+                On.irc(to: "carol", "QUIT", from: "Jurgen_"), On.irc(to: "carol", "QUIT", from: "sbridge"),
+                On.irc(to: "carol", "JOIN", from: "sbridge"), On.irc(to: "carol", "JOIN", from: "Jurgen_"),
+                On.ircPrivmsg(to: "carol", from: "Jurgen_", channel: channel, text: "still me"),
+                On.xmppMessage(to: "rsjuergen", from: "\(room)/Jürgen", body: "still me"),
+            ],
+            since: mark, quiet: 2, timeout: 30)
+    }
 }

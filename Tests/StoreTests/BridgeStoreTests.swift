@@ -22,4 +22,20 @@ import Testing
         #expect(positions["#ops%lab@irc.test"]?.position == .init(epoch: "e1", seq: 9))
         #expect(positions["#dev%lab@irc.test"]?.position.seq == UInt64(Int64.max), "clamped, never negative")
     }
+
+    @Test("puppet nicks survive reopening, per network and occupant; the latest write wins")
+    func puppetNicksSurviveReopening() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("bridge.sqlite").path
+        do {
+            let store = try BridgeStore(path: path)
+            try store.savePuppetNick(.init(roomNick: "Jürgen", ircNick: "Jurgen"), occupant: "juergen@xmpp.test", network: "lab")
+            try store.savePuppetNick(.init(roomNick: "Jürgen", ircNick: "Jurgen_"), occupant: "juergen@xmpp.test", network: "lab")
+            try store.savePuppetNick(.init(roomNick: "Jürgen", ircNick: "Juergen"), occupant: "juergen@xmpp.test", network: "other")
+        }
+        let nicks = try BridgeStore(path: path).puppetNicks()
+        #expect(nicks["lab"] == ["juergen@xmpp.test": .init(roomNick: "Jürgen", ircNick: "Jurgen_")])
+        #expect(nicks["other"]?["juergen@xmpp.test"]?.ircNick == "Juergen")
+    }
 }
