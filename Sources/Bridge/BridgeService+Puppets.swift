@@ -35,22 +35,54 @@ extension BridgeService {
             relayAnnounce(network: name, channel: channel, "\(occupant.nick) joined the XMPP room")
             return
         }
-        if network.puppets.values.filter({ !$0.relayed }).count >= network.configuration.maxPuppets {
+        if network.configuration.puppetJoins == .lazy {
+            // Lazy: no connection until the occupant first says something; IRC users who
+            // join meanwhile are told who is in the room (lazyOccupantsNotice).
+            puppet.dormant = true
+            network.puppets[key] = puppet
+            networks[name] = network
+            return
+        }
+        startPuppet(&puppet, network: &network)
+        networks[name] = network
+    }
+
+    /// Connects a new puppet through the admission rate, or relays the occupant through the
+    /// bridge's connection when `max_puppets` is reached.
+    private func startPuppet(_ puppet: inout Puppet, network: inout NetworkState) {
+        let name = network.configuration.name
+        puppet.dormant = false
+        if network.puppets.values.filter({ !$0.relayed && !$0.dormant && $0.key != puppet.key }).count >= network.configuration.maxPuppets {
             // max_puppets reached: this occupant is relayed through the bridge's connection.
             puppet.relayed = true
-            network.puppets[key] = puppet
+            network.puppets[puppet.key] = puppet
             if !network.relayAnnounced {
                 network.relayAnnounced = true
                 logger.warning("max_puppets reached; further occupants are relayed through the bridge's connection", metadata: ["network": "\(name)", "max_puppets": "\(network.configuration.maxPuppets)"])
             }
-            networks[name] = network
             return
         }
         // Admission: at most puppet_connections_per_second new connections to this network.
         let wait = network.admitPuppet()
-        network.puppets[key] = puppet
+        network.puppets[puppet.key] = puppet
         networks[name] = network
-        puppetConnect(key: key, network: name, after: wait)
+        puppetConnect(key: puppet.key, network: name, after: wait)
+    }
+
+    /// A lazily joined occupant speaks: its puppet connects now and says the line once in.
+    private func wake(_ puppet: inout Puppet, network: inout NetworkState) {
+        guard puppet.dormant else { return }
+        logger.info("a lazily joined occupant speaks; its puppet connects", metadata: ["network": "\(network.configuration.name)", "puppet": "\(puppet.roomNick)"])
+        startPuppet(&puppet, network: &network)
+    }
+
+    /// `puppet_joins = "lazy"`: an IRC user joining the channel is told, once, which XMPP
+    /// occupants are in the room without a puppet yet, so nobody is there unseen.
+    func lazyOccupantsNotice(to nick: String, channel: String, network: NetworkState) {
+        let dormant = network.puppets.values.filter { $0.dormant && $0.wanted[channel] != nil }.map(\.roomNick).sorted()
+        guard !dormant.isEmpty, let connection = network.connection else { return }
+        let text = "Also in the XMPP room (they join IRC when they speak): " + dormant.joined(separator: ", ")
+        connection.send(IRCMessage(command: "NOTICE", nick, Self.clip(text)))
     }
 
     /// Connects the puppet `key` (again) after `delay`, to the server the bridge's own
@@ -113,6 +145,9 @@ extension BridgeService {
             network.puppetNicks[network.fold(nick)] = key
             puppet.connection?.send(puppet.wanted.values.sorted().map { IRCMessage(command: "JOIN", $0) })
             if let away = puppet.away { puppet.connection?.send(IRCMessage(command: "AWAY", away)) }
+            let direct = puppet.queuedPrivate
+            puppet.queuedPrivate = []
+            puppet.connection?.send(direct.flatMap { privmsgs(channel: $0.target, text: $0.text, nick: nick, lineLength: network.isupport.lineLength) })
         case .message(let message):
             let ownNick = puppet.nick.map(network.fold)
             if message.command == "PRIVMSG", message.parameters.count >= 2, network.fold(message.parameters[0]) == ownNick,
@@ -294,7 +329,9 @@ extension BridgeService {
             return
         }
         let folded = network.fold(channel)
+        wake(&puppet, network: &network)
         if puppet.relayed || puppet.relayedChannels.contains(folded) {
+            networks[name] = network
             relaySay(nick: puppet.roomNick, network: name, channel: channel, body: body)
             return
         }
@@ -368,12 +405,25 @@ extension BridgeService {
     }
 
     /// A remote occupant wrote privately to one of our IRC users: their puppet says it.
+    /// A puppet still connecting (or asleep, `puppet_joins = "lazy"`) says it once registered.
     func puppetPrivateMessage(_ occupant: ShadowRoom.RemoteOccupant, to nick: String, network name: String, body: String) {
-        guard let network = networks[name], let puppet = network.puppets[occupant.realJID.description], let puppetNick = puppet.nick else {
+        guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description], !puppet.relayed else {
             logger.warning("a private message from an occupant not on IRC was not relayed", metadata: ["network": "\(name)"])
             return
         }
-        puppet.connection?.send(privmsgs(channel: nick, text: body, nick: puppetNick, lineLength: network.isupport.lineLength))
+        wake(&puppet, network: &network)
+        if let puppetNick = puppet.nick, let connection = puppet.connection {
+            connection.send(privmsgs(channel: nick, text: body, nick: puppetNick, lineLength: network.isupport.lineLength))
+            return
+        }
+        guard !puppet.relayed, puppet.queuedPrivate.count < Puppet.maximumQueuedLines else {
+            logger.warning("a private message from an occupant not on IRC was not relayed", metadata: ["network": "\(name)"])
+            networks[name] = network
+            return
+        }
+        puppet.queuedPrivate.append((nick, body))
+        network.puppets[puppet.key] = puppet
+        networks[name] = network
     }
 
     /// A room role is the puppet's channel status, where configured and the bridge may.
@@ -418,7 +468,7 @@ extension BridgeService {
     func puppetTopic(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, subject: String) {
         guard let network = networks[name], let puppet = network.puppets[occupant.realJID.description] else { return }
         let flat = Self.clip(subject, bytes: 390)
-        if puppet.relayed || puppet.relayedChannels.contains(network.fold(channel)) {
+        if puppet.relayed || puppet.dormant || puppet.relayedChannels.contains(network.fold(channel)) {
             // No puppet in the channel: the bridge sets it (if it may).
             network.connection?.send(IRCMessage(command: "TOPIC", channel, flat))
             return

@@ -443,6 +443,7 @@ public actor BridgeService {
                 netjoin(sourceNick, host: host, channel: channel, network: &network)
                 if let host { network.userHosts[network.fold(sourceNick)] = host }
                 ircUserJoined(sourceNick, channel: channel, network: &network)
+                lazyOccupantsNotice(to: sourceNick, channel: channel, network: network)
             }
         case "PART":
             guard let channel = message.parameters.first.map(network.fold) else { return }

@@ -209,6 +209,10 @@ struct Puppet {
     var joined: Set<String> = []
     /// Lines said before the puppet was in the channel.
     var queued: [(channel: String, text: String)] = []
+    /// Private messages written before the puppet was registered (nick, text).
+    var queuedPrivate: [(target: String, text: String)] = []
+    /// `puppet_joins = "lazy"`: the occupant has not spoken yet, so there is no connection.
+    var dormant = false
     /// The network refused this puppet's connection: the occupant speaks through the bridge's
     /// own connection as `<nick> text` (issue 6, relay fallback), so nothing is lost.
     var relayed = false

@@ -173,6 +173,13 @@ public struct Network: Sendable {
     /// Puppets set the server's deaf user mode where it has one (`deaf_puppets`); a reload
     /// that changes it applies to puppets that connect afterwards.
     public var deafPuppets = true
+    /// When an occupant's puppet joins IRC (`puppet_joins`): with the occupant, or at its first
+    /// line; a reload that changes it applies to occupants who join afterwards.
+    public var puppetJoins = PuppetJoins.eager
+
+    public enum PuppetJoins: String, Sendable {
+        case eager, lazy
+    }
     /// Flood control for every connection to this network: lines at once, then per second.
     public var floodBurst: Int
     public var floodLinesPerSecond: Double
@@ -449,6 +456,10 @@ extension Network {
         let maxPuppets = try reader.int("max_puppets") ?? 500
         guard maxPuppets >= 0 else { throw document.error("network.max_puppets", "must be 0 or more") }
         let deafPuppets = try reader.bool("deaf_puppets") ?? true
+        let joinsRaw = try reader.string("puppet_joins") ?? "eager"
+        guard let puppetJoins = Network.PuppetJoins(rawValue: joinsRaw) else {
+            throw document.error("network.puppet_joins", "must be \"eager\" or \"lazy\"")
+        }
         let admission = try reader.double("puppet_connections_per_second") ?? 5
         guard admission > 0 else { throw document.error("network.puppet_connections_per_second", "must be more than 0") }
         let floodBurst = try reader.int("flood_burst") ?? 5
@@ -516,6 +527,7 @@ extension Network {
             puppetConnectionsPerSecond: admission, bindAddress: bind, tls: tls, sasl: sasl, webirc: webirc, channels: channels,
             translation: translation, passwordInline: password?.inline == true)
         network.deafPuppets = deafPuppets
+        network.puppetJoins = puppetJoins
         return network
     }
 }

@@ -154,23 +154,24 @@ struct ConfigurationTests {
         }
     }
 
-    @Test("translation settings: relay mode, announcements, the collision suffix, corrections and reactions; bad values name their key")
+    @Test("translation settings: relay mode, lazy joins, announcements, the collision suffix, corrections and reactions; bad values name their key")
     func translation() throws {
-        let settings = "xmpp_users = \"relay\"\nrelay_announce_joins = true\nrelay_zero_width_space = true\ncollision_suffix = \"[irc]\"\ncorrections = \"drop\"\nreactions = false\n"
+        let settings = "xmpp_users = \"relay\"\nrelay_announce_joins = true\nrelay_zero_width_space = true\ncollision_suffix = \"[irc]\"\ncorrections = \"drop\"\nreactions = false\npuppet_joins = \"lazy\"\n"
         let mapping = Self.network.replacingOccurrences(of: "nick = \"bridge\"\n", with: "nick = \"bridge\"\n" + settings)
         let (config, error, files) = try Self.load(Self.good, mappings: ["example.toml": mapping])
         defer { files.remove() }
         #expect(error == nil, "\(String(describing: error))")
         let network = try #require(config?.bridge?.networks.first)
-        #expect(network.xmppUsers == .relay)
+        #expect(network.xmppUsers == .relay && network.puppetJoins == .lazy)
         #expect(network.translation.relayAnnounceJoins && network.translation.relayZeroWidthSpace && !network.translation.reactions)
         #expect(network.translation.collisionSuffix == "[irc]" && network.translation.corrections == .drop)
 
         let (defaults, _, defaultFiles) = try Self.load(Self.good)
         defer { defaultFiles.remove() }
         #expect(defaults?.bridge?.networks.first?.translation == Network.Translation())
+        #expect(defaults?.bridge?.networks.first?.puppetJoins == .eager)
 
-        for (bad, key) in [("collision_suffix = \"a b\"", "network.collision_suffix"), ("corrections = \"maybe\"", "network.corrections")] {
+        for (bad, key) in [("collision_suffix = \"a b\"", "network.collision_suffix"), ("corrections = \"maybe\"", "network.corrections"), ("puppet_joins = \"sometimes\"", "network.puppet_joins")] {
             let (_, error, files) = try Self.load(Self.good, mappings: ["example.toml": Self.network.replacingOccurrences(of: "nick = \"bridge\"\n", with: "nick = \"bridge\"\n\(bad)\n")])
             defer { files.remove() }
             #expect(error?.key == key, "\(String(describing: error))")

@@ -366,6 +366,65 @@ struct BridgeSemanticsTests {
         #expect(!r.agent.events(since: 0).contains { $0.user == "carol" && $0.command == "JOIN" && !["carol", "sbridge"].contains($0.nick ?? "") }, "no puppet ever joined")
     }
 
+    @Test("lazy puppet joins: an XMPP occupant is on IRC only once they speak; an IRC user who joins meanwhile is told who is in the room; a private message wakes a puppet too")
+    func lazyPuppetJoins() throws {
+        let servers = try LabServers.require()
+        let r = try BridgedRoom(servers: servers, name: "lazy1", ircUsers: ["carol"], xmppUsers: [], networkSettings: "puppet_joins = \"lazy\"")
+        defer { r.close() }
+        var mark = r.agent.mark
+        try r.agent.xmppUserJoins("lzx", prosody: servers.prosody, room: r.room, nick: "xanna")
+        try r.agent.xmppUserJoins("lzy", prosody: servers.prosody, room: r.room, nick: "yuri")
+        r.agent.waitForQuiet(seconds: 2, timeout: 20)
+        let early = r.agent.events(since: mark).filter { $0.user == "carol" && $0.isTraffic }
+        #expect(early.isEmpty, "nothing on IRC while they are silent: \(early)")
+
+        r.agent.send(["cmd": "irc_connect", "user": "dave", "port": servers.ngircd.port, "nick": "dave"])
+        try r.agent.waitFor("dave registered") { $0.user == "dave" && $0.command == "001" }
+        Thread.sleep(forTimeInterval: 0.5)
+        mark = r.agent.mark
+        r.irc("dave", "JOIN \(r.channel)")
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("dave is told who is in the room") {
+                    $0.user == "dave" && $0.command == "NOTICE" && $0.nick == "sbridge"
+                        && $0.params == ["dave", "Also in the XMPP room (they join IRC when they speak): xanna, yuri"]
+                },
+                On.irc(to: "carol", "JOIN", from: "dave"), On.irc(to: "dave", "JOIN", from: "dave"),
+                On.xmppPresence(to: "lzx", from: r.occupant("dave"), unavailable: false),
+                On.xmppPresence(to: "lzy", from: r.occupant("dave"), unavailable: false),
+            ], since: mark)
+
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "lzx", "room": r.room, "body": "first words"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.irc(to: "carol", "JOIN", from: "xanna"), On.irc(to: "dave", "JOIN", from: "xanna"),
+                On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: "first words"),
+                On.ircPrivmsg(to: "dave", from: "xanna", channel: r.channel, text: "first words"),
+                On.xmppMessage(to: "lzx", from: r.occupant("xanna"), body: "first words"),
+                On.xmppMessage(to: "lzy", from: r.occupant("xanna"), body: "first words"),
+            ], since: mark, timeout: 20)
+        let order = r.agent.events(since: mark).filter { $0.user == "carol" && ["JOIN", "PRIVMSG"].contains($0.command ?? "") }.map { $0.command ?? "" }
+        #expect(order == ["JOIN", "PRIVMSG"], "the puppet joins before it speaks")
+
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_pm", "user": "lzy", "room": r.room, "nick": "dave", "body": "psst"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.irc(to: "carol", "JOIN", from: "yuri"), On.irc(to: "dave", "JOIN", from: "yuri"),
+                Expected("dave gets yuri's private message") { $0.user == "dave" && $0.command == "PRIVMSG" && $0.nick == "yuri" && $0.params == ["dave", "psst"] },
+            ], since: mark, timeout: 20)
+
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_leave", "user": "lzx", "room": r.room, "nick": "xanna", "status": "bye"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.irc(to: "carol", "QUIT", from: "xanna"), On.irc(to: "dave", "QUIT", from: "xanna"),
+                Expected("xanna's own leave") { $0.user == "lzx" && $0.kind == "presence" && $0.type == "unavailable" && $0.from == r.occupant("xanna") },
+                On.xmppPresence(to: "lzy", from: r.occupant("xanna"), unavailable: true),
+            ], since: mark)
+    }
+
     @Test("a reply, a correction, a reaction and a shared file from an XMPP client each reach IRC as one line: nick: prefix, (correction), /me reacted, the URL")
     func modernClientLines() throws {
         let r = try BridgedRoom(servers: try LabServers.require(), name: "modern1", ircUsers: ["carol"], xmppUsers: [("mxa", "xanna")])
