@@ -94,7 +94,7 @@ extension BridgeService {
         let irc = connectionSettings(
             network.configuration, server: server,
             nick: preferredNick(for: puppet, network: network),
-            username: PuppetNick.ident(for: key, secret: identitySecret), realname: "\(puppet.roomNick) (XMPP, via Shadowbridge)", bridge: false, puppetKey: key)
+            username: PuppetNick.ident(for: key, secret: identitySecret), realname: "\(puppet.roomNick) \(NetworkState.puppetRealnameMarker)", bridge: false, puppetKey: key)
         let logger = self.logger.with("network", name).with("puppet", puppet.roomNick)
         let group = self.group
         Task { [self] in

@@ -407,7 +407,8 @@ public actor BridgeService {
     private func handleBridgeMessage(_ message: IRCMessage, network: inout NetworkState) {
         let sourceNick = message.sourceNick ?? ""
         let fromSelf = network.fold(sourceNick) == network.fold(network.nick ?? "")
-        let fromPuppet = network.puppetNicks[network.fold(sourceNick)] != nil
+        let otherBridgePuppet = network.otherBridgePuppets[network.fold(sourceNick)] != nil
+        let fromPuppet = network.puppetNicks[network.fold(sourceNick)] != nil || otherBridgePuppet
         switch message.command {
         case "353":
             // RPL_NAMREPLY: me, symbol, channel, names.
@@ -417,7 +418,12 @@ public actor BridgeService {
             let modeFor = Dictionary(network.isupport.prefixes.map { ($0.prefix, $0.mode) }, uniquingKeysWith: { a, _ in a })
             for name in message.parameters[3].split(separator: " ") {
                 // multi-prefix gives "@+nick", userhost-in-names "nick!user@host".
-                let nick = String(name.drop(while: { prefixes.contains($0) }).prefix(while: { $0 != "!" }))
+                let source = name.drop(while: { prefixes.contains($0) })
+                let nick = String(source.prefix(while: { $0 != "!" }))
+                if network.puppetNicks[network.fold(nick)] == nil, network.isOtherBridgePuppet(String(source)) {
+                    network.otherBridgePuppets[network.fold(nick), default: []].insert(channel)
+                    continue
+                }
                 let modes = Set(name.prefix(while: { prefixes.contains($0) }).compactMap { modeFor[$0] })
                 network.memberModes[channel, default: [:]][network.fold(nick)] = modes
                 network.pendingNames[channel, default: []].append(nick)
@@ -438,6 +444,12 @@ public actor BridgeService {
             guard let channel = message.parameters.first.map(network.fold) else { return }
             if fromSelf {
                 network.joined.insert(channel)
+            } else if !fromPuppet, network.isOtherBridgePuppet(message.source ?? sourceNick, realname: message.parameters.dropFirst(2).first) {
+                // Another bridge's puppet (flow J): its user reaches the room another way.
+                network.otherBridgePuppets[network.fold(sourceNick), default: []].insert(channel)
+                logger.debug("another bridge's puppet is not an occupant", metadata: ["network": "\(network.configuration.name)", "nick": "\(sourceNick)"])
+            } else if otherBridgePuppet {
+                network.otherBridgePuppets[network.fold(sourceNick), default: []].insert(channel)
             } else if !fromPuppet {
                 let host = message.source?.split(separator: "@", maxSplits: 1).dropFirst().first.map(String.init)
                 netjoin(sourceNick, host: host, channel: channel, network: &network)
@@ -450,6 +462,8 @@ public actor BridgeService {
             if fromSelf {
                 network.joined.remove(channel)
                 channelLost(channel, network: &network, reason: "the bridge left the channel")
+            } else if otherBridgePuppet {
+                network.otherBridgePuppetLeft(sourceNick, channel: channel)
             } else if !fromPuppet {
                 ircUserLeft(sourceNick, channel: channel, reason: message.parameters.dropFirst().first, network: &network)
             }
@@ -462,10 +476,13 @@ public actor BridgeService {
                 network.joined.remove(channel)
                 channelLost(channel, network: &network, reason: "the bridge was kicked")
                 network.connection?.send(IRCMessage(command: "JOIN", message.parameters[0]))
+            } else if network.otherBridgePuppets[network.fold(target)] != nil {
+                network.otherBridgePuppetLeft(target, channel: channel)
             } else if network.puppetNicks[network.fold(target)] == nil {
                 ircUserLeft(target, channel: channel, reason: reason, kickedBy: sourceNick, network: &network)
             }
         case "QUIT":
+            if otherBridgePuppet { network.otherBridgePuppetLeft(sourceNick, channel: nil) }
             guard !fromSelf && !fromPuppet else { return }
             if let reason = message.parameters.first, NetworkState.isNetsplit(reason), network.configuration.translation.netsplitGrace > 0 {
                 netsplitQuit(sourceNick, reason: reason, network: &network)
@@ -484,6 +501,9 @@ public actor BridgeService {
                 }
                 network.nick = newNick
                 return
+            }
+            if otherBridgePuppet, let channels = network.otherBridgePuppets.removeValue(forKey: network.fold(sourceNick)) {
+                network.otherBridgePuppets[network.fold(newNick)] = channels
             }
             guard !fromPuppet else { return }
             // One nick change in every room the user is in (303), never a leave and a join.
@@ -656,6 +676,7 @@ public actor BridgeService {
             ircUserLeft(key, channel: channel, reason: reason, network: &network)
         }
         network.memberModes[channel] = nil
+        for nick in network.otherBridgePuppets.keys.sorted() { network.otherBridgePuppetLeft(nick, channel: channel) }
     }
 
     /// What an IRC user the room refused or removed is told, once (PROTOCOL.md flows E and I).
@@ -676,6 +697,7 @@ public actor BridgeService {
             network.joined.removeAll()
             network.splitUsers.removeAll()
             network.memberModes.removeAll()
+            network.otherBridgePuppets.removeAll()
             for channel in network.members.keys.sorted() {
                 channelLost(channel, network: &network, reason: "The bridge lost its IRC connection")
             }

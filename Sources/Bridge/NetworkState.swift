@@ -50,6 +50,9 @@ struct NetworkState {
     var puppets: [String: Puppet] = [:]
     /// Registered puppet nicks (folded) to puppet keys: how the bridge knows its own.
     var puppetNicks: [String: String] = [:]
+    /// Another bridge's puppets (PROTOCOL.md flow J), folded nick -> the channels (folded)
+    /// they are in: never occupants, their lines not relayed, like the bridge's own.
+    var otherBridgePuppets: [String: Set<String>] = [:]
     /// The admin has been told that this network refused puppets and some occupants are
     /// relayed through the bridge's own connection.
     var relayAnnounced = false
@@ -63,6 +66,28 @@ struct NetworkState {
     }
 
     func fold(_ s: String) -> String { isupport.caseMapping.fold(s) }
+
+    /// The realname every Shadowbridge puppet carries after its room nick.
+    static let puppetRealnameMarker = "(XMPP, via Shadowbridge)"
+
+    /// Whether `source` (`nick!user@host`, or a bare nick from NAMES) is another bridge's
+    /// puppet: it matches `other_bridge_masks`, or extended-join shows a Shadowbridge
+    /// puppet's realname (another Shadowbridge process on this network).
+    func isOtherBridgePuppet(_ source: String, realname: String? = nil) -> Bool {
+        if let realname, realname.hasSuffix(Self.puppetRealnameMarker) { return true }
+        return configuration.otherBridgeMasks.contains { IRCMask($0).matches(source, caseMapping: isupport.caseMapping) }
+    }
+
+    /// Forgets another bridge's puppet in `channel`, or everywhere when nil.
+    mutating func otherBridgePuppetLeft(_ nick: String, channel: String?) {
+        let key = fold(nick)
+        guard let channel else {
+            otherBridgePuppets[key] = nil
+            return
+        }
+        otherBridgePuppets[key]?.remove(channel)
+        if otherBridgePuppets[key]?.isEmpty == true { otherBridgePuppets[key] = nil }
+    }
 
     /// Notes a channel line the bridge's connection received; false when its msgid was seen
     /// already (a CHATHISTORY answer overlapping what arrived live). Only history repeats

@@ -176,6 +176,10 @@ public struct Network: Sendable {
     /// When an occupant's puppet joins IRC (`puppet_joins`): with the occupant, or at its first
     /// line; a reload that changes it applies to occupants who join afterwards.
     public var puppetJoins = PuppetJoins.eager
+    /// Masks (`nick!user@host`) of another bridge's puppets on this network
+    /// (`other_bridge_masks`, PROTOCOL.md flow J): their users reach the room another way, so
+    /// they never become occupants and their lines are not relayed.
+    public var otherBridgeMasks: [String] = []
 
     public enum PuppetJoins: String, Sendable {
         case eager, lazy
@@ -456,6 +460,10 @@ extension Network {
         let maxPuppets = try reader.int("max_puppets") ?? 500
         guard maxPuppets >= 0 else { throw document.error("network.max_puppets", "must be 0 or more") }
         let deafPuppets = try reader.bool("deaf_puppets") ?? true
+        let otherBridgeMasks = try reader.strings("other_bridge_masks") ?? []
+        for mask in otherBridgeMasks where !ShadowbridgeConfiguration.isMask(mask) {
+            throw document.error("network.other_bridge_masks", "\(mask) is not a nick!user@host mask")
+        }
         let joinsRaw = try reader.string("puppet_joins") ?? "eager"
         guard let puppetJoins = Network.PuppetJoins(rawValue: joinsRaw) else {
             throw document.error("network.puppet_joins", "must be \"eager\" or \"lazy\"")
@@ -528,11 +536,20 @@ extension Network {
             translation: translation, passwordInline: password?.inline == true)
         network.deafPuppets = deafPuppets
         network.puppetJoins = puppetJoins
+        network.otherBridgeMasks = otherBridgeMasks
         return network
     }
 }
 
 extension ShadowbridgeConfiguration {
+    /// `nick!user@host` with each part non-empty and no spaces: what an IRC mask looks like.
+    static func isMask(_ text: String) -> Bool {
+        let parts = text.split(separator: "!", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !text.contains(where: { $0.isWhitespace || $0 == "\0" }) else { return false }
+        let userHost = parts[1].split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
+        return userHost.count == 2 && !userHost[0].isEmpty && !userHost[1].isEmpty
+    }
+
     /// `host:port` or `[v6]:port`.
     static func hostAndPort(_ text: String, key: String, document: TOMLDocument) throws(ConfigurationError) -> (host: String, port: Int) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port), colon > text.startIndex else {
@@ -653,6 +670,6 @@ extension Network {
             && encodingFallback == other.encodingFallback && xmppUsers == other.xmppUsers && puppetNick == other.puppetNick
             && maxPuppets == other.maxPuppets && floodBurst == other.floodBurst && floodLinesPerSecond == other.floodLinesPerSecond
             && puppetConnectionsPerSecond == other.puppetConnectionsPerSecond && tls == other.tls && sasl == other.sasl && bindAddress == other.bindAddress
-            && webirc == other.webirc
+            && webirc == other.webirc && otherBridgeMasks == other.otherBridgeMasks
     }
 }

@@ -425,6 +425,63 @@ struct BridgeSemanticsTests {
             ], since: mark)
     }
 
+    @Test("no loops: another bridge's puppets (other_bridge_masks) never become occupants and their lines are not relayed, from NAMES or a later JOIN, through a nick change; real IRC users still are")
+    func otherBridgePuppets() throws {
+        let servers = try LabServers.require()
+        let r = try BridgedRoom(
+            servers: servers, name: "loop1", ircUsers: ["carol"], xmppUsers: [("lpx", "xanna")],
+            networkSettings: "other_bridge_masks = [\"*[m]!*@*\", \"*!*matrix@*\"]", notOccupants: ["bob[m]"])
+        defer { r.close() }
+        var mark = r.agent.mark
+        r.agent.send(["cmd": "irc_connect", "user": "dora", "port": servers.ngircd.port, "nick": "dora", "username": "matrix"])
+        try r.agent.waitFor("dora registered") { $0.user == "dora" && $0.command == "001" }
+        r.irc("dora", "JOIN \(r.channel)")
+        try r.agent.waitFor("carol sees dora join", since: mark) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "dora" }
+        r.irc("bob[m]", "PRIVMSG \(r.channel) :said on matrix")
+        r.irc("dora", "PRIVMSG \(r.channel) :also from matrix")
+        r.irc("dora", "NICK dora[m]")
+        r.irc("carol", "PRIVMSG \(r.channel) :hi all")
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "lpx", from: r.occupant("carol"), body: "hi all"),
+                On.ircPrivmsg(to: "carol", from: "bob[m]", channel: r.channel, text: "said on matrix"),
+                On.ircPrivmsg(to: "carol", from: "dora", channel: r.channel, text: "also from matrix"),
+                On.ircPrivmsg(to: "dora", from: "bob[m]", channel: r.channel, text: "said on matrix"),
+                On.ircPrivmsg(to: "bob[m]", from: "dora", channel: r.channel, text: "also from matrix"),
+                On.ircPrivmsg(to: "dora", from: "carol", channel: r.channel, text: "hi all"),
+                On.ircPrivmsg(to: "bob[m]", from: "carol", channel: r.channel, text: "hi all"),
+                On.irc(to: "carol", "JOIN", from: "dora"), On.irc(to: "dora", "JOIN", from: "dora"), On.irc(to: "bob[m]", "JOIN", from: "dora"),
+                On.irc(to: "carol", "NICK", from: "dora"), On.irc(to: "dora", "NICK", from: "dora"), On.irc(to: "bob[m]", "NICK", from: "dora"),
+            ], since: mark)
+        let occupants = r.agent.events(since: 0).filter { $0.user == "lpx" && $0.kind == "presence" }.compactMap(\.from)
+        #expect(!occupants.contains { $0.hasSuffix("[m]") || $0.hasSuffix("/dora") }, "\(occupants)")
+
+        // The XMPP side reaches all of them once; they leave without the room noticing.
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "lpx", "room": r.room, "body": "hello everyone"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "lpx", from: r.occupant("xanna"), body: "hello everyone"),
+                On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: "hello everyone"),
+                On.ircPrivmsg(to: "bob[m]", from: "xanna", channel: r.channel, text: "hello everyone"),
+                On.ircPrivmsg(to: "dora", from: "xanna", channel: r.channel, text: "hello everyone"),
+            ], since: mark)
+        mark = r.agent.mark
+        r.irc("dora", "PART \(r.channel) :gone")
+        r.irc("bob[m]", "QUIT :gone")
+        try r.agent.expectExactlyOnce(
+            [
+                On.irc(to: "carol", "PART", from: "dora[m]"), On.irc(to: "dora", "PART", from: "dora[m]"), On.irc(to: "bob[m]", "PART", from: "dora[m]"),
+                On.irc(to: "carol", "QUIT", from: "bob[m]"),
+                Expected("ngircd's statistics for bob[m] as he quits") { $0.user == "bob[m]" && $0.command == "NOTICE" && ($0.params.last ?? "").hasPrefix("Connection statistics") },
+            ], since: mark)
+
+        // A real IRC user is still an occupant.
+        mark = r.agent.mark
+        try r.agent.ircUserJoins("erin", port: servers.ngircd.port, channel: r.channel)
+        try r.agent.waitFor("xanna sees erin", since: mark) { $0.user == "lpx" && $0.kind == "presence" && $0.from == r.occupant("erin") }
+    }
+
     @Test("a reply, a correction, a reaction and a shared file from an XMPP client each reach IRC as one line: nick: prefix, (correction), /me reacted, the URL")
     func modernClientLines() throws {
         let r = try BridgedRoom(servers: try LabServers.require(), name: "modern1", ircUsers: ["carol"], xmppUsers: [("mxa", "xanna")])

@@ -6,7 +6,7 @@ import Testing
 /// Prosody. SASL, TLS, and every capability InspIRCd offers switched on at once.
 @Suite("IRC connections through InspIRCd with Atheme: SASL, TLS, IRCv3", .serialized, .labServersWithInspIRCd)
 struct IRCv3ServerTests {
-    @Test("SASL PLAIN with a good password, echo-message and away-notify on: one line each way, exactly once, and the bridge is marked a bot")
+    @Test("SASL PLAIN with a good password, echo-message and away-notify on: one line each way, exactly once, and the bridge is marked a bot; another Shadowbridge's puppet (extended-join realname) is no occupant")
     func saslAndEveryCapability() throws {
         let servers = try LabServers.require()
         let inspircd = try #require(servers.inspircd)
@@ -58,6 +58,20 @@ struct IRCv3ServerTests {
         try r.agent.expectExactlyOnce(
             [On.xmppMessage(to: "v3x", from: r.occupant("dave"), body: "xena's puppet is deaf"), On.ircPrivmsg(to: "carol", from: "dave", channel: r.channel, text: "xena's puppet is deaf")],
             since: mark)
+
+        // Flow J through extended-join: another Shadowbridge's puppet (its realname says so)
+        // joins and speaks; the room sees neither, IRC sees both once.
+        r.agent.send(["cmd": "irc_connect", "user": "yann", "port": inspircd.port, "nick": "yann", "realname": "yann (XMPP, via Shadowbridge)"])
+        try r.agent.waitFor("yann registered") { $0.user == "yann" && $0.command == "001" }
+        mark = r.agent.mark
+        r.irc("yann", "JOIN \(r.channel)")
+        r.irc("yann", "PRIVMSG \(r.channel) :from another bridge")
+        try r.agent.expectExactlyOnce(
+            [
+                On.irc(to: "carol", "JOIN", from: "yann"), On.irc(to: "dave", "JOIN", from: "yann"), On.irc(to: "yann", "JOIN", from: "yann"),
+                On.ircPrivmsg(to: "carol", from: "yann", channel: r.channel, text: "from another bridge"),
+                On.ircPrivmsg(to: "dave", from: "yann", channel: r.channel, text: "from another bridge"),
+            ], since: mark)
     }
 
     @Test("away-notify: an IRC user's AWAY is one presence with show away and the message; back is one presence without")

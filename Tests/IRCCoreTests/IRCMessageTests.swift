@@ -77,6 +77,20 @@ struct IRCTextTests {
         #expect(IRCCaseMapping.ascii.fold("Nick[A]") == "nick[a]")
     }
 
+    @Test("masks: * and ? under the case mapping; a bare nick from NAMES matches only masks with * user and host")
+    func masks() {
+        let m = IRCMask("*!~matrix@*.Example.org")
+        #expect(m.matches("bob[m]!~matrix@gw1.example.ORG", caseMapping: .rfc1459))
+        #expect(!m.matches("bob!~matrixx@gw1.example.org", caseMapping: .rfc1459))
+        #expect(!m.matches("bob[m]", caseMapping: .rfc1459), "user and host unknown")
+        #expect(IRCMask("*[m]!*@*").matches("Bob{M}", caseMapping: .rfc1459), "[] fold to {}")
+        #expect(!IRCMask("*[m]!*@*").matches("Bob{M}", caseMapping: .ascii))
+        #expect(IRCMask("x????????!*@*").matches("x1a2b3c4d!~u@h", caseMapping: .ascii))
+        #expect(!IRCMask("x????????!*@*").matches("x1a2b3c4!~u@h", caseMapping: .ascii))
+        // Backtracking stays linear: a pathological pattern against a long subject returns.
+        #expect(!IRCMask(String(repeating: "*a", count: 40) + "!*@*").matches(String(repeating: "a", count: 39) + "!u@h", caseMapping: .ascii))
+    }
+
     @Test("splits under the byte limit, at spaces, never inside a character")
     func splitting() {
         let text = String(repeating: "日本語 ", count: 100) + String(repeating: "é", count: 300)
