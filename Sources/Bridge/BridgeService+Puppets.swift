@@ -405,10 +405,16 @@ extension BridgeService {
     }
 
     /// A remote occupant wrote privately to one of our IRC users: their puppet says it.
-    /// A puppet still connecting (or asleep, `puppet_joins = "lazy"`) says it once registered.
+    /// A puppet still connecting (or asleep, `puppet_joins = "lazy"`) says it once registered;
+    /// a relayed occupant's goes from the bridge's connection (relayPrivateMessage).
     func puppetPrivateMessage(_ occupant: ShadowRoom.RemoteOccupant, to nick: String, network name: String, body: String) {
-        guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description], !puppet.relayed else {
+        guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else {
             logger.warning("a private message from an occupant not on IRC was not relayed", metadata: ["network": "\(name)"])
+            return
+        }
+        if puppet.relayed {
+            relayPrivateMessage(from: puppet.roomNick, to: nick, body: body, network: &network)
+            networks[name] = network
             return
         }
         wake(&puppet, network: &network)
@@ -424,6 +430,48 @@ extension BridgeService {
         puppet.queuedPrivate.append((nick, body))
         network.puppets[puppet.key] = puppet
         networks[name] = network
+    }
+
+    /// A relayed occupant (relay mode, or beyond what the network admits) writes privately to
+    /// an IRC user: `<nick> text` from the bridge's nick, and the first time, how to answer.
+    private func relayPrivateMessage(from roomNick: String, to nick: String, body: String, network: inout NetworkState) {
+        guard let connection = network.connection, let bridgeNick = network.nick else {
+            logger.warning("a private message from a relayed occupant was not sent: the bridge is not connected", metadata: ["network": "\(network.configuration.name)"])
+            return
+        }
+        connection.send(plainRelay(nick: roomNick, body: body, channel: nick, bridgeNick: bridgeNick, network: network))
+        let pair = network.fold(nick) + " " + roomNick
+        if network.relayPrivateHinted.insert(pair).inserted {
+            if network.relayPrivateHinted.count > 10_000 { network.relayPrivateHinted = [pair] }
+            connection.send(IRCMessage(command: "NOTICE", nick, Self.clip("\(roomNick) is an XMPP user; to answer privately: /msg \(bridgeNick) \(roomNick): your text")))
+        }
+    }
+
+    /// An IRC user wrote to the bridge's own nick: `nick: text` is a private message to the
+    /// relayed occupant of that room nick in a channel the two share; anything else gets a
+    /// NOTICE saying how to write one. CTCP to the bridge is not text.
+    func privateMessageToBridge(from sender: String, text: String, network: NetworkState) {
+        guard !text.hasPrefix("\u{1}"), let connection = network.connection, let bridgeNick = network.nick else { return }
+        let name = network.configuration.name
+        let relayed = network.puppets.values.filter { $0.relayed }
+        var target: (puppet: Puppet, body: String)?
+        if let colon = text.firstIndex(where: { $0 == ":" || $0 == "," }) {
+            let wanted = text[..<colon].trimmingCharacters(in: .whitespaces)
+            let body = text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            if !body.isEmpty, let puppet = relayed.first(where: { $0.roomNick == wanted }) ?? relayed.first(where: { $0.roomNick.lowercased() == wanted.lowercased() }) {
+                target = (puppet, body)
+            }
+        }
+        guard let (puppet, body) = target else {
+            connection.send(IRCMessage(command: "NOTICE", sender, Self.clip("I relay XMPP users' lines. To write to one privately: /msg \(bridgeNick) nick: your text")))
+            return
+        }
+        guard let text = Self.bodyFromIRC(body) else { return }
+        guard let channel = shadowsShared(network: name, ircNick: sender, roomNick: puppet.roomNick, channels: puppet.wanted.keys.sorted()) else {
+            connection.send(IRCMessage(command: "NOTICE", sender, Self.clip("\(puppet.roomNick) is an XMPP user; they get private messages only from people in a bridged channel you share.")))
+            return
+        }
+        withShadow(network: name, channel: channel) { $0.ircPrivateMessage(nick: sender, toRoomNick: puppet.roomNick, body: text) }
     }
 
     /// A room role is the puppet's channel status, where configured and the bridge may.

@@ -575,7 +575,11 @@ public actor BridgeService {
             }
             guard !fromSelf && !fromPuppet, message.parameters.count >= 2 else { return }
             let target = network.fold(message.parameters[0])
-            guard network.members[target] != nil else { return }  // private messages come later
+            if message.command == "PRIVMSG", target == network.fold(network.nick ?? "") {
+                privateMessageToBridge(from: sourceNick, text: message.parameters[1], network: network)
+                return
+            }
+            guard network.members[target] != nil else { return }
             guard let body = Self.bodyFromIRC(message.parameters[1]) else { return }
             withShadow(network: network.configuration.name, channel: target) { room in
                 room.ircMessage(nick: sourceNick, body: body, originID: RandomID.make(bytes: 12))

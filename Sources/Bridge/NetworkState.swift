@@ -56,6 +56,8 @@ struct NetworkState {
     /// The admin has been told that this network refused puppets and some occupants are
     /// relayed through the bridge's own connection.
     var relayAnnounced = false
+    /// IRC users (folded nick and room nick) told how to answer a relayed occupant privately.
+    var relayPrivateHinted: Set<String> = []
     /// When the next puppet may connect (admission rate), on the continuous clock.
     var nextPuppetAdmission = ContinuousClock.now
 

@@ -318,7 +318,7 @@ struct BridgeSemanticsTests {
         #expect(refusal?.xml?.contains("already in use in this room (as carol) by an IRC user") == true, "\(refusal?.xml ?? "")")
     }
 
-    @Test("relay mode: no puppets; XMPP users' joins, lines, /me and leaves come from the bridge once each, nicks kept from highlighting; IRC lines reach the room once")
+    @Test("relay mode: no puppets; XMPP users' joins, lines, /me, private messages both ways and leaves come from the bridge once each, nicks kept from highlighting; IRC lines reach the room once")
     func relayMode() throws {
         let servers = try LabServers.require()
         let r = try BridgedRoom(
@@ -353,6 +353,29 @@ struct BridgeSemanticsTests {
         mark = r.agent.mark
         r.irc("carol", "PRIVMSG \(r.channel) :hi xanna")
         try r.agent.expectExactlyOnce([On.xmppMessage(to: "rxa", from: r.occupant("carol"), body: "hi xanna")], since: mark)
+
+        // Private messages both ways through the bridge's nick.
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_pm", "user": "rxa", "room": r.room, "nick": "carol", "body": "psst, carol"])
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("carol gets xanna's private line from the bridge") { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "sbridge" && $0.params == ["carol", "<\(shown)> psst, carol"] },
+                Expected("carol is told how to answer, once") {
+                    $0.user == "carol" && $0.command == "NOTICE" && $0.nick == "sbridge" && $0.params == ["carol", "xanna is an XMPP user; to answer privately: /msg sbridge xanna: your text"]
+                },
+            ], since: mark)
+        mark = r.agent.mark
+        r.irc("carol", "PRIVMSG sbridge :xanna: got it")
+        r.irc("carol", "PRIVMSG sbridge :hello?")
+        r.agent.send(["cmd": "xmpp_pm", "user": "rxa", "room": r.room, "nick": "carol", "body": "good"])
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xanna gets carol's answer") { $0.user == "rxa" && $0.kind == "message" && $0.type == "chat" && $0.from == r.occupant("carol") && $0.body == "got it" },
+                Expected("carol is told how to write privately") {
+                    $0.user == "carol" && $0.command == "NOTICE" && $0.nick == "sbridge" && $0.params == ["carol", "I relay XMPP users' lines. To write to one privately: /msg sbridge nick: your text"]
+                },
+                Expected("carol gets xanna's second line, without the hint") { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "sbridge" && $0.params == ["carol", "<\(shown)> good"] },
+            ], since: mark)
 
         mark = r.agent.mark
         r.agent.send(["cmd": "xmpp_leave", "user": "rxa", "room": r.room, "nick": "xanna", "status": "lunch"])
