@@ -36,6 +36,9 @@ public actor BridgeService {
     /// (`bridge.database`): a puppet that connects again asks for it first, so a restart or a
     /// reconnection does not turn `Jurgen_` into `Jurgen` or back.
     var storedPuppetNicks: [String: [String: BridgeStore.PuppetNick]] = [:]
+    /// The last IRC line seen per network and channel (draft/chathistory), as stored: where a
+    /// restarted bridge's catch-up starts.
+    var storedSeen: [String: [String: BridgeStore.Seen]] = [:]
     let metrics = BridgeMetrics()
     private var componentConnections = 0
     /// Set by `shutdown()`: connections closing now are not reconnected.
@@ -127,6 +130,7 @@ public actor BridgeService {
         guard let store else { return }
         do {
             storedPuppetNicks = try store.puppetNicks()
+            storedSeen = try store.seen()
         } catch {
             logger.error("puppet nicks unreadable; puppets ask for fresh nicks", metadata: ["database": "\(store.path ?? "memory")", "error": "\(error)"])
         }
@@ -167,6 +171,20 @@ public actor BridgeService {
         } catch {
             metrics.stateWriteFailures.increment()
             logger.error("bridge state not written", metadata: ["shadow": "\(jid)", "error": "\(error)"])
+        }
+    }
+
+    /// Stores the newest channel line seen before it is relayed, like a room's position: a
+    /// restart asks the server for what came after it, and a kill loses at most the line in
+    /// flight, never relays one twice.
+    private func saveSeen(_ seen: BridgeStore.Seen, channel: String, network name: String) {
+        guard let store, storedSeen[name]?[channel] != seen else { return }
+        do {
+            try store.saveSeen(seen, channel: channel, network: name)
+            storedSeen[name, default: [:]][channel] = seen
+        } catch {
+            metrics.stateWriteFailures.increment()
+            logger.error("bridge state not written", metadata: ["network": "\(name)", "error": "\(error)"])
         }
     }
 
@@ -432,6 +450,12 @@ public actor BridgeService {
             guard message.parameters.count >= 2 else { return }
             let channel = network.fold(message.parameters[1])
             let names = network.pendingNames.removeValue(forKey: channel) ?? []
+            if network.lastSeen[channel] == nil, let seen = storedSeen[network.configuration.name]?[channel] {
+                // Restarted: the catch-up starts from the last line the previous process saw.
+                network.lastSeen[channel] = (seen.msgid, seen.time)
+                // The server's answer starts after it, or (some servers) with it.
+                if let msgid = seen.msgid { network.recentMessageIDs[channel, default: []].append(msgid) }
+            }
             for nick in names where !nick.isEmpty {
                 ircUserJoined(nick, channel: channel, network: &network)
             }
@@ -558,10 +582,13 @@ public actor BridgeService {
         case "FAIL" where message.parameters.first?.uppercased() == "RELAYMSG":
             relaymsgFailed(message, network: &network)
         case "PRIVMSG", "NOTICE":
-            if message.parameters.count >= 2, network.isupport.isChannel(message.parameters[0]),
-                !network.noteSeen(message, channel: network.fold(message.parameters[0]))
-            {
-                return  // history repeating a line already relayed
+            if message.parameters.count >= 2, network.isupport.isChannel(message.parameters[0]) {
+                let channel = network.fold(message.parameters[0])
+                let before = network.lastSeen[channel]
+                guard network.noteSeen(message, channel: channel) else { return }  // history repeating a line already relayed
+                if let seen = network.lastSeen[channel], seen.msgid != before?.msgid || seen.time != before?.time {
+                    saveSeen(.init(msgid: seen.msgid, time: seen.time), channel: channel, network: network.configuration.name)
+                }
             }
             if let relayer = message.tags.first(where: { $0.key == "draft/relaymsg" || $0.key == "relaymsg" })?.value,
                 network.fold(relayer) == network.fold(network.nick ?? "")

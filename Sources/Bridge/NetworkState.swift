@@ -112,7 +112,8 @@ struct NetworkState {
 
     /// draft/chathistory (ircv3, Ergo): after a reconnection the bridge asks for the channel
     /// lines said since the last one it saw, so lines said while it was away still reach the
-    /// room. Nothing on the first join of this process: it has no place to start from.
+    /// room. After a restart the place to start from comes from `bridge.database`; without
+    /// one, nothing on the first join.
     func catchUpRequest(channel: String, name: String) -> IRCMessage? {
         guard capabilities.isSuperset(of: ["draft/chathistory", "batch", "server-time"]), let seen = lastSeen[fold(channel)] else { return nil }
         let reference = seen.msgid.map { "msgid=\($0)" } ?? seen.time.map { "timestamp=\($0)" }

@@ -4,7 +4,9 @@ import GRDB
 /// The bridge's state in SQLite (`bridge.database`): where each shadow room stands in its
 /// master room's sequence, so that after a restart (SIGKILL included) the bridge asks for
 /// exactly the lines it has not relayed to IRC yet, and never relays one twice; and the IRC
-/// nick each XMPP user's puppet got on each network, so a restart does not rename them.
+/// nick each XMPP user's puppet got on each network, so a restart does not rename them; and
+/// the last IRC line seen per channel, where the server keeps history, so a restarted bridge
+/// asks for what was said while it was down.
 ///
 /// A position is written before the lines up to it are relayed (`savePosition` is
 /// synchronous): a kill can lose the lines in flight, never repeat them (IRC has no way to
@@ -56,7 +58,54 @@ public final class BridgeStore: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("irc seen") { db in
+            try db.execute(sql: """
+                CREATE TABLE irc_seen (
+                    network TEXT NOT NULL,
+                    channel TEXT NOT NULL,
+                    msgid TEXT,
+                    time TEXT,
+                    PRIMARY KEY (network, channel)
+                );
+                """)
+        }
         return migrator
+    }
+
+    /// The newest IRC channel line the bridge relayed, where the server names its lines
+    /// (draft/chathistory): a restarted bridge asks for the lines after it.
+    public struct Seen: Sendable, Hashable {
+        public var msgid: String?
+        public var time: String?
+
+        public init(msgid: String?, time: String?) {
+            self.msgid = msgid
+            self.time = time
+        }
+    }
+
+    /// Every stored last-seen line by network, then by channel (folded).
+    public func seen() throws -> [String: [String: Seen]] {
+        try database.read { db in
+            var seen: [String: [String: Seen]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM irc_seen") {
+                let network: String = row["network"], channel: String = row["channel"]
+                seen[network, default: [:]][channel] = Seen(msgid: row["msgid"], time: row["time"])
+            }
+            return seen
+        }
+    }
+
+    /// Records the newest line seen in `channel` on `network`; returns once SQLite has it.
+    public func saveSeen(_ seen: Seen, channel: String, network: String) throws {
+        try database.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO irc_seen (network, channel, msgid, time) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(network, channel) DO UPDATE SET msgid = excluded.msgid, time = excluded.time
+                    """,
+                arguments: [network, channel, seen.msgid, seen.time])
+        }
     }
 
     /// The IRC nick a puppet got, and the room nick it was made from.

@@ -195,14 +195,16 @@ struct LinkTests {
 @Suite("Bridge restarts", .serialized, .labServers)
 struct BridgeRestartTests {
     /// A bridge process for `#channel`, in a directory of its own, on the shared database.
-    static func startBridge(_ servers: LabServers, directory: URL, database: URL, channel: String, room: String) throws -> ShadowbridgeProcess {
+    static func startBridge(
+        _ servers: LabServers, directory: URL, database: URL, channel: String, room: String, network: String = "lab", ircPort: Int? = nil
+    ) throws -> ShadowbridgeProcess {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         return try ShadowbridgeProcess(
             directory: directory,
             config: ShadowbridgeProcess.config(
                 xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), master: false,
                 bridgeSettings: "database = \"\(database.path)\""),
-            mappings: ["lab.toml": ShadowbridgeProcess.mapping(network: "lab", ircPort: servers.ngircd.port, channels: [(channel, room)])])
+            mappings: ["\(network).toml": ShadowbridgeProcess.mapping(network: network, ircPort: ircPort ?? servers.ngircd.port, channels: [(channel, room)])])
     }
 
     @Test("a bridge restarted with SIGTERM, then killed with SIGKILL and started again: the room sees nobody leave but the IRC user who left meanwhile, and each XMPP line said while it was away reaches IRC once, none twice")
@@ -363,5 +365,47 @@ struct BridgeRestartTests {
                 On.xmppMessage(to: "rsjuergen", from: "\(room)/Jürgen", body: "still me"),
             ],
             since: mark, quiet: 2, timeout: 30)
+    }
+
+    @Test("draft/chathistory across a restart (scripted IRC peer): the restarted bridge asks for the lines after the last one it relayed, and each said while it was down reaches the room once")
+    func chathistoryAcrossRestart() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "bridge-history")
+        defer { Lab.removeUnlessKept(directory) }
+        let masterDirectory = directory.appendingPathComponent("master")
+        try FileManager.default.createDirectory(at: masterDirectory, withIntermediateDirectories: true)
+        let master = try LinkTests.startMaster(servers, directory: masterDirectory, splitGrace: 30)
+        defer { _ = master.stop() }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        agent.send(["cmd": "scripted_irc_server", "user": "chr", "names": ["carol"], "caps": "batch message-tags server-time draft/chathistory"])
+        let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
+        let channel = "#chr", room = "chr1@\(LabServers.masterDomain)", shadow = "\(channel)%scripted@\(LabServers.bridgeDomain)"
+        let database = directory.appendingPathComponent("bridge.sqlite")
+        func hex(_ line: String) -> String { Data((line + "\r\n").utf8).map { String(format: "%02x", $0) }.joined() }
+
+        var bridge = try Self.startBridge(
+            servers, directory: directory.appendingPathComponent("bridge1"), database: database, channel: channel, room: "chr1", network: "scripted", ircPort: port)
+        defer { _ = bridge.stop() }
+        try master.waitForLog("link federated", "shadow=\(shadow)", timeout: 20)
+        try agent.xmppUserJoins("chrx", prosody: servers.prosody, room: room, nick: "xena")
+        Thread.sleep(forTimeInterval: 0.5)
+        let before = "@time=2026-11-25T10:00:00.000Z;msgid=r1 :carol!u@h PRIVMSG #chr :before the restart"
+        var mark = agent.mark
+        agent.send(["cmd": "scripted_irc_send", "user": "chr", "channel": channel, "hex": hex(before)])
+        try agent.expectExactlyOnce([On.xmppMessage(to: "chrx", from: "\(room)/carol", body: "before the restart")], since: mark)
+
+        mark = agent.mark
+        #expect(bridge.stop() == 0)
+        try master.waitForLog("link split", "shadow=\(shadow)", timeout: 10)
+        agent.send([
+            "cmd": "scripted_irc_history", "user": "chr",
+            "lines": [before, "@time=2026-11-25T10:00:07.000Z;msgid=r2 :carol!u@h PRIVMSG #chr :said while the bridge was down"],
+        ])
+        bridge = try Self.startBridge(
+            servers, directory: directory.appendingPathComponent("bridge2"), database: database, channel: channel, room: "chr1", network: "scripted", ircPort: port)
+        try agent.waitFor("the catch-up request", since: mark, timeout: 30) { $0.kind == "scripted_irc_received" && $0.command == "CHATHISTORY" }
+        #expect(agent.events(since: mark).first { $0.kind == "scripted_irc_received" && $0.command == "CHATHISTORY" }?.raw == "CHATHISTORY AFTER #chr msgid=r1 100")
+        try agent.expectExactlyOnce([On.xmppMessage(to: "chrx", from: "\(room)/carol", body: "said while the bridge was down")], since: mark, quiet: 2, timeout: 30)
     }
 }

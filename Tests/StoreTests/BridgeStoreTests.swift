@@ -38,4 +38,20 @@ import Testing
         #expect(nicks["lab"] == ["juergen@xmpp.test": .init(roomNick: "Jürgen", ircNick: "Jurgen_")])
         #expect(nicks["other"]?["juergen@xmpp.test"]?.ircNick == "Juergen")
     }
+
+    @Test("the last IRC line seen per network and channel survives reopening; a line with only a time is kept")
+    func seenSurvivesReopening() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("bridge.sqlite").path
+        do {
+            let store = try BridgeStore(path: path)
+            try store.saveSeen(.init(msgid: "m1", time: "2026-11-25T10:00:00.000Z"), channel: "#ops", network: "lab")
+            try store.saveSeen(.init(msgid: "m2", time: "2026-11-25T10:00:01.000Z"), channel: "#ops", network: "lab")
+            try store.saveSeen(.init(msgid: nil, time: "2026-11-25T10:00:02.000Z"), channel: "#dev", network: "lab")
+        }
+        let seen = try BridgeStore(path: path).seen()
+        #expect(seen["lab"]?["#ops"] == .init(msgid: "m2", time: "2026-11-25T10:00:01.000Z"))
+        #expect(seen["lab"]?["#dev"] == .init(msgid: nil, time: "2026-11-25T10:00:02.000Z"))
+    }
 }
