@@ -147,7 +147,7 @@ extension BridgeService {
             if let away = puppet.away { puppet.connection?.send(IRCMessage(command: "AWAY", away)) }
             let direct = puppet.queuedPrivate
             puppet.queuedPrivate = []
-            puppet.connection?.send(direct.flatMap { privmsgs(channel: $0.target, text: $0.text, nick: nick, lineLength: network.isupport.lineLength) })
+            puppet.connection?.send(direct.flatMap { privmsgs(channel: $0.target, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines) })
         case .message(let message):
             let ownNick = puppet.nick.map(network.fold)
             if message.command == "PRIVMSG", message.parameters.count >= 2, network.fold(message.parameters[0]) == ownNick,
@@ -173,7 +173,7 @@ extension BridgeService {
                 if let mode = network.roleModeChange(&puppet, channel: puppet.wanted[channel] ?? channel) { network.connection?.send(mode) }
                 let ready = puppet.queued.filter { $0.channel == channel }
                 puppet.queued.removeAll { $0.channel == channel }
-                puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[channel] ?? channel, text: $0.text, nick: puppet.nick ?? "", lineLength: network.isupport.lineLength, multiline: puppet.multiline) })
+                puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[channel] ?? channel, text: $0.text, nick: puppet.nick ?? "", lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline) })
             case "PART", "KICK":
                 if let channel = message.parameters.first.map(network.fold) {
                     puppet.joined.remove(channel)
@@ -274,8 +274,7 @@ extension BridgeService {
         }
         if let separator = network.relaymsgSeparator {
             let relayNick = network.puppetNick(for: nick) + separator + "xmpp"
-            let lines = body.hasPrefix("/me ") ? [body] : body.split(whereSeparator: \.isNewline).map(String.init)
-            let relayed = lines.flatMap { privmsgs(channel: channel, text: $0, nick: relayNick, lineLength: network.isupport.lineLength) }.map { privmsg in
+            let relayed = privmsgs(channel: channel, text: body, nick: relayNick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines).map { privmsg in
                 IRCMessage(command: "RELAYMSG", channel, relayNick, privmsg.parameters[1])
             }
             var pending = relaymsgPending[name] ?? []
@@ -303,7 +302,7 @@ extension BridgeService {
         // an IRC user who has the same nick.
         let nick = network.configuration.translation.relayZeroWidthSpace && nick.count > 1 ? String(nick.prefix(1)) + "\u{200B}" + nick.dropFirst() : nick
         let text = body.hasPrefix("/me ") ? "* \(nick) \(body.dropFirst(4))" : body.split(whereSeparator: \.isNewline).map { "<\(nick)> \($0)" }.joined(separator: "\n")
-        return privmsgs(channel: channel, text: text, nick: bridgeNick, lineLength: network.isupport.lineLength)
+        return privmsgs(channel: channel, text: text, nick: bridgeNick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines)
     }
 
     /// `FAIL RELAYMSG <code> :text`: the oldest line not yet echoed was not relayed. It goes
@@ -336,7 +335,7 @@ extension BridgeService {
             return
         }
         if puppet.joined.contains(folded), let nick = puppet.nick {
-            puppet.connection?.send(privmsgs(channel: channel, text: body, nick: nick, lineLength: network.isupport.lineLength, multiline: puppet.multiline))
+            puppet.connection?.send(privmsgs(channel: channel, text: body, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline))
         } else if puppet.queued.count < Puppet.maximumQueuedLines {
             puppet.queued.append((folded, body))
         } else {
@@ -419,7 +418,7 @@ extension BridgeService {
         }
         wake(&puppet, network: &network)
         if let puppetNick = puppet.nick, let connection = puppet.connection {
-            connection.send(privmsgs(channel: nick, text: body, nick: puppetNick, lineLength: network.isupport.lineLength))
+            connection.send(privmsgs(channel: nick, text: body, nick: puppetNick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines))
             return
         }
         guard !puppet.relayed, puppet.queuedPrivate.count < Puppet.maximumQueuedLines else {
@@ -584,7 +583,9 @@ extension BridgeService {
     /// One PRIVMSG per line, each split so the relayed line with a full prefix fits 512 bytes.
     /// One XMPP message as PRIVMSGs that each fit the line with our prefix; several lines go as
     /// one `draft/multiline` batch where the puppet's server offers it.
-    func privmsgs(channel: String, text: String, nick: String, lineLength: Int = 512, multiline: IRCMultiline? = nil) -> [IRCMessage] {
+    /// Beyond `maxLines` IRC lines (0: no limit, `max_lines`), the rest is cut and a last line
+    /// says so, so one paste cannot hold a channel for minutes under flood control.
+    func privmsgs(channel: String, text: String, nick: String, lineLength: Int = 512, maxLines: Int = 0, multiline: IRCMultiline? = nil) -> [IRCMessage] {
         var action = false
         // A \u{1} inside XMPP text would make the line CTCP on IRC: only /me is CTCP.
         var text = Substring(text.filter { $0 != "\u{1}" })
@@ -596,7 +597,11 @@ extension BridgeService {
         let overhead = 1 + nick.utf8.count + 1 + 10 + 1 + 63 + 9 + channel.utf8.count + 2 + 2 + (action ? 9 : 0)
         // "@batch=<ref>;draft/multiline-concat " in front when batched.
         let tagOverhead = multiline == nil || action ? 0 : 48
-        let pieces = IRCLineSplitter.pieces(String(text), maximumBytes: max(64, lineLength - overhead - tagOverhead))
+        var pieces = IRCLineSplitter.pieces(String(text), maximumBytes: max(64, lineLength - overhead - tagOverhead))
+        if maxLines > 0 && pieces.count > maxLines {
+            let cut = pieces.count - (maxLines - 1)
+            pieces = Array(pieces.prefix(maxLines - 1)) + [("[\(cut) more lines not relayed: the whole message is in the XMPP room]", false)]
+        }
         if let multiline, !action {
             return multiline.messages(target: channel, pieces: pieces) { Self.batchReference() }
         }

@@ -143,6 +143,9 @@ public struct Network: Sendable {
         /// Seconds an IRC user lost to a netsplit stays in the room waiting for the netjoin;
         /// 0 shows the split at once, as a plain quit.
         public var netsplitGrace: Double = 30
+        /// IRC lines one XMPP message may become (`max_lines`); the rest is cut with a note.
+        /// 0: no limit.
+        public var maxLines = 0
 
         public enum Corrections: String, Sendable {
             case line
@@ -454,6 +457,10 @@ extension Network {
         translation.netsplitGrace = try reader.double("netsplit_grace") ?? 30
         guard translation.netsplitGrace >= 0, translation.netsplitGrace <= 3600 else {
             throw document.error("network.netsplit_grace", "must be 0 to 3600 seconds")
+        }
+        translation.maxLines = try reader.int("max_lines") ?? 0
+        guard translation.maxLines == 0 || translation.maxLines >= 2 else {
+            throw document.error("network.max_lines", "must be 0 (no limit) or at least 2")
         }
         let template = try reader.string("puppet_nick") ?? "{nick}"
         guard template.contains("{nick}") else { throw document.error("network.puppet_nick", "must contain {nick}") }

@@ -171,7 +171,7 @@ struct ConfigurationTests {
         #expect(defaults?.bridge?.networks.first?.translation == Network.Translation())
         #expect(defaults?.bridge?.networks.first?.puppetJoins == .eager)
 
-        for (bad, key) in [("collision_suffix = \"a b\"", "network.collision_suffix"), ("corrections = \"maybe\"", "network.corrections"), ("puppet_joins = \"sometimes\"", "network.puppet_joins"),
+        for (bad, key) in [("collision_suffix = \"a b\"", "network.collision_suffix"), ("corrections = \"maybe\"", "network.corrections"), ("puppet_joins = \"sometimes\"", "network.puppet_joins"), ("max_lines = 1", "network.max_lines"),
             ("other_bridge_masks = [\"bob[m]\"]", "network.other_bridge_masks"), ("other_bridge_masks = \"*!*@*\"", "network.other_bridge_masks")] {
             let (_, error, files) = try Self.load(Self.good, mappings: ["example.toml": Self.network.replacingOccurrences(of: "nick = \"bridge\"\n", with: "nick = \"bridge\"\n\(bad)\n")])
             defer { files.remove() }

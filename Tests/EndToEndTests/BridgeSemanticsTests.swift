@@ -505,6 +505,20 @@ struct BridgeSemanticsTests {
         try r.agent.waitFor("xanna sees erin", since: mark) { $0.user == "lpx" && $0.kind == "presence" && $0.from == r.occupant("erin") }
     }
 
+    @Test("max_lines: a ten-line XMPP message becomes three IRC lines and a note that the rest is in the room, once each; the room has it whole")
+    func lineLimit() throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), name: "cut1", ircUsers: ["carol"], xmppUsers: [("cux", "xanna")], networkSettings: "max_lines = 4")
+        defer { r.close() }
+        let paste = (1...10).map { "line \($0) of the paste" }.joined(separator: "\n")
+        let mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "cux", "room": r.room, "body": paste])
+        try r.agent.expectExactlyOnce(
+            (1...3).map { On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: "line \($0) of the paste") } + [
+                On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: "[7 more lines not relayed: the whole message is in the XMPP room]"),
+                On.xmppMessage(to: "cux", from: r.occupant("xanna"), body: paste),
+            ], since: mark)
+    }
+
     @Test("a reply, a correction, a reaction and a shared file from an XMPP client each reach IRC as one line: nick: prefix, (correction), /me reacted, the URL")
     func modernClientLines() throws {
         let r = try BridgedRoom(servers: try LabServers.require(), name: "modern1", ircUsers: ["carol"], xmppUsers: [("mxa", "xanna")])
