@@ -593,6 +593,7 @@ extension BridgeService {
             action = true
             text = text.dropFirst(4)
         }
+        text = Substring(IRCFormatting.mircFromStyling(String(text)))
         // ":nick!user@host PRIVMSG #channel :" with room for a 63-byte host, plus CR LF.
         let overhead = 1 + nick.utf8.count + 1 + 10 + 1 + 63 + 9 + channel.utf8.count + 2 + 2 + (action ? 9 : 0)
         // "@batch=<ref>;draft/multiline-concat " in front when batched.

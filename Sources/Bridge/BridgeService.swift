@@ -579,6 +579,10 @@ public actor BridgeService {
             for channel in network.members.keys.sorted() where network.members[channel]!.contains(key) {
                 withShadow(network: network.configuration.name, channel: channel) { $0.ircAway(nick: sourceNick, message: away) }
             }
+        case "CHGHOST":
+            // chghost: a new user@host is not a leave and a join; bans use the new host.
+            guard !fromSelf && !fromPuppet, message.parameters.count >= 2, network.userHosts[network.fold(sourceNick)] != nil else { return }
+            network.userHosts[network.fold(sourceNick)] = message.parameters[1]
         case "FAIL" where message.parameters.first?.uppercased() == "RELAYMSG":
             relaymsgFailed(message, network: &network)
         case "PRIVMSG", "NOTICE":

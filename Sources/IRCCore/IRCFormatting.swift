@@ -95,3 +95,62 @@ public struct IRCFormatting: Sendable {
         return out
     }
 }
+
+extension IRCFormatting {
+    /// XEP-0393 span styling as mIRC codes for IRC: `*bold*` is ^B*bold*^B, `_italic_` ^], `~strike~`
+    /// ^^, and `` `code` `` ^Q (its content left alone). The directives stay, so an IRC client
+    /// that shows no formatting still shows the emphasis. Only valid spans count: the opening
+    /// character starts the line or follows a space or another opening, neither end touches a
+    /// space inside, and both are on one line; `snake_case_names` and `2*3*4` stay as they are.
+    /// Lines of a preformatted block (```) are left alone.
+    public static func mircFromStyling(_ text: String) -> String {
+        guard text.contains(where: { "*_~`".contains($0) }) else { return text }
+        var inBlock = false
+        var lines: [String] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("```") {
+                inBlock.toggle()
+                lines.append(String(line))
+            } else {
+                lines.append(inBlock ? String(line) : styledLine(Array(line)))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static let codes: [Character: Character] = ["*": "\u{02}", "_": "\u{1D}", "~": "\u{1E}", "`": "\u{11}"]
+
+    private static func styledLine(_ line: [Character]) -> String {
+        var out = ""
+        var i = 0
+        while i < line.count {
+            let c = line[i]
+            if let code = codes[c], i + 1 < line.count, !line[i + 1].isWhitespace,
+                i == 0 || line[i - 1].isWhitespace || (codes[line[i - 1]] != nil && line[i - 1] != c),
+                let end = closing(c, in: line, after: i)
+            {
+                let inner = Array(line[(i + 1)..<end])
+                let content = c == "`" ? String(inner) : styledLine(inner)
+                out += "\(code)\(c)\(content)\(c)\(code)"
+                i = end + 1
+                continue
+            }
+            out.append(c)
+            i += 1
+        }
+        return out
+    }
+
+    /// The closing directive for the one opened at `start`: the same character after a
+    /// non-space, not followed by a letter or digit.
+    private static func closing(_ c: Character, in line: [Character], after start: Int) -> Int? {
+        var j = start + 2
+        while j < line.count {
+            if line[j] == c, !line[j - 1].isWhitespace, j + 1 == line.count || !(line[j + 1].isLetter || line[j + 1].isNumber) {
+                return j
+            }
+            j += 1
+        }
+        return nil
+    }
+}

@@ -111,7 +111,7 @@ struct BridgeSemanticsTests {
             ], since: mark)
     }
 
-    @Test("cp1252 and mIRC formatting from mIRC: café, €, “quotes” as UTF-8; bold and italic as XEP-0393, colours dropped")
+    @Test("cp1252 and mIRC formatting both ways: café, €, “quotes” as UTF-8; bold and italic as XEP-0393, colours dropped; XEP-0393 from XMPP as mIRC codes")
     func cp1252() throws {
         let r = try BridgedRoom(servers: try LabServers.require(), name: "cp1", ircUsers: ["carol"], xmppUsers: [("cxa", "xanna")])
         defer { r.close() }
@@ -125,6 +125,16 @@ struct BridgeSemanticsTests {
         let styled = r.agent.mark
         r.irc("carol", "PRIVMSG \(r.channel) :\u{2}important\u{2}: the \u{3}04,01build\u{3} is \u{1D}red\u{1D}")
         try r.agent.expectExactlyOnce([On.xmppMessage(to: "cxa", from: r.occupant("carol"), body: "*important*: the build is _red_")], since: styled)
+
+        // And back: XEP-0393 styling from XMPP as mIRC bold and italic around the directives;
+        // snake_case stays as written.
+        let back = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "cxa", "room": r.room, "body": "*fixed* in build_42, _probably_"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: "\u{2}*fixed*\u{2} in build_42, \u{1D}_probably_\u{1D}"),
+                On.xmppMessage(to: "cxa", from: r.occupant("xanna"), body: "*fixed* in build_42, _probably_"),
+            ], since: back)
     }
 
     @Test("private messages both ways, and CTCP VERSION to a puppet answered by the bridge, never relayed")

@@ -24,4 +24,18 @@ struct IRCFormattingTests {
         #expect(IRCFormatting(parsing: "a\u{2} b \u{2}c").styledText == "a b c")
         #expect(IRCFormatting(parsing: "\u{2}\u{1D}both\u{F}").styledText == "*_both_*")
     }
+
+    @Test("XEP-0393 styling from XMPP becomes mIRC codes around the kept directives; invalid spans and code blocks stay as written")
+    func stylingToMIRC() {
+        #expect(IRCFormatting.mircFromStyling("a *bold* word") == "a \u{2}*bold*\u{2} word")
+        #expect(IRCFormatting.mircFromStyling("_it_, ~gone~ and `*raw*`") == "\u{1D}_it_\u{1D}, \u{1E}~gone~\u{1E} and \u{11}`*raw*`\u{11}")
+        #expect(IRCFormatting.mircFromStyling("*_both_*") == "\u{2}*\u{1D}_both_\u{1D}*\u{2}")
+        for plain in ["snake_case_names", "2*3*4", "* item", "a * b * c", "*open only", "**", "mid*word*s", "~/path and ~/other"] {
+            #expect(IRCFormatting.mircFromStyling(plain) == plain, "\(plain)")
+        }
+        #expect(IRCFormatting.mircFromStyling("```\n*not bold*\n```\n*bold*") == "```\n*not bold*\n```\n\u{2}*bold*\u{2}")
+        #expect(IRCFormatting.mircFromStyling("*two\nlines*") == "*two\nlines*", "a span stays on one line")
+        // And back: what IRC shows parses to the same XEP-0393 text.
+        #expect(IRCFormatting(parsing: IRCFormatting.mircFromStyling("a *bold* word")).plainText == "a *bold* word")
+    }
 }
