@@ -134,6 +134,10 @@ extension BridgeService {
             }
             network.memberModes[folded] = nil
             network.pendingNames[folded] = nil
+            // Bridged again later, no catch-up from where it stood before.
+            network.lastSeen[folded] = nil
+            network.recentMessageIDs[folded] = nil
+            forgetSeen([(name, folded)])
             if network.joined.remove(folded) != nil {
                 network.connection?.send(IRCMessage(command: "PART", channel.irc, reason))
             }

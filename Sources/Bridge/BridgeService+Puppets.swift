@@ -247,7 +247,10 @@ extension BridgeService {
                 metadata: ["network": "\(name)", "reason": "\(outcome.reason)"])
         }
         let queued = puppet.queued
+        let direct = puppet.queuedPrivate
         puppet.queued = []
+        puppet.queuedPrivate = []
+        for line in direct { relayPrivateMessage(from: puppet.roomNick, to: line.target, body: line.text, network: &network) }
         network.puppets[key] = puppet
         networks[name] = network
         for line in queued { relaySay(nick: puppet.roomNick, network: name, channel: puppet.wanted[line.channel] ?? line.channel, body: line.text) }
@@ -417,11 +420,17 @@ extension BridgeService {
             return
         }
         wake(&puppet, network: &network)
+        if puppet.relayed {
+            // Waking it reached max_puppets: the bridge's connection speaks for it.
+            relayPrivateMessage(from: puppet.roomNick, to: nick, body: body, network: &network)
+            networks[name] = network
+            return
+        }
         if let puppetNick = puppet.nick, let connection = puppet.connection {
             connection.send(privmsgs(channel: nick, text: body, nick: puppetNick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines))
             return
         }
-        guard !puppet.relayed, puppet.queuedPrivate.count < Puppet.maximumQueuedLines else {
+        guard puppet.queuedPrivate.count < Puppet.maximumQueuedLines else {
             logger.warning("a private message from an occupant not on IRC was not relayed", metadata: ["network": "\(name)"])
             networks[name] = network
             return
@@ -449,7 +458,7 @@ extension BridgeService {
     /// An IRC user wrote to the bridge's own nick: `nick: text` is a private message to the
     /// relayed occupant of that room nick in a channel the two share; anything else gets a
     /// NOTICE saying how to write one. CTCP to the bridge is not text.
-    func privateMessageToBridge(from sender: String, text: String, network: NetworkState) {
+    func privateMessageToBridge(from sender: String, text: String, network: inout NetworkState) {
         guard !text.hasPrefix("\u{1}"), let connection = network.connection, let bridgeNick = network.nick else { return }
         let name = network.configuration.name
         let relayed = network.puppets.values.filter { $0.relayed }
@@ -462,7 +471,10 @@ extension BridgeService {
             }
         }
         guard let (puppet, body) = target else {
-            connection.send(IRCMessage(command: "NOTICE", sender, Self.clip("I relay XMPP users' lines. To write to one privately: /msg \(bridgeNick) nick: your text")))
+            // Once per sender: a chatty IRC user cannot fill the bridge's queue with answers.
+            if network.relayPrivateHinted.insert("help " + network.fold(sender)).inserted {
+                connection.send(IRCMessage(command: "NOTICE", sender, Self.clip("I relay XMPP users' lines. To write to one privately: /msg \(bridgeNick) nick: your text")))
+            }
             return
         }
         guard let text = Self.bodyFromIRC(body) else { return }
@@ -559,10 +571,15 @@ extension BridgeService {
     /// the room nick made fit for IRC.
     func preferredNick(for puppet: Puppet, network: NetworkState) -> String {
         let bare = JID(puppet.key)?.bare.description ?? puppet.key
-        if let stored = storedPuppetNicks[network.configuration.name]?[bare], stored.roomNick == puppet.roomNick {
-            return String(stored.ircNick.prefix(network.isupport.nickLength))
+        let made = network.puppetNick(for: puppet.roomNick)
+        // Only a nick made from today's template: one from before a puppet_nick change is not
+        // asked for again.
+        if let stored = storedPuppetNicks[network.configuration.name]?[bare], stored.roomNick == puppet.roomNick,
+            stored.ircNick == made || (1...9).contains(where: { IRCRegistration.alternative(made, attempt: $0, maximumLength: network.isupport.nickLength) == stored.ircNick })
+        {
+            return stored.ircNick
         }
-        return network.puppetNick(for: puppet.roomNick)
+        return made
     }
 
     /// Stores the nick the puppet now has (at registration, or after a NICK it asked for).

@@ -132,8 +132,16 @@ public actor BridgeService {
             storedPuppetNicks = try store.puppetNicks()
             storedSeen = try store.seen()
         } catch {
-            logger.error("puppet nicks unreadable; puppets ask for fresh nicks", metadata: ["database": "\(store.path ?? "memory")", "error": "\(error)"])
+            logger.error("puppet nicks and IRC positions unreadable; puppets ask for fresh nicks", metadata: ["database": "\(store.path ?? "memory")", "error": "\(error)"])
         }
+        // Channels unmapped while the bridge was down start afresh if mapped again. (The
+        // stored name is folded under the server's case mapping, not known yet: either fold.)
+        var unmappedSeen: [(String, String)] = []
+        for (name, channels) in storedSeen {
+            let mapped = Set((networks[name]?.configuration.channels ?? []).flatMap { [IRCCaseMapping.ascii.fold($0.irc), IRCCaseMapping.rfc1459.fold($0.irc)] })
+            unmappedSeen += channels.keys.filter { !mapped.contains($0) }.map { (name, $0) }
+        }
+        forgetSeen(unmappedSeen)
         let stored: [String: (master: String, position: BridgeStore.Position)]
         do {
             stored = try store.positions()
@@ -171,6 +179,17 @@ public actor BridgeService {
         } catch {
             metrics.stateWriteFailures.increment()
             logger.error("bridge state not written", metadata: ["shadow": "\(jid)", "error": "\(error)"])
+        }
+    }
+
+    /// Forgets where channels no longer bridged stood in their server's history.
+    func forgetSeen(_ channels: [(network: String, channel: String)]) {
+        guard !channels.isEmpty else { return }
+        for (name, channel) in channels { storedSeen[name]?[channel] = nil }
+        do {
+            try store?.forgetSeen(channels)
+        } catch {
+            logger.error("bridge state not written", metadata: ["error": "\(error)"])
         }
     }
 
@@ -438,7 +457,9 @@ public actor BridgeService {
                 // multi-prefix gives "@+nick", userhost-in-names "nick!user@host".
                 let source = name.drop(while: { prefixes.contains($0) })
                 let nick = String(source.prefix(while: { $0 != "!" }))
-                if network.puppetNicks[network.fold(nick)] == nil, network.isOtherBridgePuppet(String(source)) {
+                if network.puppetNicks[network.fold(nick)] == nil,
+                    network.otherBridgePuppets[network.fold(nick)] != nil || network.isOtherBridgePuppet(String(source))
+                {
                     network.otherBridgePuppets[network.fold(nick), default: []].insert(channel)
                     continue
                 }
@@ -457,6 +478,8 @@ public actor BridgeService {
                 if let msgid = seen.msgid { network.recentMessageIDs[channel, default: []].append(msgid) }
             }
             for nick in names where !nick.isEmpty {
+                // After the bridge's own reconnection, NAMES is the netjoin.
+                netjoin(nick, host: nil, channel: channel, network: &network)
                 ircUserJoined(nick, channel: channel, network: &network)
             }
             // The users are back in the room; now what they said while the bridge was away.
@@ -469,8 +492,14 @@ public actor BridgeService {
             if fromSelf {
                 network.joined.insert(channel)
             } else if !fromPuppet, network.isOtherBridgePuppet(message.source ?? sourceNick, realname: message.parameters.dropFirst(2).first) {
-                // Another bridge's puppet (flow J): its user reaches the room another way.
-                network.otherBridgePuppets[network.fold(sourceNick), default: []].insert(channel)
+                // Another bridge's puppet (flow J): its user reaches the room another way. One
+                // taken for an IRC user before (NAMES shows no realname) leaves the room now.
+                let key = network.fold(sourceNick)
+                for other in network.members.keys.sorted() where network.members[other]!.contains(key) {
+                    ircUserLeft(sourceNick, channel: other, reason: "another bridge's user", network: &network)
+                    network.otherBridgePuppets[key, default: []].insert(other)
+                }
+                network.otherBridgePuppets[key, default: []].insert(channel)
                 logger.debug("another bridge's puppet is not an occupant", metadata: ["network": "\(network.configuration.name)", "nick": "\(sourceNick)"])
             } else if otherBridgePuppet {
                 network.otherBridgePuppets[network.fold(sourceNick), default: []].insert(channel)
@@ -510,6 +539,10 @@ public actor BridgeService {
             guard !fromSelf && !fromPuppet else { return }
             if let reason = message.parameters.first, NetworkState.isNetsplit(reason), network.configuration.translation.netsplitGrace > 0 {
                 netsplitQuit(sourceNick, reason: reason, network: &network)
+                return
+            }
+            if let reason = message.parameters.first, NetworkState.isServerShutdown(reason), network.configuration.translation.netsplitGrace > 0 {
+                netsplitQuit(sourceNick, reason: connectionEnds(network), network: &network)
                 return
             }
             for channel in network.members.keys.sorted() where network.members[channel]!.contains(network.fold(sourceNick)) {
@@ -607,7 +640,7 @@ public actor BridgeService {
             guard !fromSelf && !fromPuppet, message.parameters.count >= 2 else { return }
             let target = network.fold(message.parameters[0])
             if message.command == "PRIVMSG", target == network.fold(network.nick ?? "") {
-                privateMessageToBridge(from: sourceNick, text: message.parameters[1], network: network)
+                privateMessageToBridge(from: sourceNick, text: message.parameters[1], network: &network)
                 return
             }
             guard network.members[target] != nil else { return }
@@ -726,15 +759,32 @@ public actor BridgeService {
         return IRCLineSplitter.pieces(flat, maximumBytes: bytes).first?.text ?? ""
     }
 
+    /// The two ends of the bridge's IRC connection, netsplit-style: `irc.example.org bridge.example.org`.
+    private func connectionEnds(_ network: NetworkState) -> String {
+        "\((network.server ?? network.configuration.servers[0]).host) \(domain)"
+    }
+
+    /// The bridge's IRC connection is gone (the server restarted, the network dropped). Like a
+    /// netsplit between the bridge and its server: IRC users stay in the rooms for
+    /// `netsplit_grace`; the NAMES after the reconnection are the netjoin, so whoever is back
+    /// shows nothing, and whoever is not leaves with 333 and the two ends as status. With no
+    /// grace they leave at once.
     private func networkLost(_ name: String) {
         withNetwork(name) { network in
             network.connection = nil
             network.joined.removeAll()
-            network.splitUsers.removeAll()
             network.memberModes.removeAll()
-            network.otherBridgePuppets.removeAll()
-            for channel in network.members.keys.sorted() {
-                channelLost(channel, network: &network, reason: "The bridge lost its IRC connection")
+            // otherBridgePuppets stays: NAMES after the reconnection shows no realnames.
+            guard network.configuration.translation.netsplitGrace > 0, !stopping else {
+                network.splitUsers.removeAll()
+                for channel in network.members.keys.sorted() {
+                    channelLost(channel, network: &network, reason: "The bridge lost its IRC connection")
+                }
+                return
+            }
+            let reason = connectionEnds(network)
+            for key in Set(network.members.values.flatMap { $0 }).sorted() where network.splitUsers[key] == nil {
+                netsplitQuit(key, reason: reason, network: &network)
             }
         }
     }

@@ -73,10 +73,10 @@ struct NetworkState {
     static let puppetRealnameMarker = "(XMPP, via Shadowbridge)"
 
     /// Whether `source` (`nick!user@host`, or a bare nick from NAMES) is another bridge's
-    /// puppet: it matches `other_bridge_masks`, or extended-join shows a Shadowbridge
-    /// puppet's realname (another Shadowbridge process on this network).
+    /// puppet: it matches `other_bridge_masks`, or (`other_shadowbridges`) extended-join
+    /// shows a Shadowbridge puppet's realname (another Shadowbridge process on this network).
     func isOtherBridgePuppet(_ source: String, realname: String? = nil) -> Bool {
-        if let realname, realname.hasSuffix(Self.puppetRealnameMarker) { return true }
+        if configuration.otherShadowbridges, let realname, realname.hasSuffix(Self.puppetRealnameMarker) { return true }
         return configuration.otherBridgeMasks.contains { IRCMask($0).matches(source, caseMapping: isupport.caseMapping) }
     }
 
@@ -144,6 +144,13 @@ struct NetworkState {
             server.contains(".") && !server.hasPrefix(".") && !server.hasSuffix(".")
                 && server.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "*") }
         }
+    }
+
+    /// The QUIT a server sends for each user as it shuts down (ngircd "Server going down",
+    /// InspIRCd "Server shutdown", UnrealIRCd and solanum "Server Terminating"): for the
+    /// bridge the same as losing its connection, since the users will likely be back with it.
+    static func isServerShutdown(_ reason: String) -> Bool {
+        ["server going down", "server shutdown", "server shutting down", "server terminating"].contains(reason.lowercased())
     }
 
     /// An occupant's IRC nick on this network: the `puppet_nick` template, cut to NICKLEN.

@@ -183,6 +183,9 @@ public struct Network: Sendable {
     /// (`other_bridge_masks`, PROTOCOL.md flow J): their users reach the room another way, so
     /// they never become occupants and their lines are not relayed.
     public var otherBridgeMasks: [String] = []
+    /// Another Shadowbridge's puppets are known by their realname under extended-join
+    /// (`other_shadowbridges`); off by default, since anyone can choose a realname.
+    public var otherShadowbridges = false
 
     public enum PuppetJoins: String, Sendable {
         case eager, lazy
@@ -471,6 +474,7 @@ extension Network {
         for mask in otherBridgeMasks where !ShadowbridgeConfiguration.isMask(mask) {
             throw document.error("network.other_bridge_masks", "\(mask) is not a nick!user@host mask")
         }
+        let otherShadowbridges = try reader.bool("other_shadowbridges") ?? false
         let joinsRaw = try reader.string("puppet_joins") ?? "eager"
         guard let puppetJoins = Network.PuppetJoins(rawValue: joinsRaw) else {
             throw document.error("network.puppet_joins", "must be \"eager\" or \"lazy\"")
@@ -544,6 +548,7 @@ extension Network {
         network.deafPuppets = deafPuppets
         network.puppetJoins = puppetJoins
         network.otherBridgeMasks = otherBridgeMasks
+        network.otherShadowbridges = otherShadowbridges
         return network
     }
 }
@@ -677,6 +682,6 @@ extension Network {
             && encodingFallback == other.encodingFallback && xmppUsers == other.xmppUsers && puppetNick == other.puppetNick
             && maxPuppets == other.maxPuppets && floodBurst == other.floodBurst && floodLinesPerSecond == other.floodLinesPerSecond
             && puppetConnectionsPerSecond == other.puppetConnectionsPerSecond && tls == other.tls && sasl == other.sasl && bindAddress == other.bindAddress
-            && webirc == other.webirc && otherBridgeMasks == other.otherBridgeMasks
+            && webirc == other.webirc && otherBridgeMasks == other.otherBridgeMasks && otherShadowbridges == other.otherShadowbridges
     }
 }

@@ -112,7 +112,8 @@ extension IRCFormatting {
                 inBlock.toggle()
                 lines.append(String(line))
             } else {
-                lines.append(inBlock ? String(line) : styledLine(Array(line)))
+                // A line longer than any chat line is left alone rather than searched.
+                lines.append(inBlock || line.utf8.count > 4096 ? String(line) : styledLine(Array(line)))
             }
         }
         return lines.joined(separator: "\n")
@@ -123,17 +124,22 @@ extension IRCFormatting {
     private static func styledLine(_ line: [Character]) -> String {
         var out = ""
         var i = 0
+        // Directives with no closing anywhere after a point: none after a later one either, so
+        // `_a _a _a …` is searched once, not once per opening.
+        var unclosed: Set<Character> = []
         while i < line.count {
             let c = line[i]
-            if let code = codes[c], i + 1 < line.count, !line[i + 1].isWhitespace,
-                i == 0 || line[i - 1].isWhitespace || (codes[line[i - 1]] != nil && line[i - 1] != c),
-                let end = closing(c, in: line, after: i)
+            if let code = codes[c], !unclosed.contains(c), i + 1 < line.count, !line[i + 1].isWhitespace,
+                i == 0 || line[i - 1].isWhitespace || (codes[line[i - 1]] != nil && line[i - 1] != c)
             {
-                let inner = Array(line[(i + 1)..<end])
-                let content = c == "`" ? String(inner) : styledLine(inner)
-                out += "\(code)\(c)\(content)\(c)\(code)"
-                i = end + 1
-                continue
+                if let end = closing(c, in: line, after: i) {
+                    let inner = Array(line[(i + 1)..<end])
+                    let content = c == "`" ? String(inner) : styledLine(inner)
+                    out += "\(code)\(c)\(content)\(c)\(code)"
+                    i = end + 1
+                    continue
+                }
+                unclosed.insert(c)
             }
             out.append(c)
             i += 1

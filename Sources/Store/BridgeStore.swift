@@ -96,6 +96,16 @@ public final class BridgeStore: Sendable {
         }
     }
 
+    /// Forgets the last line seen in channels no longer bridged (`channels`: network, folded channel).
+    public func forgetSeen(_ channels: [(network: String, channel: String)]) throws {
+        guard !channels.isEmpty else { return }
+        try database.write { db in
+            for (network, channel) in channels {
+                try db.execute(sql: "DELETE FROM irc_seen WHERE network = ? AND channel = ?", arguments: [network, channel])
+            }
+        }
+    }
+
     /// Records the newest line seen in `channel` on `network`; returns once SQLite has it.
     public func saveSeen(_ seen: Seen, channel: String, network: String) throws {
         try database.write { db in

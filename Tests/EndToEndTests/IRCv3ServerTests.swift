@@ -18,7 +18,7 @@ struct IRCv3ServerTests {
 
         let r = try BridgedRoom(
             servers: servers, name: "v3sasl", ircUsers: ["carol", "dave"], xmppUsers: [("v3x", "xena")], ircPort: inspircd.port,
-            networkSettings: "sasl = \"plain\"\nsasl_account = \"sbacct\"\nsasl_password_file = \"\(passwordFile.path)\"")
+            networkSettings: "sasl = \"plain\"\nsasl_account = \"sbacct\"\nsasl_password_file = \"\(passwordFile.path)\"\nother_shadowbridges = true")
         defer { r.close() }
         try r.bridge.waitForLog("logged in with SASL", "account=sbacct")
         try r.bridge.waitForLog("IRC capabilities", "echo-message")

@@ -35,6 +35,9 @@ struct IRCFormattingTests {
         }
         #expect(IRCFormatting.mircFromStyling("```\n*not bold*\n```\n*bold*") == "```\n*not bold*\n```\n\u{2}*bold*\u{2}")
         #expect(IRCFormatting.mircFromStyling("*two\nlines*") == "*two\nlines*", "a span stays on one line")
+        // Openings that never close are searched once, not once each.
+        let unclosed = String(repeating: " _a *b", count: 600)
+        #expect(IRCFormatting.mircFromStyling(unclosed) == unclosed)
         // And back: what IRC shows parses to the same XEP-0393 text.
         #expect(IRCFormatting(parsing: IRCFormatting.mircFromStyling("a *bold* word")).plainText == "a *bold* word")
     }
