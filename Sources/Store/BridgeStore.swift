@@ -86,14 +86,7 @@ public final class BridgeStore: Sendable {
 
     /// Every stored last-seen line by network, then by channel (folded).
     public func seen() throws -> [String: [String: Seen]] {
-        try database.read { db in
-            var seen: [String: [String: Seen]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM irc_seen") {
-                let network: String = row["network"], channel: String = row["channel"]
-                seen[network, default: [:]][channel] = Seen(msgid: row["msgid"], time: row["time"])
-            }
-            return seen
-        }
+        try byNetwork(table: "irc_seen", key: "channel") { Seen(msgid: $0["msgid"], time: $0["time"]) }
     }
 
     /// Forgets the last line seen in channels no longer bridged (`channels`: network, folded channel).
@@ -131,14 +124,7 @@ public final class BridgeStore: Sendable {
 
     /// Every stored puppet nick by network, then by occupant (bare JID).
     public func puppetNicks() throws -> [String: [String: PuppetNick]] {
-        try database.read { db in
-            var nicks: [String: [String: PuppetNick]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM puppet_nick") {
-                let network: String = row["network"], occupant: String = row["occupant"]
-                nicks[network, default: [:]][occupant] = PuppetNick(roomNick: row["room_nick"], ircNick: row["irc_nick"])
-            }
-            return nicks
-        }
+        try byNetwork(table: "puppet_nick", key: "occupant") { PuppetNick(roomNick: $0["room_nick"], ircNick: $0["irc_nick"]) }
     }
 
     /// Records the nick `occupant`'s puppet has on `network`.
@@ -174,6 +160,18 @@ public final class BridgeStore: Sendable {
                     ON CONFLICT(shadow) DO UPDATE SET master = excluded.master, epoch = excluded.epoch, seq = excluded.seq
                     """,
                 arguments: [shadow, master, position.epoch, Int64(clamping: position.seq)])
+        }
+    }
+
+    /// Every row of a per-network table, by network and then by its `key` column.
+    private func byNetwork<Value>(table: String, key: String, _ make: (Row) -> Value) throws -> [String: [String: Value]] {
+        try database.read { db in
+            var values: [String: [String: Value]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM \(table)") {
+                let network: String = row["network"], name: String = row[key]
+                values[network, default: [:]][name] = make(row)
+            }
+            return values
         }
     }
 

@@ -194,6 +194,41 @@ struct LinkTests {
 /// `bridge.database`.
 @Suite("Bridge restarts", .serialized, .labServers)
 struct BridgeRestartTests {
+    /// What each restart scenario starts from: its directory, the master in a process of its
+    /// own (split grace 30 s, so a restart within it shows nothing), and the agent.
+    final class RestartLab {
+        let servers: LabServers
+        let directory: URL
+        let master: ShadowbridgeProcess
+        let agent: LabAgent
+
+        init(prefix: String) throws {
+            servers = try LabServers.require()
+            directory = try Lab.makeTemporaryDirectory(prefix: prefix)
+            let masterDirectory = directory.appendingPathComponent("master")
+            do {
+                try FileManager.default.createDirectory(at: masterDirectory, withIntermediateDirectories: true)
+                master = try LinkTests.startMaster(servers, directory: masterDirectory, splitGrace: 30)
+            } catch {
+                Lab.removeUnlessKept(directory)
+                throw error
+            }
+            do {
+                agent = try LabAgent(directory: directory)
+            } catch {
+                _ = master.stop()
+                Lab.removeUnlessKept(directory)
+                throw error
+            }
+        }
+
+        func close() {
+            agent.stop()
+            _ = master.stop()
+            Lab.removeUnlessKept(directory)
+        }
+    }
+
     /// A bridge process for `#channel`, in a directory of its own, on the shared database.
     static func startBridge(
         _ servers: LabServers, directory: URL, database: URL, channel: String, room: String, network: String = "lab", ircPort: Int? = nil
@@ -209,15 +244,9 @@ struct BridgeRestartTests {
 
     @Test("a bridge restarted with SIGTERM, then killed with SIGKILL and started again: the room sees nobody leave but the IRC user who left meanwhile, and each XMPP line said while it was away reaches IRC once, none twice")
     func restartWithoutStorms() throws {
-        let servers = try LabServers.require()
-        let directory = try Lab.makeTemporaryDirectory(prefix: "bridge-restart")
-        defer { Lab.removeUnlessKept(directory) }
-        let masterDirectory = directory.appendingPathComponent("master")
-        try FileManager.default.createDirectory(at: masterDirectory, withIntermediateDirectories: true)
-        let master = try LinkTests.startMaster(servers, directory: masterDirectory, splitGrace: 30)
-        defer { _ = master.stop() }
-        let agent = try LabAgent(directory: directory)
-        defer { agent.stop() }
+        let lab = try RestartLab(prefix: "bridge-restart")
+        defer { lab.close() }
+        let (servers, directory, master, agent) = (lab.servers, lab.directory, lab.master, lab.agent)
         let channel = "#restart1", room = "restart1@\(LabServers.masterDomain)", shadow = "\(channel)%lab@\(LabServers.bridgeDomain)"
         let database = directory.appendingPathComponent("bridge-state/bridge.sqlite")
         try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: channel)
@@ -330,15 +359,9 @@ struct BridgeRestartTests {
 
     @Test("a puppet keeps its IRC nick across a restart: Jürgen, who got Jurgen_ because an IRC user had Jurgen, comes back as Jurgen_ after that user left")
     func puppetNickStable() throws {
-        let servers = try LabServers.require()
-        let directory = try Lab.makeTemporaryDirectory(prefix: "bridge-nicks")
-        defer { Lab.removeUnlessKept(directory) }
-        let masterDirectory = directory.appendingPathComponent("master")
-        try FileManager.default.createDirectory(at: masterDirectory, withIntermediateDirectories: true)
-        let master = try LinkTests.startMaster(servers, directory: masterDirectory, splitGrace: 30)
-        defer { _ = master.stop() }
-        let agent = try LabAgent(directory: directory)
-        defer { agent.stop() }
+        let lab = try RestartLab(prefix: "bridge-nicks")
+        defer { lab.close() }
+        let (servers, directory, master, agent) = (lab.servers, lab.directory, lab.master, lab.agent)
         let channel = "#restart2", room = "restart2@\(LabServers.masterDomain)", shadow = "\(channel)%lab@\(LabServers.bridgeDomain)"
         let database = directory.appendingPathComponent("bridge.sqlite")
         try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: channel)
@@ -369,15 +392,9 @@ struct BridgeRestartTests {
 
     @Test("draft/chathistory across a restart (scripted IRC peer): the restarted bridge asks for the lines after the last one it relayed, and each said while it was down reaches the room once")
     func chathistoryAcrossRestart() throws {
-        let servers = try LabServers.require()
-        let directory = try Lab.makeTemporaryDirectory(prefix: "bridge-history")
-        defer { Lab.removeUnlessKept(directory) }
-        let masterDirectory = directory.appendingPathComponent("master")
-        try FileManager.default.createDirectory(at: masterDirectory, withIntermediateDirectories: true)
-        let master = try LinkTests.startMaster(servers, directory: masterDirectory, splitGrace: 30)
-        defer { _ = master.stop() }
-        let agent = try LabAgent(directory: directory)
-        defer { agent.stop() }
+        let lab = try RestartLab(prefix: "bridge-history")
+        defer { lab.close() }
+        let (servers, directory, master, agent) = (lab.servers, lab.directory, lab.master, lab.agent)
         agent.send(["cmd": "scripted_irc_server", "user": "chr", "names": ["carol"], "caps": "batch message-tags server-time draft/chathistory"])
         let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
         let channel = "#chr", room = "chr1@\(LabServers.masterDomain)", shadow = "\(channel)%scripted@\(LabServers.bridgeDomain)"
