@@ -584,16 +584,12 @@ extension BridgeService {
 
     /// Stores the nick the puppet now has (at registration, or after a NICK it asked for).
     private func rememberNick(of puppet: Puppet, network name: String) {
-        guard let store, let ircNick = puppet.nick else { return }
+        guard let ircNick = puppet.nick else { return }
         let bare = JID(puppet.key)?.bare.description ?? puppet.key
         let nick = BridgeStore.PuppetNick(roomNick: puppet.roomNick, ircNick: ircNick)
         guard storedPuppetNicks[name]?[bare] != nick else { return }
-        do {
-            try store.savePuppetNick(nick, occupant: bare, network: name)
+        if writeState(["network": "\(name)"], failure: "puppet nick not written", { try $0.savePuppetNick(nick, occupant: bare, network: name) }) {
             storedPuppetNicks[name, default: [:]][bare] = nick
-        } catch {
-            metrics.stateWriteFailures.increment()
-            logger.error("puppet nick not written", metadata: ["network": "\(name)", "error": "\(error)"])
         }
     }
 

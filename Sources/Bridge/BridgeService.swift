@@ -123,10 +123,11 @@ public actor BridgeService {
         }
     }
 
-    /// After a restart: each shadow room federates from where it stood, so the master sends
+    /// After a restart: puppets' nicks and where each channel stood in its server's history
+    /// come back, and each shadow room federates from where it stood, so the master sends
     /// the lines said meanwhile and nothing relayed before. A position stored for another
     /// master room (the mapping changed) is not used.
-    func resumeStoredPositions() {
+    func restoreStoredState() {
         guard let store else { return }
         do {
             storedPuppetNicks = try store.puppetNicks()
@@ -170,15 +171,25 @@ public actor BridgeService {
     /// disk) does not hold the room up: its lines are relayed, counted as `state_not_written`,
     /// and a restart before the next good write may show them on IRC again.
     private func savePosition(_ jid: JID) {
-        guard let store, let state = shadows[jid], let (epoch, seq) = state.room.position else { return }
+        guard let state = shadows[jid], let (epoch, seq) = state.room.position else { return }
         let position = BridgeStore.Position(epoch: epoch, seq: seq)
         guard position != state.savedPosition else { return }
-        do {
-            try store.savePosition(position, shadow: jid.description, master: state.room.masterRoom.description)
+        if writeState(["shadow": "\(jid)"], { try $0.savePosition(position, shadow: jid.description, master: state.room.masterRoom.description) }) {
             shadows[jid]?.savedPosition = position
+        }
+    }
+
+    /// One write of the bridge's state; a failure (a full disk) is logged and counted as
+    /// `state_not_written`, never thrown: the bridge goes on relaying. True when it landed.
+    func writeState(_ metadata: Logger.Metadata, failure message: Logger.Message = "bridge state not written", _ write: (BridgeStore) throws -> Void) -> Bool {
+        guard let store else { return false }
+        do {
+            try write(store)
+            return true
         } catch {
             metrics.stateWriteFailures.increment()
-            logger.error("bridge state not written", metadata: ["shadow": "\(jid)", "error": "\(error)"])
+            logger.error(message, metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            return false
         }
     }
 
@@ -197,13 +208,9 @@ public actor BridgeService {
     /// restart asks the server for what came after it, and a kill loses at most the line in
     /// flight, never relays one twice.
     private func saveSeen(_ seen: BridgeStore.Seen, channel: String, network name: String) {
-        guard let store, storedSeen[name]?[channel] != seen else { return }
-        do {
-            try store.saveSeen(seen, channel: channel, network: name)
+        guard storedSeen[name]?[channel] != seen else { return }
+        if writeState(["network": "\(name)"], { try $0.saveSeen(seen, channel: channel, network: name) }) {
             storedSeen[name, default: [:]][channel] = seen
-        } catch {
-            metrics.stateWriteFailures.increment()
-            logger.error("bridge state not written", metadata: ["network": "\(name)", "error": "\(error)"])
         }
     }
 
@@ -220,7 +227,7 @@ public actor BridgeService {
 
     /// Runs the component session and every network until the task is cancelled.
     public func run() async {
-        resumeStoredPositions()
+        restoreStoredState()
         await startIdentd()
         for name in networks.keys.sorted() { startNetworkTask(name) }
         await withTaskCancellationHandler {
