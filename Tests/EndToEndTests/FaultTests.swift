@@ -18,10 +18,8 @@ struct FaultTests {
         let agent = r.agent
         var mark = agent.mark
         // Numbered lines from both sides all through the fault, accounted for at the end.
-        let fromIRC = NumberedStream("irc\(name)-", count: 30, interval: 0.2, agent: agent) { r.irc("carol", "PRIVMSG \(r.channel) :\($0)") }
-        let fromXMPP = NumberedStream("xmpp\(name)-", count: 30, interval: 0.2, agent: agent) {
-            agent.send(["cmd": "xmpp_say", "user": user, "room": r.room, "body": $0])
-        }
+        let fromIRC = NumberedStream.irc("irc\(name)-", count: 30, interval: 0.2, agent: agent, user: "carol", channel: r.channel)
+        let fromXMPP = NumberedStream.xmpp("xmpp\(name)-", count: 30, interval: 0.2, agent: agent, user: user, room: r.room)
         Thread.sleep(forTimeInterval: 0.5)
         try servers.prosody.restart(crash: crash)
         try agent.waitFor("xia is cut off", since: mark) { $0.user == user && $0.kind == "disconnected" }
@@ -71,7 +69,7 @@ struct FaultTests {
         let xmppSent = fromXMPP.sent(
             events: events, down: { $0.user == user && $0.kind == "disconnected" }, up: { $0.user == user && $0.kind == "online" },
             refusal: { $0.user == user && $0.kind == "message" && $0.type == "error" ? fromXMPP.number($0.body) : nil })
-        let atCarol = events.filter { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "xia" }.compactMap { fromXMPP.number($0.params.last) }
+        let atCarol = fromXMPP.received(atIRC: "carol", from: "xia", in: events)
         LineAccount(stream: "XMPP xia -> IRC carol, Prosody \(crash ? "killed" : "restarted")", sent: xmppSent, received: atCarol).check()
 
         mark = agent.mark

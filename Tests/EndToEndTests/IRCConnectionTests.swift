@@ -146,12 +146,8 @@ struct IRCConnectionTests {
         // Numbered lines from both sides all through the restart; carol comes back like a
         // person would, dave does not.
         mark = agent.mark
-        let fromXMPP = NumberedStream("ircrx-", count: 30, interval: 0.25, agent: agent) {
-            agent.send(["cmd": "xmpp_say", "user": "rsx", "room": room, "body": $0])
-        }
-        let fromIRC = NumberedStream("ircri-", count: 30, interval: 0.25, agent: agent) {
-            agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :\($0)"])
-        }
+        let fromXMPP = NumberedStream.xmpp("ircrx-", count: 30, interval: 0.25, agent: agent, user: "rsx", room: room)
+        let fromIRC = NumberedStream.irc("ircri-", count: 30, interval: 0.25, agent: agent, user: "carol", channel: channel)
         Thread.sleep(forTimeInterval: 1.5)
         try ngircd.restart()
         try agent.waitFor("carol is cut off", since: mark) { $0.user == "carol" && $0.kind == "irc_closed" }
@@ -174,12 +170,12 @@ struct IRCConnectionTests {
         LineAccount(
             stream: "XMPP xena -> IRC carol across an IRC server restart (cut off: carol and xena's puppet not both in the channel)",
             sent: fromXMPP.sent(events: events, down: carolGone, up: carolWith("xena"), refusal: { _ in nil }),
-            received: events.filter { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "xena" }.compactMap { fromXMPP.number($0.params.last) }
+            received: fromXMPP.received(atIRC: "carol", from: "xena", in: events)
         ).check()
         LineAccount(
             stream: "IRC carol -> XMPP xena across an IRC server restart (cut off: carol disconnected, or no bridge connection in the channel)",
             sent: fromIRC.sent(events: events, down: carolGone, up: carolWith("sbridge"), refusal: { _ in nil }),
-            received: events.filter { $0.user == "rsx" && $0.kind == "message" && $0.from == "\(room)/carol" }.compactMap { fromIRC.number($0.body) }
+            received: fromIRC.received(atXMPP: "rsx", from: "\(room)/carol", in: events)
         ).check()
         #expect(bridge.logLines(containing: "IRC bridge connection registered").count == 2, "the bridge's connection registers again")
         #expect(events.filter { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xena" }.count <= 1, "at most one puppet rejoin")

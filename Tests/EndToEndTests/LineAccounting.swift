@@ -104,6 +104,26 @@ final class NumberedStream: Sendable {
         thread.start()
     }
 
+    /// Lines an XMPP user of the agent says in `room`.
+    static func xmpp(_ prefix: String, count: Int, interval: Double, agent: LabAgent, user: String, room: String) -> NumberedStream {
+        NumberedStream(prefix, count: count, interval: interval, agent: agent) { agent.send(["cmd": "xmpp_say", "user": user, "room": room, "body": $0]) }
+    }
+
+    /// Lines an IRC user of the agent says in `channel`.
+    static func irc(_ prefix: String, count: Int, interval: Double, agent: LabAgent, user: String, channel: String) -> NumberedStream {
+        NumberedStream(prefix, count: count, interval: interval, agent: agent) { agent.send(["cmd": "irc_send", "user": user, "line": "PRIVMSG \(channel) :\($0)"]) }
+    }
+
+    /// This stream's line numbers in the order the IRC user `user` got them from `nick`.
+    func received(atIRC user: String, from nick: String, in events: [AgentEvent]) -> [Int] {
+        events.filter { $0.user == user && $0.command == "PRIVMSG" && $0.nick == nick }.compactMap { number($0.params.last) }
+    }
+
+    /// This stream's line numbers in the order the XMPP user `user` got them from `occupant`.
+    func received(atXMPP user: String, from occupant: String, in events: [AgentEvent]) -> [Int] {
+        events.filter { $0.user == user && $0.kind == "message" && $0.from == occupant }.compactMap { number($0.body) }
+    }
+
     /// Waits for the last line to be sent.
     func finish(timeout: Double = 60) throws {
         let deadline = Date().addingTimeInterval(timeout)

@@ -309,12 +309,8 @@ struct BridgeRestartTests {
         // replay once the bridge is back; IRC lines said while no bridge connection was in
         // the channel are counted apart (nothing on IRC keeps them).
         mark = agent.mark
-        let fromXMPP = NumberedStream("killx-", count: 24, interval: 0.25, agent: agent) {
-            agent.send(["cmd": "xmpp_say", "user": "rsalice", "room": room, "body": $0])
-        }
-        let fromIRC = NumberedStream("killi-", count: 24, interval: 0.25, agent: agent) {
-            agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :\($0)"])
-        }
+        let fromXMPP = NumberedStream.xmpp("killx-", count: 24, interval: 0.25, agent: agent, user: "rsalice", room: room)
+        let fromIRC = NumberedStream.irc("killi-", count: 24, interval: 0.25, agent: agent, user: "carol", channel: channel)
         Thread.sleep(forTimeInterval: 1.5)
         let killedAt = Date()
         bridge.process.signal(SIGKILL)
@@ -332,14 +328,14 @@ struct BridgeRestartTests {
             sent: fromXMPP.sent(
                 events: events, down: { _ in false }, up: { _ in false }, refusal: { _ in nil },
                 inFlight: killedAt.addingTimeInterval(-0.3)...killedAt.addingTimeInterval(0.3)),
-            received: events.filter { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "alice" }.compactMap { fromXMPP.number($0.params.last) }
+            received: fromXMPP.received(atIRC: "carol", from: "alice", in: events)
         ).check()
         LineAccount(
             stream: "IRC carol -> XMPP alice across a bridge SIGKILL",
             sent: fromIRC.sent(
                 events: events, down: bridgeGone, up: bridgeBack, refusal: { _ in nil },
                 inFlight: killedAt.addingTimeInterval(-0.3)...killedAt.addingTimeInterval(0.3)),
-            received: events.filter { $0.user == "rsalice" && $0.kind == "message" && $0.from == "\(room)/carol" }.compactMap { fromIRC.number($0.body) }
+            received: fromIRC.received(atXMPP: "rsalice", from: "\(room)/carol", in: events)
         ).check()
         let noise = agent.events(since: mark).filter { $0.isTraffic && $0.kind == "presence" }
         #expect(noise.isEmpty, "the room saw no presence across the kill: \(noise)")
