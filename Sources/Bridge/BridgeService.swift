@@ -759,6 +759,14 @@ public actor BridgeService {
         IRCMessage(command: "NOTICE", nick, "\(channel) is bridged to XMPP, but the room refused you (\(why)); your messages are not relayed.")
     }
 
+    /// How often one IRC user hears that the room refused a line of theirs.
+    static let refusalNoticeInterval = Duration.seconds(10)
+
+    static func lineRefusedNotice(to nick: String, channel: String, why: String, body: String) -> IRCMessage {
+        let quoted = body.count > 60 ? body.prefix(60) + "…" : Substring(body)
+        return IRCMessage(command: "NOTICE", nick, "Not relayed from \(channel) to XMPP (\(why)): \"\(clip(String(quoted)))\"")
+    }
+
     /// XMPP text in a line the bridge writes itself (a KICK reason, a notice, a topic): one
     /// line, cut at a character boundary, so no server refuses the line as too long.
     static func clip(_ text: String, bytes: Int = 300) -> String {
@@ -902,6 +910,16 @@ public actor BridgeService {
                 metrics.refusedByRoom.increment()
                 logger.info("the room refused an IRC user", metadata: metadata.merging(["nick": "\(nick)", "condition": "\(condition)"]) { $1 })
                 networks[state.network]?.connection?.send(Self.notRelayedNotice(to: nick, channel: state.channel, why: Self.clip(text ?? condition)))
+            case .lineRefused(let nick, let condition, let text, let body):
+                metrics.refusedByRoom.increment()
+                logger.info("the room refused a line from an IRC user", metadata: metadata.merging(["nick": "\(nick)", "condition": "\(condition)"]) { $1 })
+                guard var network = networks[state.network] else { break }
+                let folded = network.fold(nick), now = ContinuousClock.now
+                if let last = network.lineRefusalNoticed[folded], now - last < Self.refusalNoticeInterval { break }
+                if network.lineRefusalNoticed.count > 10_000 { network.lineRefusalNoticed = [:] }
+                network.lineRefusalNoticed[folded] = now
+                networks[state.network] = network
+                network.connection?.send(Self.lineRefusedNotice(to: nick, channel: state.channel, why: Self.clip(text ?? condition), body: body))
             case .localRemoved(let nick, let banned, let actor, let reason):
                 metrics.refusedByRoom.increment()
                 let why = Self.clip("\(banned ? "banned" : "kicked") from the XMPP room" + (actor.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? ""))

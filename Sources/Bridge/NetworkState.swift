@@ -60,6 +60,9 @@ struct NetworkState {
     var relayPrivateHinted: Set<String> = []
     /// When the next puppet may connect (admission rate), on the continuous clock.
     var nextPuppetAdmission = ContinuousClock.now
+    /// When each IRC user (folded nick) was last told the room refused a line of theirs: a
+    /// flooder hears it once per `refusalNoticeInterval`, not once per line.
+    var lineRefusalNoticed: [String: ContinuousClock.Instant] = [:]
 
     init(configuration: Network, generation: Int) {
         self.configuration = configuration

@@ -47,6 +47,13 @@ public struct ShadowbridgeConfiguration: Sendable {
         /// Seconds a split shadow's occupants stay in the room waiting for it to come back
         /// (a bridge restart); 0 removes them at the split.
         public var splitGrace: Double = 30
+        /// How fast one XMPP client may send messages and presence to a room (per second,
+        /// and at once); rate 0: no limit.
+        public var occupantRate: Double = 2
+        public var occupantBurst: Int = 10
+        /// How fast one shadow node may submit messages for all its users; rate 0: no limit.
+        public var shadowRate: Double = 50
+        public var shadowBurst: Int = 200
     }
 
     public struct Bridge: Sendable {
@@ -272,11 +279,13 @@ extension ShadowbridgeConfiguration {
             guard replaySeconds >= 0 else { throw document.error("master.replay_seconds", "must be 0 or a number of seconds") }
             let splitGrace = try reader.double("split_grace") ?? 30
             guard (0...3600).contains(splitGrace) else { throw document.error("master.split_grace", "must be between 0 and 3600 seconds") }
+            let (occupantRate, occupantBurst) = try rateLimit(&reader, "occupant", rate: 2, burst: 10, document: document)
+            let (shadowRate, shadowBurst) = try rateLimit(&reader, "shadow", rate: 50, burst: 200, document: document)
             try reader.rejectUnknownKeys()
             master = Master(
                 domain: domain, secret: secret, allowedShadows: allowed, createRooms: create, rooms: rooms, database: database,
                 archive: archive, archiveRetentionDays: retention, replayStanzas: replayStanzas, replaySeconds: replaySeconds,
-                splitGrace: splitGrace)
+                splitGrace: splitGrace, occupantRate: occupantRate, occupantBurst: occupantBurst, shadowRate: shadowRate, shadowBurst: shadowBurst)
         }
 
         var bridge: Bridge?
@@ -377,6 +386,17 @@ extension ShadowbridgeConfiguration {
             throw first
         }
         return networks
+    }
+
+    /// `<name>_rate` (per second; 0: no limit) and `<name>_burst` (at once) of the master.
+    private static func rateLimit(
+        _ reader: inout TableReader, _ name: String, rate: Double, burst: Int, document: TOMLDocument
+    ) throws(ConfigurationError) -> (Double, Int) {
+        let perSecond = try reader.double(name + "_rate") ?? rate
+        guard perSecond >= 0, perSecond <= 1_000_000 else { throw document.error("master.\(name)_rate", "must be 0 (no limit) or a number per second") }
+        let atOnce = try reader.int(name + "_burst") ?? burst
+        guard (1...1_000_000).contains(atOnce) else { throw document.error("master.\(name)_burst", "must be between 1 and 1000000") }
+        return (perSecond, atOnce)
     }
 
     private static func domainValue(_ reader: inout TableReader, document: TOMLDocument) throws(ConfigurationError) -> String {

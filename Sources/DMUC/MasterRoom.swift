@@ -44,6 +44,15 @@ public struct MasterRoom: Sendable {
     var replay: [ReplayEntry] = []
     /// How much `replay` keeps: stanzas and seconds (`master.replay_stanzas`, `replay_seconds`).
     public var replayLimit: (stanzas: Int, seconds: TimeInterval) = (500, 600)
+    /// How fast one XMPP client may send messages and presence here (`master.occupant_rate`,
+    /// `occupant_burst`), by bare JID; nil: no limit.
+    public var clientLimit: RateLimit? { didSet { clientBuckets = clientLimit.map(RateBuckets.init) } }
+    /// How fast one shadow node may submit messages for all its users (`master.shadow_rate`,
+    /// `shadow_burst`); nil: no limit. Its presence is never limited: refusing a join or a
+    /// leave would leave the node's view and the room's apart.
+    public var shadowLimit: RateLimit? { didSet { shadowBuckets = shadowLimit.map(RateBuckets.init) } }
+    var clientBuckets: RateBuckets?
+    var shadowBuckets: RateBuckets?
     /// The room's configuration (XEP-0045 §10.2, muc#owner).
     public internal(set) var config: RoomConfig { didSet { stateVersion &+= 1 } }
     /// Created by a client and not configured yet: only its owner may enter (XEP-0045 §10.1.2).
@@ -290,6 +299,12 @@ public struct MasterRoom: Sendable {
                 return out
             }
         }
+        if isOverLimit(stanza, from: from, fromShadowDomain: fromShadowDomain) {
+            // Prosody's mod_muc_limits answers the same way: the sender may try again later.
+            out.stanzas.append(stanza.errorReply(type: "wait", condition: "policy-violation", text: "you are sending too fast; wait a moment and send it again"))
+            out.notes.append(.refused(from: from, condition: "policy-violation"))
+            return out
+        }
         // How a shadow says an IRC user was removed (kick), read before link elements go.
         let removal = fromShadowDomain ? stanza.child("removed", namespace: NS.link).map(Removal.init) : nil
         // The role a shadow asserts for its own IRC user, from channel modes (PROTOCOL.md §4:
@@ -336,6 +351,17 @@ public struct MasterRoom: Sendable {
             break
         }
         return out
+    }
+
+    /// Whether this stanza is over its sender's rate: a client's messages and available
+    /// presence, by bare JID; a shadow's messages, by node. Errors and leaves always pass.
+    private mutating func isOverLimit(_ stanza: XMLElement, from: JID, fromShadowDomain: Bool) -> Bool {
+        guard stanza["type"] != "error" else { return false }
+        if fromShadowDomain {
+            return stanza.name == "message" && shadowBuckets?.take(from.bare, now: now) == false
+        }
+        let limited = stanza.name == "message" || (stanza.name == "presence" && stanza["type"] == nil)
+        return limited && clientBuckets?.take(from.bare, now: now) == false
     }
 
     /// XEP-0045 §9 (status 332): the service is going down. Every local occupant gets its own

@@ -36,6 +36,9 @@ public struct ShadowRoom: Sendable {
         case privateMessage(from: RemoteOccupant, toLocalNick: String, body: String)
         /// The master refused an IRC user (flow I); the bridge tells them.
         case localRefused(nick: String, condition: String, text: String?)
+        /// The master refused one line an IRC user said (too fast, no voice); the bridge tells
+        /// them. The user stays in the room.
+        case lineRefused(nick: String, condition: String, text: String?, body: String)
         /// An XMPP moderator kicked or banned an IRC user from the room (flow E): the bridge
         /// kicks (and bans) them on IRC where it holds ops, else tells them; either way they
         /// are no longer relayed.
@@ -760,6 +763,14 @@ public struct ShadowRoom: Sendable {
     private mutating func error(_ stanza: XMLElement, from: JID) -> [Action] {
         let condition = stanza.errorCondition ?? "undefined-condition"
         let userFacing = ["conflict", "forbidden", "not-allowed", "registration-required", "not-authorized", "jid-malformed"]
+        let text = stanza.child("error", namespace: stanza.namespace)?.child("text", namespace: NS.stanzas)?.text
+        if stanza.name == "message" {
+            // One refused line (a rate limit, no voice): its sender hears why; no echo comes.
+            guard let roomNick = stanza["to"].flatMap(JID.init)?.resource, let key = localKey(roomNick: roomNick), let local = locals[key] else { return [] }
+            if let origin = LinkElements.originID(of: stanza) { pendingEchoes.remove(origin) }
+            let body = stanza.child("body", namespace: stanza.namespace)?.text ?? ""
+            return [.lineRefused(nick: local.nick, condition: condition, text: text, body: body)]
+        }
         guard stanza.name == "presence" else { return [] }
         let roomNick = stanza["to"].flatMap(JID.init)?.resource ?? from.resource
         if userFacing.contains(condition), let roomNick, let key = localKey(roomNick: roomNick), var local = locals[key] {
@@ -786,7 +797,7 @@ public struct ShadowRoom: Sendable {
             local.refused = true
             local.submitted = false
             locals[key] = local
-            var actions: [Action] = [.localRefused(nick: local.nick, condition: condition, text: stanza.child("error", namespace: stanza.namespace)?.child("text", namespace: NS.stanzas)?.text)]
+            var actions: [Action] = [.localRefused(nick: local.nick, condition: condition, text: text)]
             if wasInRoom {
                 // She may be in the room under an earlier nick (a refused nick change): take her
                 // out, so no ghost keeps the nick. The master finds her by real JID.

@@ -101,6 +101,8 @@ public actor MasterService {
         room.archiveAllowed = configuration.archive
         room.replayLimit = (configuration.replayStanzas, configuration.replaySeconds)
         room.splitGrace = configuration.splitGrace
+        room.clientLimit = configuration.occupantRate > 0 ? RateLimit(perSecond: configuration.occupantRate, burst: configuration.occupantBurst) : nil
+        room.shadowLimit = configuration.shadowRate > 0 ? RateLimit(perSecond: configuration.shadowRate, burst: configuration.shadowBurst) : nil
     }
 
     private func makeRoom(_ jid: JID, owner: JID? = nil) -> MasterRoom {

@@ -95,6 +95,14 @@ struct ConfigurationTests {
         (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "archive_retention_days = 30", with: "replay_stanzas = -1"))
         files.remove()
         #expect(error?.key == "master.replay_stanzas")
+        for (setting, key) in [("occupant_rate = -1", "master.occupant_rate"), ("occupant_burst = 0", "master.occupant_burst"), ("shadow_rate = \"fast\"", "master.shadow_rate")] {
+            (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "archive_retention_days = 30", with: setting))
+            files.remove()
+            #expect(error?.key == key, "\(setting)")
+        }
+        (config, error, files) = try Self.load(Self.good.replacingOccurrences(of: "archive_retention_days = 30", with: "occupant_rate = 0\nshadow_rate = 0.5\nshadow_burst = 3"))
+        files.remove()
+        #expect(error == nil && config?.master?.occupantRate == 0 && config?.master?.occupantBurst == 10 && config?.master?.shadowRate == 0.5 && config?.master?.shadowBurst == 3)
     }
 
     @Test("a TOML syntax error names file, line and column")

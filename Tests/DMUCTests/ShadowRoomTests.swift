@@ -46,6 +46,18 @@ struct ShadowRoomTests {
         _ = shadow.receive(Self.subject(seq: 3))
     }
 
+    @Test("a line the master refuses (too fast) is reported for its IRC author with the reason and the text; no echo is awaited for it")
+    mutating func lineRefused() {
+        federate()
+        let sent = Self.sent(shadow.ircMessage(nick: "carol", body: "hello", originID: "o-1"))
+        #expect(sent.count == 1)
+        let refusal = sent[0].errorReply(type: "wait", condition: "policy-violation", text: "you are sending too fast")
+        #expect(shadow.receive(refusal) == [.lineRefused(nick: "carol", condition: "policy-violation", text: "you are sending too fast", body: "hello")])
+        // Had it been awaited still, a late echo would be taken for ours and not relayed; it is
+        // a remote line of carol's now, which the shadow drops as its own user's.
+        #expect(shadow.receive(Self.message(nick: "carol", real: Self.carol, body: "hello", seq: 4, origin: "o-1")).allSatisfy { if case .note(.echoMatched) = $0 { false } else { true } })
+    }
+
     @Test("the first IRC user federates with <link/> and no history; later users wait for the burst")
     mutating func federation() {
         let first = Self.sent(shadow.ircJoined(nick: "carol", realJID: Self.carol))

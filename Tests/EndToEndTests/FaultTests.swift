@@ -2,9 +2,9 @@ import Foundation
 import Lab
 import Testing
 
-/// Issue 9, the first fault: the XMPP server restarts under a bridged room. Its own suite, so
-/// the restart disturbs no other scenario's servers.
-@Suite("Faults: the XMPP server restarts", .serialized, .labServers)
+/// Issue 9: the XMPP server restarts under a bridged room (its own suite, so the restart
+/// disturbs no other scenario's servers), and senders flood the room (FloodTests.swift).
+@Suite("Faults: the XMPP server restarts, senders flood", .serialized, .labServers)
 struct FaultTests {
     @Test(
         "Prosody restarted (cleanly, or killed so nobody hears its clients leave): components reconnect, the shadow re-federates, a ghost leaves with 333, the client rejoins, lines cross once",

@@ -85,13 +85,14 @@ final class ShadowbridgeProcess: Sendable {
     /// are more lines for the mapping's [network] table.
     convenience init(
         servers: LabServers, directory: URL, network: String = "lab", nick: String = "sbridge", channels: [(irc: String, room: String)], metricsPort: Int? = nil,
-        link: LinkTransport = .memory, extraConfig: String = "", server: String? = nil, networkSettings: String = "", bridgeSettings: String = ""
+        link: LinkTransport = .memory, extraConfig: String = "", server: String? = nil, networkSettings: String = "", bridgeSettings: String = "",
+        masterSettings: String = ""
     ) throws {
         try self.init(
             directory: directory,
             config: Self.config(
                 xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges"), metricsPort: metricsPort, link: link,
-                bridgeSettings: bridgeSettings) + extraConfig,
+                bridgeSettings: bridgeSettings, masterSettings: masterSettings) + extraConfig,
             mappings: [
                 "\(network).toml": Self.mapping(
                     network: network, server: server ?? "irc://127.0.0.1:\(servers.ngircd.port)", nick: nick, channels: channels, networkSettings: networkSettings)
@@ -155,6 +156,11 @@ final class ShadowbridgeProcess: Sendable {
                 database = "state/master.sqlite"
 
                 """
+            if !masterSettings.contains("occupant_rate") {
+                // The scenarios' numbered streams are faster than anyone types; the rate
+                // limits have their own scenario.
+                text += "occupant_rate = 20\noccupant_burst = 50\n"
+            }
             if !masterSettings.isEmpty { text += masterSettings + "\n" }
         }
         if bridge {

@@ -112,6 +112,9 @@ defer { ngircd.stop() }
         allowed_shadows = ["\(bridgeDomain)"]
         database = "\(dir.path)/master.sqlite"
         archive = \(setting.history)
+        # The benchmark sends as fast as the gateways carry it; biboumi has no such limit.
+        occupant_rate = 0
+        shadow_rate = 0
 
         [bridge]
         domain = "\(bridgeDomain)"
