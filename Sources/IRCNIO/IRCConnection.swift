@@ -37,6 +37,10 @@ public struct IRCConnectionConfiguration: Sendable {
     public var webirc: IRCWebIRC?
     /// Where this connection's user name is listed for the ident server while it is open.
     public var identTable: IdentTable?
+    /// Lines that may wait for the flood control (at 2 a second, 1,000 is over eight minutes
+    /// behind); beyond it a new line is dropped, counted and logged. The master's rate
+    /// limits keep a puppet far below it; the bound is for what gets past them (pastes).
+    public var maximumQueuedLines = 1_000
 
     public init(
         host: String, port: Int, nick: String, username: String, realname: String, password: String? = nil,
@@ -259,6 +263,7 @@ final class QueueDepth: Sendable {
 enum FloodMetrics {
     static let queued = Meter(label: "shadowbridge_irc_flood_queue_lines")
     static let wait = Metrics.Timer(label: "shadowbridge_irc_flood_queue_wait")
+    static let dropped = Counter(label: "shadowbridge_irc_flood_queue_dropped_lines")
 }
 
 /// Registration, pacing and liveness on the event loop; every message goes on to the owner.
@@ -283,6 +288,8 @@ final class IRCClientHandler: ChannelDuplexHandler {
     private static let emptyQueues = [[(message: IRCMessage, queued: NIODeadline)]](repeating: [], count: IRCLinePriority.allCases.count)
     private var drainScheduled = false
     private var quitAfterDrain: String?
+    /// The queue hit `maximumQueuedLines`: said once, until it is half empty again.
+    private var overflowing = false
 
     private var readSinceCheck = false
     private var pingOutstanding = false
@@ -408,7 +415,18 @@ final class IRCClientHandler: ChannelDuplexHandler {
     }
 
     private func enqueue(_ message: IRCMessage) {
-        queues[IRCLinePriority.of(message).rawValue].append((message, .now()))
+        let priority = IRCLinePriority.of(message)
+        let waiting = queues[IRCLinePriority.normal.rawValue].count
+        if priority == .normal, waiting >= configuration.maximumQueuedLines {
+            FloodMetrics.dropped.increment()
+            if !overflowing {
+                overflowing = true
+                logger.error("IRC flood queue full; new lines are dropped until it drains", metadata: ["limit": "\(configuration.maximumQueuedLines)"])
+            }
+            return
+        }
+        if overflowing, waiting < configuration.maximumQueuedLines / 2 { overflowing = false }
+        queues[priority.rawValue].append((message, .now()))
         depth.lines.add(1, ordering: .relaxed)
         FloodMetrics.queued.increment()
     }

@@ -144,8 +144,10 @@ public final class ComponentSession: Sendable {
         do {
             connected = try await ClientBootstrap(group: loop)
             .connectTimeout(.seconds(5))
+            .channelOption(.writeBufferWaterMark, value: WriteStallHandler.waterMark)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(WriteStallHandler(logger: logger))
                     try channel.pipeline.syncOperations.addHandler(
                         ComponentStreamHandler(
                             domain: configuration.domain, secret: configuration.secret, limits: .init(),
