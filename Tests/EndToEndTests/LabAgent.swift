@@ -121,6 +121,9 @@ final class LabAgent: Sendable {
         }
     }
 
+    /// The agent's process, for a scenario that freezes its clients (SIGSTOP).
+    var pid: Int32 { process.pid }
+
     func send(_ command: [String: Any]) {
         let data = try! JSONSerialization.data(withJSONObject: command)
         input.write(data + Data([0x0A]))
