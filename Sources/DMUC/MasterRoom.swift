@@ -42,6 +42,9 @@ public struct MasterRoom: Sendable {
     var splitHolds: [JID: SplitHold] = [:]
     /// The last room-wide stanzas, for `resync` (flow D).
     var replay: [ReplayEntry] = []
+    /// Until then `replay` is kept even with no node federated: a room restored after a
+    /// restart, whose nodes will federate again and ask from seq 1 of this epoch.
+    var keepsReplayUntil = Date.distantPast
     /// How much `replay` keeps: stanzas and seconds (`master.replay_stanzas`, `replay_seconds`).
     public var replayLimit: (stanzas: Int, seconds: TimeInterval) = (500, 600)
     /// How fast one XMPP client may send messages and presence here (`master.occupant_rate`,
@@ -351,6 +354,12 @@ public struct MasterRoom: Sendable {
             break
         }
         return out
+    }
+
+    /// Keeps the stanzas of this epoch for `resync` until `date`, with no node federated yet
+    /// (a room restored after a restart).
+    public mutating func keepReplay(until date: Date) {
+        keepsReplayUntil = date
     }
 
     /// Whether this stanza is over its sender's rate: a client's messages and available
@@ -795,7 +804,7 @@ public struct MasterRoom: Sendable {
         // Every room-wide stanza is numbered, shadows or not, so a later node's `sync` tells
         // it where the room stands.
         seq += 1
-        guard !shadows.isEmpty || !splitNodes.isEmpty else {
+        guard !shadows.isEmpty || !splitNodes.isEmpty || now < keepsReplayUntil else {
             // Nobody to number it for, nor to replay it to: no copy on a local room's hot path.
             replay.removeAll()
             return

@@ -382,7 +382,7 @@ public struct ShadowRoom: Sendable {
             guard federation == .federated else { return [] }
             if let epoch, let theirs = stanza.child("seq", namespace: NS.link)?["epoch"], theirs != epoch {
                 // The master lost the room's state (a restart): what we think is joined is not.
-                return [.note(.epochChanged)] + refederate()
+                return [.note(.epochChanged)] + refederate(resuming: true)
             }
             if n <= lastSeq {
                 if let catchUp, catchUp.contains(n), n > caughtUpTo {
@@ -455,14 +455,16 @@ public struct ShadowRoom: Sendable {
     }
 
     /// After a split's burst: the messages said since this node's last seq, if the master
-    /// still has them (it answers `full` otherwise, and they are not shown).
+    /// still has them (it answers `full` otherwise, and they are not shown). When the master
+    /// restarted meanwhile (a new epoch), everything of its new epoch was missed: from seq 1.
     private mutating func catchUpAfterSplit() -> [Action] {
-        guard let resume = resumeFrom, federation == .federated else { return [] }
+        guard let resume = resumeFrom, federation == .federated, let epoch else { return [] }
         resumeFrom = nil
-        guard resume.epoch == epoch, resume.seq < lastSeq, resyncID == nil else { return [] }
-        catchUp = (resume.seq + 1)...lastSeq
-        caughtUpTo = resume.seq
-        return [requestResync(epoch: resume.epoch, from: resume.seq + 1)]
+        let missedFrom = resume.epoch == epoch ? resume.seq + 1 : 1
+        guard missedFrom <= lastSeq, resyncID == nil else { return [] }
+        catchUp = missedFrom...lastSeq
+        caughtUpTo = missedFrom - 1
+        return [requestResync(epoch: epoch, from: missedFrom)]
     }
 
     /// The held stanzas that now follow on, in order.

@@ -71,6 +71,8 @@ public actor MasterService {
             let history = try store.recent(room: record.jid, limit: MasterRoom.historyCapacity).compactMap(Self.archivedMessage)
             var room = MasterRoom(jid: jid, restoring: snapshot, epoch: epoch, history: history)
             Self.configure(&room, admins: self.admins, configuration: configuration)
+            // The bridges it had federate again shortly: what is said until then is kept for them.
+            room.keepReplay(until: Date().addingTimeInterval(configuration.replaySeconds))
             loaded[jid] = room
         }
         logger.info(

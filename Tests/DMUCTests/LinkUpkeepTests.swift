@@ -60,6 +60,24 @@ struct LinkUpkeepTests {
         #expect(out[3]["type"] == "result" && out[3].child("replay", namespace: NS.link)?["count"] == "3")
     }
 
+    @Test("a room restored after a restart keeps its stanzas for the nodes still to federate: one that comes back asks from seq 1 and gets the line said before it (found by the master SIGKILL scenario)")
+    mutating func replayKeptAfterRestart() {
+        master.keepReplay(until: Self.t0.addingTimeInterval(600))
+        _ = master.receive(Self.join(Self.alice, nick: "alice"), fromShadowDomain: false, at: Self.t0)
+        _ = master.receive(Self.say("before the bridge is back"), fromShadowDomain: false, at: Self.t0)
+        _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carol), fromShadowDomain: true, at: Self.t0)
+        let out = master.receive(Self.resync(from: 1), fromShadowDomain: true, at: Self.t0).stanzas
+        #expect(out.contains { $0.child("body", namespace: NS.component)?.text == "before the bridge is back" && LinkElements.seqNumber($0) == 2 })
+        #expect(out.last?.child("replay", namespace: NS.link) != nil)
+        // Past the window, a room with no node keeps nothing (the hot path of a local room).
+        var later = MasterRoom(jid: Self.room, rid: "r", epoch: "e1")
+        later.keepReplay(until: Self.t0)
+        _ = later.receive(Self.join(Self.alice, nick: "alice"), fromShadowDomain: false, at: Self.t0.addingTimeInterval(1))
+        _ = later.receive(Self.say("nobody keeps this"), fromShadowDomain: false, at: Self.t0.addingTimeInterval(1))
+        _ = later.receive(Self.shadowJoin(nick: "carol", real: Self.carol), fromShadowDomain: true, at: Self.t0.addingTimeInterval(1))
+        #expect(later.receive(Self.resync(from: 1), fromShadowDomain: true, at: Self.t0.addingTimeInterval(1)).stanzas.last?.child("full", namespace: NS.link) != nil)
+    }
+
     @Test("resync is answered <full/> when the buffer no longer holds the stanzas, the epoch differs, or the node is not federated")
     mutating func fullAnswers() {
         master.replayLimit = (stanzas: 3, seconds: 600)

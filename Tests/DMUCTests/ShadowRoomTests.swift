@@ -125,6 +125,21 @@ struct ShadowRoomTests {
         #expect(shadow.position?.seq == 9)
     }
 
+    @Test("the master restarted meanwhile (its burst has a new epoch): everything of the new epoch was missed, so the catch-up asks from seq 1 and relays the lines, not the roster (found by the master SIGKILL scenario)")
+    mutating func catchUpAfterMasterRestart() throws {
+        shadow.resume(epoch: "e0", seq: 40)
+        _ = shadow.ircJoined(nick: "carol", realJID: Self.carol)
+        _ = shadow.receive(Self.presence(nick: "carol", real: Self.carol))
+        let end = Self.sent(shadow.receive(Self.subject(seq: 3)))
+        let resync = try #require(end.first { $0.name == "iq" })
+        #expect(resync.child("resync", namespace: NS.link)?["epoch"] == "e1" && resync.child("resync", namespace: NS.link)?["from-seq"] == "1")
+        #expect(shadow.receive(Self.presence(nick: "Alice", real: Self.alice, seq: 1)).isEmpty, "the burst showed the roster already")
+        #expect(shadow.receive(Self.message(nick: "Alice", real: Self.alice, body: "said before we were back", seq: 2)) == [.remoteMessage(.init(nick: "Alice", realJID: Self.alice), body: "said before we were back")])
+        let answer = XMLElement.stanza(.iq, from: Self.room, to: Self.shadowJID, type: "result", id: resync["id"], children: [LinkElements.replayed(3)])
+        _ = shadow.receive(answer)
+        #expect(shadow.position.map { "\($0.epoch) \($0.seq)" } == "e1 3")
+    }
+
     @Test("a restarted bridge resumes from its stored position: the federation carries it, and the lines said since are asked for after the burst")
     mutating func resumesFromStoredPosition() {
         shadow.resume(epoch: "e1", seq: 5)

@@ -68,6 +68,9 @@ struct AgentEvent: Sendable, CustomStringConvertible {
         return s
     }
 
+    /// A room's history on join (XEP-0045 §7.2.15), delivered with a delay (XEP-0203).
+    var isHistory: Bool { kind == "message" && xml?.contains("urn:xmpp:delay") == true }
+
     /// Events that are conversation or roster traffic: what a bridge must never duplicate.
     var isTraffic: Bool {
         switch kind {

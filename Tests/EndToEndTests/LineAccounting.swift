@@ -104,9 +104,10 @@ final class NumberedStream: Sendable {
         thread.start()
     }
 
-    /// Lines an XMPP user of the agent says in `room`.
+    /// Lines an XMPP user of the agent says in `room`, each with its text as stanza id (an
+    /// error from a server names the line by id alone).
     static func xmpp(_ prefix: String, count: Int, interval: Double, agent: LabAgent, user: String, room: String) -> NumberedStream {
-        NumberedStream(prefix, count: count, interval: interval, agent: agent) { agent.send(["cmd": "xmpp_say", "user": user, "room": room, "body": $0]) }
+        NumberedStream(prefix, count: count, interval: interval, agent: agent) { agent.send(["cmd": "xmpp_say", "user": user, "room": room, "body": $0, "id": $0]) }
     }
 
     /// Lines an IRC user of the agent says in `channel`.
@@ -119,9 +120,10 @@ final class NumberedStream: Sendable {
         events.filter { $0.user == user && $0.command == "PRIVMSG" && $0.nick == nick }.compactMap { number($0.params.last) }
     }
 
-    /// This stream's line numbers in the order the XMPP user `user` got them from `occupant`.
+    /// This stream's line numbers in the order the XMPP user `user` got them live from
+    /// `occupant` (room history on a rejoin, marked with a delay, is not a second copy).
     func received(atXMPP user: String, from occupant: String, in events: [AgentEvent]) -> [Int] {
-        events.filter { $0.user == user && $0.kind == "message" && $0.from == occupant }.compactMap { number($0.body) }
+        events.filter { $0.user == user && $0.kind == "message" && $0.from == occupant && !$0.isHistory }.compactMap { number($0.body) }
     }
 
     /// Waits for the last line to be sent.

@@ -323,7 +323,10 @@ async def main():
                 p.append(x)
                 p.send()
             elif op == "xmpp_say":
-                users[name].send_message(mto=cmd["room"], mbody=cmd["body"], mtype="groupchat")
+                message = users[name].make_message(mto=cmd["room"], mbody=cmd["body"], mtype="groupchat")
+                if cmd.get("id"):  # a known id, so an error without the body still names its line
+                    message["id"] = cmd["id"]
+                message.send()
             elif op == "xmpp_show":
                 users[name].send_presence(pto=f'{cmd["room"]}/{cmd["nick"]}', pshow=cmd.get("show") or None,
                                           pstatus=cmd.get("status") or None)
