@@ -764,7 +764,7 @@ public actor BridgeService {
 
     static func lineRefusedNotice(to nick: String, channel: String, why: String, body: String) -> IRCMessage {
         let quoted = body.count > 60 ? body.prefix(60) + "…" : Substring(body)
-        return IRCMessage(command: "NOTICE", nick, "Not relayed from \(channel) to XMPP (\(why)): \"\(clip(String(quoted)))\"")
+        return IRCMessage(command: "NOTICE", nick, "Not relayed to XMPP through \(channel) (\(why)): \"\(clip(String(quoted)))\"")
     }
 
     /// XMPP text in a line the bridge writes itself (a KICK reason, a notice, a topic): one

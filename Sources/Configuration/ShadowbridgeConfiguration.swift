@@ -53,7 +53,7 @@ public struct ShadowbridgeConfiguration: Sendable {
         public var occupantBurst: Int = 10
         /// How fast one shadow node may submit messages for all its users; rate 0: no limit.
         public var shadowRate: Double = 50
-        public var shadowBurst: Int = 200
+        public var shadowBurst: Int = 600
     }
 
     public struct Bridge: Sendable {
@@ -280,7 +280,7 @@ extension ShadowbridgeConfiguration {
             let splitGrace = try reader.double("split_grace") ?? 30
             guard (0...3600).contains(splitGrace) else { throw document.error("master.split_grace", "must be between 0 and 3600 seconds") }
             let (occupantRate, occupantBurst) = try rateLimit(&reader, "occupant", rate: 2, burst: 10, document: document)
-            let (shadowRate, shadowBurst) = try rateLimit(&reader, "shadow", rate: 50, burst: 200, document: document)
+            let (shadowRate, shadowBurst) = try rateLimit(&reader, "shadow", rate: 50, burst: 600, document: document)
             try reader.rejectUnknownKeys()
             master = Master(
                 domain: domain, secret: secret, allowedShadows: allowed, createRooms: create, rooms: rooms, database: database,
@@ -393,7 +393,9 @@ extension ShadowbridgeConfiguration {
         _ reader: inout TableReader, _ name: String, rate: Double, burst: Int, document: TOMLDocument
     ) throws(ConfigurationError) -> (Double, Int) {
         let perSecond = try reader.double(name + "_rate") ?? rate
-        guard perSecond >= 0, perSecond <= 1_000_000 else { throw document.error("master.\(name)_rate", "must be 0 (no limit) or a number per second") }
+        guard perSecond == 0 || (0.01...1_000_000).contains(perSecond) else {
+            throw document.error("master.\(name)_rate", "must be 0 (no limit) or 0.01 to 1000000 a second")
+        }
         let atOnce = try reader.int(name + "_burst") ?? burst
         guard (1...1_000_000).contains(atOnce) else { throw document.error("master.\(name)_burst", "must be between 1 and 1000000") }
         return (perSecond, atOnce)

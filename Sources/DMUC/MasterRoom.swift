@@ -362,14 +362,19 @@ public struct MasterRoom: Sendable {
         keepsReplayUntil = date
     }
 
-    /// Whether this stanza is over its sender's rate: a client's messages and available
-    /// presence, by bare JID; a shadow's messages, by node. Errors and leaves always pass.
+    /// Whether this stanza is over its sender's rate: a client's messages with a body or
+    /// subject and its available presence, by bare JID; a shadow's messages with a body, by
+    /// node. Errors, leaves, chat states and a shadow's topic changes (refusing one would
+    /// leave IRC and the room with different subjects) always pass.
     private mutating func isOverLimit(_ stanza: XMLElement, from: JID, fromShadowDomain: Bool) -> Bool {
         guard stanza["type"] != "error" else { return false }
+        let hasBody = stanza.child("body", namespace: stanza.namespace) != nil
         if fromShadowDomain {
-            return stanza.name == "message" && shadowBuckets?.take(from.bare, now: now) == false
+            return stanza.name == "message" && hasBody && shadowBuckets?.take(from.bare, now: now) == false
         }
-        let limited = stanza.name == "message" || (stanza.name == "presence" && stanza["type"] == nil)
+        let limited = stanza.name == "message"
+            ? hasBody || stanza.child("subject", namespace: stanza.namespace) != nil
+            : stanza.name == "presence" && stanza["type"] == nil
         return limited && clientBuckets?.take(from.bare, now: now) == false
     }
 

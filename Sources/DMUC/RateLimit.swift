@@ -23,7 +23,8 @@ struct RateBuckets: Sendable {
         var last: Date
     }
     private var buckets: [JID: Bucket] = [:]
-    private static let pruneAbove = 1024
+    /// Pruning walks the table: done when it has doubled since the last time.
+    private var pruneAbove = 1024
 
     init(_ limit: RateLimit) {
         self.limit = limit
@@ -31,7 +32,10 @@ struct RateBuckets: Sendable {
 
     /// Takes a token for `sender` at `now` if one is there.
     mutating func take(_ sender: JID, now: Date) -> Bool {
-        if buckets.count > Self.pruneAbove { prune(now: now) }
+        if buckets.count > pruneAbove {
+            prune(now: now)
+            pruneAbove = max(1024, buckets.count * 2)
+        }
         var bucket = buckets[sender].map { refilled($0, now: now) } ?? Bucket(tokens: limit.burst, last: now)
         let allowed = bucket.tokens >= 1
         if allowed { bucket.tokens -= 1 }

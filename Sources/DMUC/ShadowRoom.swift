@@ -338,8 +338,9 @@ public struct ShadowRoom: Sendable {
     public mutating func refederate(resuming: Bool = false) -> [Action] {
         if !resuming {
             resumeFrom = nil
-        } else if federation == .federated, let epoch {
-            resumeFrom = (epoch, lastSeq)
+        } else if let position {
+            // Where IRC stands: mid catch-up that is `caughtUpTo`, not the burst's seq.
+            resumeFrom = position
         }
         catchUp = nil
         federation = .idle
@@ -460,8 +461,9 @@ public struct ShadowRoom: Sendable {
     private mutating func catchUpAfterSplit() -> [Action] {
         guard let resume = resumeFrom, federation == .federated, let epoch else { return [] }
         resumeFrom = nil
+        guard resume.epoch != epoch || resume.seq < lastSeq, resyncID == nil else { return [] }
         let missedFrom = resume.epoch == epoch ? resume.seq + 1 : 1
-        guard missedFrom <= lastSeq, resyncID == nil else { return [] }
+        guard missedFrom <= lastSeq else { return [] }
         catchUp = missedFrom...lastSeq
         caughtUpTo = missedFrom - 1
         return [requestResync(epoch: epoch, from: missedFrom)]

@@ -38,7 +38,8 @@ public struct IRCConnectionConfiguration: Sendable {
     /// Where this connection's user name is listed for the ident server while it is open.
     public var identTable: IdentTable?
     /// Lines that may wait for the flood control (at 2 a second, 1,000 is over eight minutes
-    /// behind); beyond it a new line is dropped, counted and logged. The master's rate
+    /// behind); beyond it a new PRIVMSG or NOTICE is dropped, counted and logged (other
+    /// commands still queue: they change state). The master's rate
     /// limits keep a puppet far below it; the bound is for what gets past them (pastes).
     public var maximumQueuedLines = 1_000
 
@@ -263,7 +264,7 @@ final class QueueDepth: Sendable {
 enum FloodMetrics {
     static let queued = Meter(label: "shadowbridge_irc_flood_queue_lines")
     static let wait = Metrics.Timer(label: "shadowbridge_irc_flood_queue_wait")
-    static let dropped = Counter(label: "shadowbridge_irc_flood_queue_dropped_lines")
+    static let dropped = Counter(label: "shadowbridge_irc_flood_queue_dropped_total")
 }
 
 /// Registration, pacing and liveness on the event loop; every message goes on to the owner.
@@ -417,7 +418,9 @@ final class IRCClientHandler: ChannelDuplexHandler {
     private func enqueue(_ message: IRCMessage) {
         let priority = IRCLinePriority.of(message)
         let waiting = queues[IRCLinePriority.normal.rawValue].count
-        if priority == .normal, waiting >= configuration.maximumQueuedLines {
+        // Only conversation lines: a dropped JOIN, PART, NICK or MODE would leave the
+        // channel's state wrong for good.
+        if priority == .normal, waiting >= configuration.maximumQueuedLines, ["PRIVMSG", "NOTICE"].contains(message.command) {
             FloodMetrics.dropped.increment()
             if !overflowing {
                 overflowing = true

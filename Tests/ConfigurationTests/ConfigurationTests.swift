@@ -95,7 +95,7 @@ struct ConfigurationTests {
         (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "archive_retention_days = 30", with: "replay_stanzas = -1"))
         files.remove()
         #expect(error?.key == "master.replay_stanzas")
-        for (setting, key) in [("occupant_rate = -1", "master.occupant_rate"), ("occupant_burst = 0", "master.occupant_burst"), ("shadow_rate = \"fast\"", "master.shadow_rate")] {
+        for (setting, key) in [("occupant_rate = -1", "master.occupant_rate"), ("occupant_burst = 0", "master.occupant_burst"), ("shadow_rate = \"fast\"", "master.shadow_rate"), ("shadow_rate = 0.001", "master.shadow_rate")] {
             (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "archive_retention_days = 30", with: setting))
             files.remove()
             #expect(error?.key == key, "\(setting)")
@@ -103,6 +103,9 @@ struct ConfigurationTests {
         (config, error, files) = try Self.load(Self.good.replacingOccurrences(of: "archive_retention_days = 30", with: "occupant_rate = 0\nshadow_rate = 0.5\nshadow_burst = 3"))
         files.remove()
         #expect(error == nil && config?.master?.occupantRate == 0 && config?.master?.occupantBurst == 10 && config?.master?.shadowRate == 0.5 && config?.master?.shadowBurst == 3)
+        (config, error, files) = try Self.load(Self.good)
+        files.remove()
+        #expect(config?.master?.occupantRate == 2 && config?.master?.occupantBurst == 10 && config?.master?.shadowRate == 50 && config?.master?.shadowBurst == 600)
     }
 
     @Test("a TOML syntax error names file, line and column")

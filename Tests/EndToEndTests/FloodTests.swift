@@ -59,7 +59,8 @@ extension FaultTests {
         // One NOTICE for the whole flood, quoting the first line refused.
         let firstRefused = (1...10).first { !carolAtAlice.deliveredOnceInOrder.contains($0) }
         let notices = events.filter { $0.user == "carol" && $0.command == "NOTICE" && $0.nick == "sbridge" }
-        #expect(notices.count == 1 && notices.first?.params.last?.contains("too fast") == true, "\(notices)")
+        // (A second one only if ngircd spread the refused lines over more than 10 s.)
+        #expect((1...2).contains(notices.count) && notices.first?.params.last?.contains("too fast") == true, "\(notices)")
         #expect(notices.first?.params.last?.hasSuffix("\"fc-\(firstRefused ?? 0)\"") == true, "\(notices)")
         // Nothing else: no presence, no line from anyone else, nothing echoed back to IRC.
         let other = events.filter { $0.isTraffic && !($0.kind == "message" && fromCarol.number($0.body) != nil) && !($0.command == "NOTICE" && $0.user == "carol") }

@@ -199,8 +199,10 @@ struct BridgeRestartTests {
     final class RestartLab {
         let servers: LabServers
         let directory: URL
-        let master: ShadowbridgeProcess
+        /// Replaced when a scenario kills the master and starts it again.
+        var master: ShadowbridgeProcess
         let agent: LabAgent
+        var masterDirectory: URL { directory.appendingPathComponent("master") }
 
         init(prefix: String) throws {
             servers = try LabServers.require()

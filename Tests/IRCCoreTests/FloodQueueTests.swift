@@ -18,7 +18,7 @@ struct FloodQueueTests {
         return out
     }
 
-    @Test("the queue is bounded: beyond maximumQueuedLines a new line is dropped (never one already queued); PONG still goes at once")
+    @Test("the queue is bounded: beyond maximumQueuedLines a new PRIVMSG is dropped, a PART still queues; PING is answered at once")
     func bounded() throws {
         var configuration = IRCConnectionConfiguration(host: "irc.test", port: 6667, nick: "sb", username: "sb", realname: "sb", floodBurst: 1, floodLinesPerSecond: 0.0001)
         configuration.maximumQueuedLines = 10
@@ -30,7 +30,10 @@ struct FloodQueueTests {
         #expect(registration.count == 1)  // the burst: the rest of registration waits
         for n in 1...50 { try channel.writeOutbound(IRCOutbound.message(IRCMessage(command: "PRIVMSG", "#c", "line \(n)"))) }
         #expect(depth.lines.load(ordering: .relaxed) == 10)
+        try channel.writeOutbound(IRCOutbound.message(IRCMessage(command: "PART", "#c", "bye")))
+        #expect(depth.lines.load(ordering: .relaxed) == 11, "a state change is never dropped")
         #expect(try Self.lines(channel).isEmpty)
+        // The server's PING is answered at once, whatever waits.
         try channel.writeInbound(IRCLine.line(ByteBuffer(string: "PING :x")))
         #expect(try Self.lines(channel) == ["PONG x"])
         _ = try channel.finish()
