@@ -44,7 +44,7 @@ public struct MasterRoom: Sendable {
     var replay: [ReplayEntry] = []
     /// Until then `replay` is kept even with no node federated: a room restored after a
     /// restart, whose nodes will federate again and ask from seq 1 of this epoch.
-    var keepsReplayUntil = Date.distantPast
+    public var keepsReplayUntil = Date.distantPast
     /// How much `replay` keeps: stanzas and seconds (`master.replay_stanzas`, `replay_seconds`).
     public var replayLimit: (stanzas: Int, seconds: TimeInterval) = (500, 600)
     /// How fast one XMPP client may send messages and presence here (`master.occupant_rate`,
@@ -354,12 +354,6 @@ public struct MasterRoom: Sendable {
             break
         }
         return out
-    }
-
-    /// Keeps the stanzas of this epoch for `resync` until `date`, with no node federated yet
-    /// (a room restored after a restart).
-    public mutating func keepReplay(until date: Date) {
-        keepsReplayUntil = date
     }
 
     /// Whether this stanza is over its sender's rate: a client's messages with a body or

@@ -72,7 +72,7 @@ public actor MasterService {
             var room = MasterRoom(jid: jid, restoring: snapshot, epoch: epoch, history: history)
             Self.configure(&room, admins: self.admins, configuration: configuration)
             // The bridges it had federate again shortly: what is said until then is kept for them.
-            room.keepReplay(until: Date().addingTimeInterval(configuration.replaySeconds))
+            room.keepsReplayUntil = Date().addingTimeInterval(configuration.replaySeconds)
             loaded[jid] = room
         }
         logger.info(

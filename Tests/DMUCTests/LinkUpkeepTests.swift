@@ -62,7 +62,7 @@ struct LinkUpkeepTests {
 
     @Test("a room restored after a restart keeps its stanzas for the nodes still to federate: one that comes back asks from seq 1 and gets the line said before it (found by the master SIGKILL scenario)")
     mutating func replayKeptAfterRestart() {
-        master.keepReplay(until: Self.t0.addingTimeInterval(600))
+        master.keepsReplayUntil = Self.t0.addingTimeInterval(600)
         _ = master.receive(Self.join(Self.alice, nick: "alice"), fromShadowDomain: false, at: Self.t0)
         _ = master.receive(Self.say("before the bridge is back"), fromShadowDomain: false, at: Self.t0)
         _ = master.receive(Self.shadowJoin(nick: "carol", real: Self.carol), fromShadowDomain: true, at: Self.t0)
@@ -71,7 +71,7 @@ struct LinkUpkeepTests {
         #expect(out.last?.child("replay", namespace: NS.link) != nil)
         // Past the window, a room with no node keeps nothing (the hot path of a local room).
         var later = MasterRoom(jid: Self.room, rid: "r", epoch: "e1")
-        later.keepReplay(until: Self.t0)
+        later.keepsReplayUntil = Self.t0
         _ = later.receive(Self.join(Self.alice, nick: "alice"), fromShadowDomain: false, at: Self.t0.addingTimeInterval(1))
         _ = later.receive(Self.say("nobody keeps this"), fromShadowDomain: false, at: Self.t0.addingTimeInterval(1))
         _ = later.receive(Self.shadowJoin(nick: "carol", real: Self.carol), fromShadowDomain: true, at: Self.t0.addingTimeInterval(1))

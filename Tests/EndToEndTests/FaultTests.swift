@@ -58,7 +58,7 @@ struct FaultTests {
         let events = agent.events(since: 0)
         let archive = try agent.mam(user, room: r.room, max: 20)
         let archived = (archive.params).compactMap(fromIRC.number)
-        let ircSent = fromIRC.sent(events: events, down: { $0.user == "carol" && $0.kind == "irc_closed" }, up: { _ in false }, refusal: { _ in nil })
+        let ircSent = fromIRC.sent(events: events, down: { $0.user == "carol" && $0.kind == "irc_closed" })
         LineAccount(stream: "IRC carol -> the room (its archive), Prosody \(crash ? "killed" : "restarted")", sent: ircSent, received: archived).check()
         // (History on rejoin repeats lines she saw before, with <delay>, as XEP-0045 says.)
         let seenByXia = events.filter { $0.user == user && $0.kind == "message" && $0.type == "groupchat" && !($0.xml ?? "").contains("urn:xmpp:delay") }

@@ -25,9 +25,9 @@ extension FaultTests {
         var events = agent.events(since: mark)
         let refusedToAlice = events.filter { $0.user == "flalice" && $0.kind == "message" && $0.type == "error" }
         #expect(!refusedToAlice.isEmpty && refusedToAlice.allSatisfy { $0.xml?.contains("policy-violation") == true && $0.xml?.contains("type=\"wait\"") == true }, "\(refusedToAlice)")
-        let sentByAlice = fromAlice.sent(events: events, down: { _ in false }, up: { _ in false }) { event in
+        let sentByAlice = fromAlice.sent(events: events, refusal: { event in
             event.user == "flalice" && event.kind == "message" && event.type == "error" ? fromAlice.number(event.body) : nil
-        }
+        })
         let atBob = LineAccount(stream: "alice's flood at bob", sent: sentByAlice, received: fromAlice.received(atXMPP: "flbob", from: r.occupant("alice"), in: events))
         let atCarol = LineAccount(stream: "alice's flood at carol (IRC)", sent: sentByAlice, received: fromAlice.received(atIRC: "carol", from: "alice", in: events))
         let echoed = LineAccount(stream: "alice's flood reflected to alice", sent: sentByAlice, received: fromAlice.received(atXMPP: "flalice", from: r.occupant("alice"), in: events))
@@ -46,7 +46,7 @@ extension FaultTests {
         agent.waitForQuiet(seconds: 3, timeout: 40)
         events = agent.events(since: mark)
         let refusedLog = r.bridge.logLines(containing: "the room refused a line from an IRC user", "nick=carol")
-        let sentByCarol = fromCarol.sent(events: events, down: { _ in false }, up: { _ in false }) { _ in nil }
+        let sentByCarol = fromCarol.sent(events: events)
         let carolAtAlice = LineAccount(stream: "carol's flood at alice", sent: sentByCarol, received: fromCarol.received(atXMPP: "flalice", from: r.occupant("carol"), in: events))
         let carolAtBob = fromCarol.received(atXMPP: "flbob", from: r.occupant("carol"), in: events)
         // The bridge logs each refused line but not its text: the refused ones are counted.

@@ -142,11 +142,12 @@ final class NumberedStream: Sendable {
     }
 
     /// Every line sent, classified by the sender's connection events (`down` and `up`
-    /// predicates over the agent's events) and the errors it got back (`refusal` gives the
-    /// line number an error event refers to).
+    /// predicates over the agent's events; by default the sender is never cut off) and the
+    /// errors it got back (`refusal` gives the line number an error event refers to).
     /// `inFlight`: when a kill -9 happened, give or take the time a line takes to cross.
     func sent(
-        events: [AgentEvent], down: (AgentEvent) -> Bool, up: (AgentEvent) -> Bool, refusal: (AgentEvent) -> Int?, inFlight: ClosedRange<Date>? = nil
+        events: [AgentEvent], down: (AgentEvent) -> Bool = { _ in false }, up: (AgentEvent) -> Bool = { _ in false },
+        refusal: (AgentEvent) -> Int? = { _ in nil }, inFlight: ClosedRange<Date>? = nil
     ) -> [Line] {
         let refused = Set(events.compactMap(refusal))
         return progress.lines.withLock { $0 }.map { line in

@@ -229,6 +229,27 @@ struct BridgeRestartTests {
             _ = master.stop()
             Lab.removeUnlessKept(directory)
         }
+
+        /// Each scenario's opening: `ircUsers` join `channel`, the first bridge (in `bridge1`,
+        /// on `database`) federates it into `room`, and the XMPP user joins, their puppet seen
+        /// on IRC as `puppet`. The caller stops the bridge it gets.
+        func startBridged(
+            channel: String, room: String, ircUsers: [String], database: URL, xmpp: (user: String, nick: String), puppet: String
+        ) throws -> ShadowbridgeProcess {
+            for nick in ircUsers { try agent.ircUserJoins(nick, port: servers.ngircd.port, channel: channel) }
+            let bridge = try BridgeRestartTests.startBridge(servers, directory: directory.appendingPathComponent("bridge1"), database: database, channel: channel, room: room)
+            do {
+                try master.waitForLog("link federated", "shadow=\(channel)%lab@\(LabServers.bridgeDomain)", timeout: 20)
+                try agent.xmppUserJoins(xmpp.user, prosody: servers.prosody, room: "\(room)@\(LabServers.masterDomain)", nick: xmpp.nick)
+                try agent.waitFor("\(xmpp.nick)'s puppet joins as \(puppet)", timeout: 20) {
+                    $0.user == ircUsers[0] && $0.command == "JOIN" && $0.nick == puppet
+                }
+            } catch {
+                _ = bridge.stop()
+                throw error
+            }
+            return bridge
+        }
     }
 
     /// A bridge process for `#channel`, in a directory of its own, on the shared database.
@@ -251,14 +272,9 @@ struct BridgeRestartTests {
         let (servers, directory, master, agent) = (lab.servers, lab.directory, lab.master, lab.agent)
         let channel = "#restart1", room = "restart1@\(LabServers.masterDomain)", shadow = "\(channel)%lab@\(LabServers.bridgeDomain)"
         let database = directory.appendingPathComponent("bridge-state/bridge.sqlite")
-        try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: channel)
-        try agent.ircUserJoins("dave", port: servers.ngircd.port, channel: channel)
-
-        var bridge = try Self.startBridge(servers, directory: directory.appendingPathComponent("bridge1"), database: database, channel: channel, room: "restart1")
+        var bridge = try lab.startBridged(
+            channel: channel, room: "restart1", ircUsers: ["carol", "dave"], database: database, xmpp: ("rsalice", "alice"), puppet: "alice")
         defer { _ = bridge.stop() }
-        try master.waitForLog("link federated", "shadow=\(shadow)", timeout: 20)
-        try agent.xmppUserJoins("rsalice", prosody: servers.prosody, room: room, nick: "alice")
-        try agent.waitFor("alice's puppet joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "alice" }
         Thread.sleep(forTimeInterval: 1)
 
         // SIGTERM. While the bridge is away, alice speaks and dave leaves the channel.
@@ -328,7 +344,7 @@ struct BridgeRestartTests {
         LineAccount(
             stream: "XMPP alice -> IRC carol across a bridge SIGKILL",
             sent: fromXMPP.sent(
-                events: events, down: { _ in false }, up: { _ in false }, refusal: { _ in nil },
+                events: events,
                 inFlight: killedAt.addingTimeInterval(-0.3)...killedAt.addingTimeInterval(0.3)),
             received: fromXMPP.received(atIRC: "carol", from: "alice", in: events)
         ).check()
@@ -362,14 +378,9 @@ struct BridgeRestartTests {
         let (servers, directory, master, agent) = (lab.servers, lab.directory, lab.master, lab.agent)
         let channel = "#restart2", room = "restart2@\(LabServers.masterDomain)", shadow = "\(channel)%lab@\(LabServers.bridgeDomain)"
         let database = directory.appendingPathComponent("bridge.sqlite")
-        try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: channel)
-        try agent.ircUserJoins("Jurgen", port: servers.ngircd.port, channel: channel)
-
-        var bridge = try Self.startBridge(servers, directory: directory.appendingPathComponent("bridge1"), database: database, channel: channel, room: "restart2")
+        var bridge = try lab.startBridged(
+            channel: channel, room: "restart2", ircUsers: ["carol", "Jurgen"], database: database, xmpp: ("rsjuergen", "Jürgen"), puppet: "Jurgen_")
         defer { _ = bridge.stop() }
-        try master.waitForLog("link federated", "shadow=\(shadow)", timeout: 20)
-        try agent.xmppUserJoins("rsjuergen", prosody: servers.prosody, room: room, nick: "Jürgen")
-        try agent.waitFor("Jürgen's puppet joins as Jurgen_", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "Jurgen_" }
         agent.send(["cmd": "irc_send", "user": "Jurgen", "line": "QUIT :bye"])
         try agent.waitFor("the IRC Jurgen left") { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "Jurgen" }
 

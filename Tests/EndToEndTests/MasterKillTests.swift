@@ -9,16 +9,12 @@ extension BridgeRestartTests {
     func masterKilled() throws {
         let lab = try RestartLab(prefix: "master-kill")
         defer { lab.close() }
-        let (servers, directory, agent) = (lab.servers, lab.directory, lab.agent)
+        let (servers, agent) = (lab.servers, lab.agent)
         let channel = "#mkill1", room = "mkill1@\(LabServers.masterDomain)", shadow = "\(channel)%lab@\(LabServers.bridgeDomain)"
-        try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: channel)
-        let bridge = try Self.startBridge(
-            servers, directory: directory.appendingPathComponent("bridge"), database: directory.appendingPathComponent("bridge-state/bridge.sqlite"),
-            channel: channel, room: "mkill1")
+        let bridge = try lab.startBridged(
+            channel: channel, room: "mkill1", ircUsers: ["carol"], database: lab.directory.appendingPathComponent("bridge-state/bridge.sqlite"),
+            xmpp: ("mkalice", "alice"), puppet: "alice")
         defer { _ = bridge.stop() }
-        try lab.master.waitForLog("link federated", "shadow=\(shadow)", timeout: 20)
-        try agent.xmppUserJoins("mkalice", prosody: servers.prosody, room: room, nick: "alice")
-        try agent.waitFor("alice's puppet joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "alice" }
         Thread.sleep(forTimeInterval: 1)
 
         let mark = agent.mark
@@ -41,13 +37,12 @@ extension BridgeRestartTests {
 
         // A line in flight at the kill: sent within half a second of it.
         let inFlight = killedAt.addingTimeInterval(-0.5)...killedAt.addingTimeInterval(0.5)
-        let noCutOff = { (_: AgentEvent) in false }
         let refusedToAlice: (AgentEvent) -> Int? = { event in
             event.user == "mkalice" && event.kind == "message" && event.type == "error" ? fromXMPP.number(event.body) ?? fromXMPP.number(event.id) : nil
         }
         let xmppAccount = LineAccount(
             stream: "XMPP alice -> IRC carol across a master SIGKILL",
-            sent: fromXMPP.sent(events: events, down: noCutOff, up: noCutOff, refusal: refusedToAlice, inFlight: inFlight),
+            sent: fromXMPP.sent(events: events, refusal: refusedToAlice, inFlight: inFlight),
             received: fromXMPP.received(atIRC: "carol", from: "alice", in: events))
         xmppAccount.check()
 
@@ -59,7 +54,7 @@ extension BridgeRestartTests {
         #expect(Set(archived).count == archived.count, "the archive holds each IRC line at most once: \(archived)")
         let ircAccount = LineAccount(
             stream: "IRC carol -> the room across a master SIGKILL (live to alice, or in the archive)",
-            sent: fromIRC.sent(events: events, down: noCutOff, up: noCutOff, refusal: { _ in nil }, inFlight: inFlight),
+            sent: fromIRC.sent(events: events, inFlight: inFlight),
             received: live + archived.filter { !live.contains($0) })
         ircAccount.check()
         #expect(xmppAccount.deliveredOnceInOrder.count + xmppAccount.refused.count + xmppAccount.lostInFlight.count == 24, "\(xmppAccount)")

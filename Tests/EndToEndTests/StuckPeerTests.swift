@@ -53,9 +53,8 @@ extension IRCConnectionTests {
         agent.waitForQuiet(seconds: 3, timeout: 60)
         stuckAgent.waitForQuiet(seconds: 1, timeout: 30)
         let events = agent.events(since: mark), stuckEvents = stuckAgent.events(since: stuckMark)
-        let noCutOff = { (_: AgentEvent) in false }
-        let xmppSent = fromXMPP.sent(events: events, down: noCutOff, up: noCutOff, refusal: { _ in nil })
-        let ircSent = fromIRC.sent(events: events, down: noCutOff, up: noCutOff, refusal: { _ in nil })
+        let xmppSent = fromXMPP.sent(events: events)
+        let ircSent = fromIRC.sent(events: events)
         let accounts = [
             LineAccount(stream: "XMPP xena -> IRC carol through a stuck ngircd", sent: xmppSent, received: fromXMPP.received(atIRC: "carol", from: "xena", in: events)),
             LineAccount(stream: "XMPP xena -> XMPP yann, stuck", sent: xmppSent, received: fromXMPP.received(atXMPP: "sky", from: "\(room)/xena", in: stuckEvents)),
