@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(name: "XMPPCoreTests", dependencies: ["XMPPCore"], swiftSettings: strict),
         .testTarget(name: "TextPrepTests", dependencies: ["TextPrep"], swiftSettings: strict),
         .testTarget(name: "IRCCoreTests", dependencies: ["IRCCore", "IRCNIO"], swiftSettings: strict),
-        .testTarget(name: "XMPPNIOTests", dependencies: ["XMPPNIO"], swiftSettings: strict),
+        .testTarget(name: "XMPPNIOTests", dependencies: ["XMPPNIO", "XMLCore"], swiftSettings: strict),
         .testTarget(name: "DMUCTests", dependencies: ["DMUC"], swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),

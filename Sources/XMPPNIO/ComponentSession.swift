@@ -36,7 +36,19 @@ public final class ComponentSession: Sendable {
     private let closing = NIOLockedValueBox(false)
     /// A domain served by this same process, and how to hand it a stanza: stanzas to it skip
     /// the XMPP server (the link's in-memory transport, DESIGN.md §1).
-    private let shortcut = NIOLockedValueBox<(domain: String, deliver: @Sendable (XMLElement) -> Void)?>(nil)
+    private let shortcut = NIOLockedValueBox<Shortcut?>(nil)
+
+    /// A class, not a tuple: a closure stored by value in the generic box is reabstracted on
+    /// every `inout` access, read and written back wrapped in two more thunks each time, so
+    /// every stanza sent made the next one slower (found by profiling issue 8's latency).
+    private final class Shortcut: Sendable {
+        let domain: String
+        let deliver: @Sendable (XMLElement) -> Void
+        init(domain: String, deliver: @escaping @Sendable (XMLElement) -> Void) {
+            self.domain = domain
+            self.deliver = deliver
+        }
+    }
 
     public init(configuration: ComponentConfiguration, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -50,7 +62,8 @@ public final class ComponentSession: Sendable {
     /// order, instead of being serialized to the XMPP server. For a master and a bridge in one
     /// process: the same stanzas, no serialization, no trip through the server.
     public func shortcut(to domain: String, deliver: @escaping @Sendable (XMLElement) -> Void) {
-        shortcut.withLockedValue { $0 = (domain, deliver) }
+        let shortcut = Shortcut(domain: domain, deliver: deliver)
+        self.shortcut.withLockedValue { $0 = shortcut }
     }
 
     /// Whether stanzas to `domain` skip the XMPP server (see `shortcut`).
@@ -63,10 +76,10 @@ public final class ComponentSession: Sendable {
     public func send(_ elements: [XMLElement]) {
         guard !elements.isEmpty else { return }
         var elements = elements
-        if let (domain, deliver) = shortcut.withLockedValue({ $0 }) {
+        if let shortcut = shortcut.withLockedValue({ $0 }) {
             elements.removeAll { element in
-                guard let to = element["to"].flatMap(JID.init), to.domain == domain else { return false }
-                deliver(element)
+                guard let to = element["to"].flatMap(JID.init), to.domain == shortcut.domain else { return false }
+                shortcut.deliver(element)
                 return true
             }
             if elements.isEmpty { return }
