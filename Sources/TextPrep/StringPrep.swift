@@ -8,32 +8,35 @@ import CICUShim
 /// stored strings. Pure-ASCII input skips ICU when the answer is plain.
 public enum StringPrep {
     public static func nodeprep(_ s: String) -> String? {
-        if let ascii = asciiFastPath(s, lowercase: true, prohibited: "\"&'/:<>@ ") { return ascii }
+        if let ascii = asciiFastPath(s, lowercase: true, prohibited: nodeprepProhibitedASCII) { return ascii }
         return prepare(s, profile: SHADOWBRIDGE_NODEPREP, allowUnassigned: false)
     }
 
     public static func resourceprep(_ s: String) -> String? {
-        if let ascii = asciiFastPath(s, lowercase: false, prohibited: "") { return ascii }
+        if let ascii = asciiFastPath(s, lowercase: false, prohibited: []) { return ascii }
         return prepare(s, profile: SHADOWBRIDGE_RESOURCEPREP, allowUnassigned: true)
     }
 
     public static func nameprep(_ s: String) -> String? {
-        if let ascii = asciiFastPath(s, lowercase: true, prohibited: "") { return ascii }
+        if let ascii = asciiFastPath(s, lowercase: true, prohibited: []) { return ascii }
         return prepare(s, profile: SHADOWBRIDGE_NAMEPREP, allowUnassigned: false)
     }
 
-    /// Printable ASCII is its own preparation (lowercased for node and name): no ICU call.
-    /// Anything else, or a prohibited character, goes to ICU, which decides.
-    private static func asciiFastPath(_ s: String, lowercase: Bool, prohibited: String) -> String? {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(s.utf8.count)
-        let banned = Set(prohibited.utf8)
+    /// What nodeprep refuses in a local part (RFC 3920 appendix A.5), in ASCII.
+    public static let nodeprepProhibitedASCII = Array(#""&'/:<>@ "#.utf8)
+
+    /// Printable ASCII is its own preparation (lowercased for node and name): no ICU call, and
+    /// no new string when it is already lowercase. Anything else, or a prohibited character,
+    /// goes to ICU, which decides. (Every JID in every stanza passes here.)
+    private static func asciiFastPath(_ s: String, lowercase: Bool, prohibited: [UInt8]) -> String? {
+        var upper = false
         for b in s.utf8 {
-            guard b >= 0x21 && b < 0x7F || (b == 0x20 && !lowercase && banned.isEmpty) else { return nil }
-            if banned.contains(b) { return nil }
-            bytes.append(lowercase && b >= 0x41 && b <= 0x5A ? b + 0x20 : b)
+            guard b >= 0x21 && b < 0x7F || (b == 0x20 && !lowercase && prohibited.isEmpty) else { return nil }
+            if !prohibited.isEmpty && prohibited.contains(b) { return nil }
+            if b >= 0x41 && b <= 0x5A { upper = true }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        guard lowercase && upper else { return s }
+        return String(decoding: s.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, as: UTF8.self)
     }
 
     private static func prepare(_ s: String, profile: shadowbridge_stringprep_profile, allowUnassigned: Bool) -> String? {

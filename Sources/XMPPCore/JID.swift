@@ -31,6 +31,15 @@ public struct JID: Sendable, Hashable, CustomStringConvertible, Comparable {
     /// it ends the local part.
     public init(parsing string: some StringProtocol) throws(Invalid) {
         let s = String(string)
+        if let jid = try Self.parsePrintableASCII(s) {
+            self = jid
+        } else {
+            try self.init(parsingFully: s)
+        }
+    }
+
+    /// Every rule, for any string; `init(parsing:)` takes a shortcut for printable ASCII.
+    init(parsingFully s: String) throws(Invalid) {
         var bare = Substring(s)
         var resource: String?
         if let slash = s.firstIndex(of: "/") {
@@ -74,6 +83,54 @@ public struct JID: Sendable, Hashable, CustomStringConvertible, Comparable {
             preparedResource = prepared
         }
         self.init(prepared: preparedLocal, domain: preparedDomain, resource: preparedResource)
+    }
+
+    /// The same rules as `init(parsing:)` for a JID of printable ASCII, the common case, on its
+    /// bytes: no grapheme breaking, no ICU. `nil` for anything else, which takes the full path.
+    private static func parsePrintableASCII(_ s: String) throws(Invalid) -> JID? {
+        let bytes = Array(s.utf8)
+        var slash: Int?
+        var at: Int?
+        for (i, b) in bytes.enumerated() {
+            guard b >= 0x20 && b < 0x7F else { return nil }
+            if b == UInt8(ascii: "/") {
+                if slash == nil { slash = i }
+            } else if b == UInt8(ascii: "@"), slash == nil, at == nil {
+                at = i
+            }
+        }
+        var resource: String?
+        if let slash {
+            let part = bytes[(slash + 1)...]
+            if part.isEmpty { throw Invalid(reason: "empty resource") }
+            if part.count > 1023 { throw Invalid(reason: "resource longer than 1023 bytes") }
+            resource = String(decoding: part, as: UTF8.self)
+        }
+        var local: String?
+        var domainStart = 0
+        if let at {
+            let part = bytes[..<at]
+            if part.isEmpty { throw Invalid(reason: "empty local part") }
+            if part.count > 1023 { throw Invalid(reason: "local part longer than 1023 bytes") }
+            if part.contains(where: { StringPrep.nodeprepProhibitedASCII.contains($0) }) {
+                throw Invalid(reason: "local part contains a character nodeprep forbids")
+            }
+            local = lowercasedASCII(part)
+            domainStart = at + 1
+        }
+        var domainEnd = slash ?? bytes.count
+        if domainEnd > domainStart, bytes[domainEnd - 1] == UInt8(ascii: ".") { domainEnd -= 1 }
+        let domain = bytes[domainStart..<domainEnd]
+        if domain.isEmpty { throw Invalid(reason: "empty domain") }
+        if domain.count > 1023 { throw Invalid(reason: "domain longer than 1023 bytes") }
+        if domain.contains(UInt8(ascii: "@")) || domain.contains(UInt8(ascii: " ")) {
+            throw Invalid(reason: "domain contains a forbidden character")
+        }
+        return JID(prepared: local, domain: lowercasedASCII(domain), resource: resource)
+    }
+
+    private static func lowercasedASCII(_ bytes: ArraySlice<UInt8>) -> String {
+        String(decoding: bytes.lazy.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, as: UTF8.self)
     }
 
     /// `nil` when the string is not a JID.

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import XMPPCore
+@testable import XMPPCore
 
 @Suite("JID")
 struct JIDTests {
@@ -28,6 +28,28 @@ struct JIDTests {
         #expect(JID("a\u{05D0}b@example.org") == nil)
         #expect(JID("room@example.org/bad\u{7}nick") == nil)
         #expect(JID("room@example.org/😀") != nil)
+    }
+
+    /// The printable-ASCII shortcut must decide exactly as the full rules do: the same JID, or
+    /// the same refusal, for strings built from the characters that matter.
+    @Test("the ASCII shortcut parses as the full rules do (200,000 strings)")
+    func asciiShortcut() {
+        let alphabet = Array("aZ9@/. :&'\"<>_-%#x")
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200_000 {
+            let length = Int.random(in: 0...9, using: &generator)
+            let s = String((0..<length).map { _ in alphabet.randomElement(using: &generator)! })
+            let fast = Result { () throws(JID.Invalid) in try JID(parsing: s) }
+            let full = Result { () throws(JID.Invalid) in try JID(parsingFully: s) }
+            switch (fast, full) {
+            case (.success(let a), .success(let b)):
+                #expect(a == b && a.description == b.description, "\(s)")
+            case (.failure(let a), .failure(let b)):
+                #expect(a.reason == b.reason, "\(s)")
+            default:
+                Issue.record("\(s): shortcut \(fast), full rules \(full)")
+            }
+        }
     }
 
     @Test("compares local and domain without case, the resource exactly")
