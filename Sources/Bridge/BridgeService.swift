@@ -826,7 +826,7 @@ public actor BridgeService {
         // never got; the next start asks the master for these again.
         guard !stopping, let to = stanza["to"].flatMap(JID.init) else { return }
         if stanza.name == "iq", answerAdmin(stanza, to: to) { return }
-        guard let state = shadows[to.bare] else {
+        guard shadows[to.bare] != nil else {
             if to.local != nil, stanza["type"] != "error", stanza.name != "presence" || stanza["type"] != "unavailable" {
                 session.send(stanza.errorReply(type: "cancel", condition: "item-not-found", text: "no such bridged channel"))
             } else if to.local == nil, stanza.name == "iq", stanza["type"] == "get" || stanza["type"] == "set" {
@@ -834,9 +834,8 @@ public actor BridgeService {
             }
             return
         }
-        var room = state.room
-        let actions = room.receive(stanza)
-        shadows[to.bare]?.room = room
+        // In place: a copy of the room would make every collection it changes copy itself.
+        let actions = shadows[to.bare]!.room.receive(stanza)
         savePosition(to.bare)
         perform(actions, shadow: to.bare)
     }
@@ -858,12 +857,13 @@ public actor BridgeService {
         metrics.relayedOccupants.record(puppets.filter { $0.relayed }.count)
     }
 
+    /// Runs `body` on the room of `channel`, in place (a copy would make every collection the
+    /// room changes copy itself), so `body` must not touch the bridge's own state.
     func withShadow(network: String, channel: String, _ body: (inout ShadowRoom) -> [ShadowRoom.Action]) {
-        guard let jid = shadows.first(where: { $0.value.network == network && self.networks[network]?.fold($0.value.channel) == channel })?.key
+        guard let mapping = networks[network]?.isupport.caseMapping,
+            let jid = shadows.first(where: { $0.value.network == network && mapping.fold($0.value.channel) == channel })?.key
         else { return }
-        var room = shadows[jid]!.room
-        let actions = body(&room)
-        shadows[jid]!.room = room
+        let actions = body(&shadows[jid]!.room)
         if holdingNetworkCopy > 0 {
             deferredActions.append((jid, actions))
         } else {

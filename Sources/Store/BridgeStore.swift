@@ -153,13 +153,14 @@ public final class BridgeStore: Sendable {
 
     /// Records where `shadow` stands in `master`'s sequence; returns once SQLite has it.
     public func savePosition(_ position: Position, shadow: String, master: String) throws {
-        try database.write { db in
-            try db.execute(
+        // One statement is its own transaction; prepared once. This runs for every room line.
+        try database.writeWithoutTransaction { db in
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO shadow_position (shadow, master, epoch, seq) VALUES (?, ?, ?, ?)
                     ON CONFLICT(shadow) DO UPDATE SET master = excluded.master, epoch = excluded.epoch, seq = excluded.seq
-                    """,
-                arguments: [shadow, master, position.epoch, Int64(clamping: position.seq)])
+                    """
+            ).execute(arguments: [shadow, master, position.epoch, Int64(clamping: position.seq)])
         }
     }
 
