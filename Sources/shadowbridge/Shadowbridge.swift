@@ -16,6 +16,9 @@ enum Main {
         // Tasks and actors run on NIO's event loop threads, the sockets' own: a line goes from
         // the IRC socket through the bridge and the master to the XMPP socket without waking a
         // second pool of threads at every step (issue 8's latency).
+        // One thread, as biboumi runs: the sockets, the bridge and the master share it, so a
+        // line crosses no thread at all.
+        NIOSingletons.groupLoopCountSuggestion = 1
         _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         // The command's own entry point is main-actor isolated: the main queue must keep
         // running for it, so no blocking wait here.
@@ -66,7 +69,7 @@ struct Run: AsyncParsableCommand {
 /// Runs the roles `settings` enables until SIGINT or SIGTERM, then stops them cleanly: the
 /// bridge takes its IRC users out of the rooms and QUITs, the components close their streams.
 func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: () -> Void = {}) async throws {
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let group = MultiThreadedEventLoopGroup.singleton
     // Metrics first: every counter binds to the factory in place when it is made.
     let registry = PrometheusCollectorRegistry()
     MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
