@@ -14,6 +14,7 @@ options into and a gateway PID whose RSS is read before and after the joins.
 import asyncio
 import base64
 import json
+import os
 import sqlite3
 import statistics
 import sys
@@ -194,6 +195,15 @@ def biboumi_options(settings, users):
     db.close()
 
 
+def cpu_ms(pid):
+    """The process's user plus system CPU time so far, in ms."""
+    if not pid:
+        return None
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def summary(samples):
     ordered = sorted(samples)
     return {
@@ -226,8 +236,11 @@ async def latency(settings):
                 got.put_nowait(body)
     xmpp.on_stanza = on_stanza
     results = {"irc_to_xmpp": [], "xmpp_to_irc": []}
+    cpu = {}
     warmup = 20
     for i in range(count + warmup):
+        if i == warmup:
+            cpu_start = cpu_ms(settings.get("pid"))
         start = now_ms()
         irc.send(f"PRIVMSG {settings['channel']} :ix {i}")
         while True:
@@ -236,13 +249,23 @@ async def latency(settings):
                 break
         if i >= warmup:
             results["irc_to_xmpp"].append(now_ms() - start)
+    if cpu_start is not None:
+        cpu["irc_to_xmpp"] = (cpu_ms(settings["pid"]) - cpu_start) / count
     for i in range(count + warmup):
+        if i == warmup:
+            cpu_start = cpu_ms(settings.get("pid"))
         start = now_ms()
         xmpp.say(room, f"xi {i}")
         await irc.wait(lambda l: l.endswith(f" :xi {i}") and " PRIVMSG " in l, f"xi {i}")
         if i >= warmup:
             results["xmpp_to_irc"].append(now_ms() - start)
-    return {key: summary(value) for key, value in results.items()}
+    if cpu_start is not None:
+        cpu["xmpp_to_irc"] = (cpu_ms(settings["pid"]) - cpu_start) / count
+    result = {key: summary(value) for key, value in results.items()}
+    for key, value in cpu.items():
+        # The gateway's own CPU per line: what a line costs, apart from waiting.
+        result[key]["cpu_ms_per_line"] = value
+    return result
 
 
 async def fanout(settings):

@@ -3,7 +3,10 @@
 // so that machine drift cancels; the table gives medians, p99s and ratios (ours / biboumi),
 // and the JSON file every figure. Prosody's own MUC fanout to the same users is the ceiling.
 //
-//   bash Benchmarks/run gateways [rounds]
+//   bash Benchmarks/run gateways [rounds] [scenarios] [settings]
+//
+// scenarios: a comma-separated subset of storm,latency,fanout (default all); settings: of
+// on,off (default both). A subset is for profiling one thing; RESULTS.md records full runs.
 //
 // The measuring clients are raw sockets (Benchmarks/gateway_clients.py, Debian's python3).
 import Foundation
@@ -11,6 +14,8 @@ import Lab
 
 let arguments = CommandLine.arguments.dropFirst()
 let rounds = arguments.first.flatMap(Int.init) ?? 2
+let scenarios = Set((arguments.dropFirst().first ?? "storm,latency,fanout").split(separator: ",").map(String.init))
+let settingKeys = Set((arguments.dropFirst(2).first ?? "on,off").split(separator: ",").map(String.init))
 let latencyMessages = 500
 let fanoutUsers = 50
 let fanoutMessages = 50
@@ -186,7 +191,7 @@ var raw: [[String: Any]] = []
     return settings
 }
 
-for setting in settings {
+for setting in settings where settingKeys.contains(setting.key) {
     log("setting: \(setting.name)")
     var (ours, biboumi) = try startGateways(setting)
     let idle = [Gateway.shadowbridge: rss(ours.pid), .biboumi: rss(biboumi.pid)]
@@ -195,7 +200,7 @@ for setting in settings {
 
     // First, on the fresh processes (biboumi never gives memory back, so a later measurement
     // would reuse what earlier users left): 500 XMPP users join at once; RSS per occupant.
-    for gateway in [Gateway.shadowbridge, .biboumi] {
+    for gateway in [Gateway.shadowbridge, .biboumi] where scenarios.contains("storm") {
         let pid = gateway == .shadowbridge ? ours.pid : biboumi.pid
         let storm = channel("big", setting, 0, gateway)
         log("\(gateway.rawValue): \(stormUsers) XMPP users join at once")
@@ -214,10 +219,12 @@ for setting in settings {
 
     // The storm's 500 users leave a lot behind (quits to process, memory biboumi keeps):
     // the rounds get fresh processes and a quiet machine.
-    ours.stop()
-    biboumi.stop()
-    Thread.sleep(forTimeInterval: 5)
-    (ours, biboumi) = try startGateways(setting)
+    if scenarios.contains("storm") {
+        ours.stop()
+        biboumi.stop()
+        Thread.sleep(forTimeInterval: 5)
+        (ours, biboumi) = try startGateways(setting)
+    }
 
     for round in 1...rounds {
         let order: [Gateway] = round % 2 == 1 ? [.shadowbridge, .biboumi] : [.biboumi, .shadowbridge]
@@ -226,17 +233,21 @@ for setting in settings {
             let tag = "\(setting.key)\(round)\(gateway == .shadowbridge ? "s" : "b")"
 
             Thread.sleep(forTimeInterval: 1)
-            let lat = channel("lat", setting, round, gateway)
-            log("round \(round), \(gateway.rawValue): latency, \(latencyMessages) each way")
-            var latencySettings = clientSettings(gateway, setting, pid: pid, channel: lat)
-            latencySettings.merge(["count": latencyMessages, "user": "lat\(tag)", "xmpp_nick": "xl\(tag)", "irc_nick": "il\(tag)"]) { $1 }
-            let latency = try runClients("latency", latencySettings)
-            raw.append(["setting": setting.key, "round": round, "gateway": gateway.rawValue, "scenario": "latency", "result": latency])
-            for (key, figure) in [("irc_to_xmpp", "IRC -> XMPP"), ("xmpp_to_irc", "XMPP -> IRC")] {
-                let summary = latency[key] as? [String: Any]
-                record(setting, "latency \(figure) p50, ms", gateway.rawValue, number(summary?["p50"]))
-                record(setting, "latency \(figure) p99, ms", gateway.rawValue, number(summary?["p99"]))
+            if scenarios.contains("latency") {
+                let lat = channel("lat", setting, round, gateway)
+                log("round \(round), \(gateway.rawValue): latency, \(latencyMessages) each way")
+                var latencySettings = clientSettings(gateway, setting, pid: pid, channel: lat)
+                latencySettings.merge(["count": latencyMessages, "user": "lat\(tag)", "xmpp_nick": "xl\(tag)", "irc_nick": "il\(tag)"]) { $1 }
+                let latency = try runClients("latency", latencySettings)
+                raw.append(["setting": setting.key, "round": round, "gateway": gateway.rawValue, "scenario": "latency", "result": latency])
+                for (key, figure) in [("irc_to_xmpp", "IRC -> XMPP"), ("xmpp_to_irc", "XMPP -> IRC")] {
+                    let summary = latency[key] as? [String: Any]
+                    record(setting, "latency \(figure) p50, ms", gateway.rawValue, number(summary?["p50"]))
+                    record(setting, "latency \(figure) p99, ms", gateway.rawValue, number(summary?["p99"]))
+                    record(setting, "CPU per line \(figure), µs", gateway.rawValue, number(summary?["cpu_ms_per_line"]).map { $0 * 1000 })
+                }
             }
+            guard scenarios.contains("fanout") else { continue }
 
             let fan = channel("fan", setting, round, gateway)
             log("round \(round), \(gateway.rawValue): fanout to \(fanoutUsers) XMPP users")
@@ -250,6 +261,7 @@ for setting in settings {
             record(setting, "\(fanoutUsers) joins, all self-presences, ms", gateway.rawValue, number(fanout["join_xmpp_ms"]))
             record(setting, "\(fanoutUsers) joins, all visible on IRC, ms", gateway.rawValue, number(fanout["join_irc_ms"]))
         }
+        guard scenarios.contains("fanout") else { continue }
         // The ceiling: Prosody's own MUC, one XMPP sender to the same number of XMPP users.
         log("round \(round), Prosody MUC: fanout to \(fanoutUsers) XMPP users")
         let ceiling = try runClients(
@@ -278,7 +290,7 @@ for setting in settings {
 }
 
 var table = ""
-for setting in settings {
+for setting in settings where settingKeys.contains(setting.key) {
     table += "\n### \(setting.name)\n\n| figure (median of \(rounds) rounds) | Shadowbridge | biboumi | ours / biboumi | Prosody MUC |\n|---|---|---|---|---|\n"
     for (figure, byGateway) in (figures[setting.key] ?? [:]).sorted(by: { $0.key < $1.key }) {
         let ours = median(byGateway["shadowbridge"] ?? [])
