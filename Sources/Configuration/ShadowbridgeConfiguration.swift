@@ -419,9 +419,22 @@ extension ShadowbridgeConfiguration {
         return secret.value
     }
 
+    /// The most a configuration, mapping, secret or certificate file may hold. A path naming
+    /// something else by mistake (`/dev/zero`, a log) is an error, not a read without end.
+    static let maximumFileBytes = 1 << 20
+
     static func readText(_ path: String, file: String, key: String?, line: Int? = nil) throws(ConfigurationError) -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigurationError(file: file, line: line, key: key, message: key == nil ? "cannot read the file" : "cannot read \(path)")
+        let unreadable = ConfigurationError(file: file, line: line, key: key, message: key == nil ? "cannot read the file" : "cannot read \(path)")
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw unreadable }
+        defer { try? handle.close() }
+        let data: Data
+        do {
+            data = try handle.read(upToCount: maximumFileBytes + 1) ?? Data()
+        } catch {
+            throw unreadable
+        }
+        guard data.count <= maximumFileBytes else {
+            throw ConfigurationError(file: file, line: line, key: key, message: "\(path) is larger than 1 MiB: not a file this setting can name")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigurationError(file: file, line: line, key: key, message: "\(path) is not UTF-8 text")

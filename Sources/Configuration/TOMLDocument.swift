@@ -10,6 +10,11 @@ struct TOMLDocument {
     init(path: String, text: String) throws(ConfigurationError) {
         self.path = path
         self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if let (line, column) = Self.headerWithoutKey(in: text) {
+            throw ConfigurationError(
+                file: path, line: line, column: column,
+                message: "TOML syntax error: a table header starts with a key, as in [network], [[channel]] or [\"quoted key\"]")
+        }
         do {
             self.table = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
@@ -19,6 +24,86 @@ struct TOMLDocument {
         } catch {
             throw ConfigurationError(file: path, message: "TOML syntax error: \(error)")
         }
+    }
+
+    /// Where a table header does not start with a key (`[#ops]`, `[=]`, `[` and then the end
+    /// of the line), or nil. TOMLKit's toml++ asserts on such a header, so the process would
+    /// abort instead of reporting it (found by the config fuzzer): it is found here first.
+    /// A light scan: comments, strings (one-line and multi-line) and open arrays and inline
+    /// tables are skipped, so a `[` inside a value is never taken for a header.
+    static func headerWithoutKey(in text: String) -> (line: Int, column: Int)? {
+        let bytes = Array(text.utf8)
+        var i = 0
+        var line = 1
+        var lineStart = 0
+        var depth = 0
+        var atLineStart = true
+        func isBlank(_ c: UInt8) -> Bool { c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") }
+        func startsKey(_ c: UInt8) -> Bool {
+            (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39)
+                || [UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: "]")].contains(c)
+        }
+        func newline(at index: Int) {
+            line += 1
+            lineStart = index + 1
+        }
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == UInt8(ascii: "\n") {
+                newline(at: i)
+                atLineStart = true
+                i += 1
+                continue
+            }
+            if isBlank(c) || c == UInt8(ascii: "\r") {
+                i += 1
+                continue
+            }
+            if c == UInt8(ascii: "#") {
+                while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }
+                continue
+            }
+            if atLineStart, depth == 0, c == UInt8(ascii: "[") {
+                var j = i + 1
+                while j < bytes.count, isBlank(bytes[j]) { j += 1 }
+                if j < bytes.count, bytes[j] == UInt8(ascii: "[") {
+                    j += 1
+                    while j < bytes.count, isBlank(bytes[j]) { j += 1 }
+                }
+                if j < bytes.count, !startsKey(bytes[j]) { return (line, j - lineStart + 1) }
+                // The rest of a header is on its line; a quoted key in it may hold anything.
+                while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }
+                continue
+            }
+            atLineStart = false
+            if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
+                let escapes = c == UInt8(ascii: "\"")
+                let triple = i + 2 < bytes.count && bytes[i + 1] == c && bytes[i + 2] == c
+                i += triple ? 3 : 1
+                while i < bytes.count {
+                    let d = bytes[i]
+                    if escapes, d == UInt8(ascii: "\\") {
+                        if i + 1 < bytes.count, bytes[i + 1] == UInt8(ascii: "\n") { newline(at: i + 1) }
+                        i += 2
+                        continue
+                    }
+                    if d == UInt8(ascii: "\n") {
+                        if !triple { break }  // an unclosed one-line string: toml++ reports it
+                        newline(at: i)
+                    }
+                    if d == c, !triple || (i + 2 < bytes.count && bytes[i + 1] == c && bytes[i + 2] == c) {
+                        i += triple ? 3 : 1
+                        break
+                    }
+                    i += 1
+                }
+                continue
+            }
+            if c == UInt8(ascii: "[") || c == UInt8(ascii: "{") { depth += 1 }
+            if c == UInt8(ascii: "]") || c == UInt8(ascii: "}") { depth = max(0, depth - 1) }
+            i += 1
+        }
+        return nil
     }
 
     func error(_ keyPath: String, _ message: String) -> ConfigurationError {

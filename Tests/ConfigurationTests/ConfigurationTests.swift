@@ -1,4 +1,4 @@
-import Configuration
+@testable import Configuration
 import Foundation
 import Testing
 
@@ -117,6 +117,44 @@ struct ConfigurationTests {
         #expect(e.line == 3)
         #expect(e.column != nil)
         #expect(e.description.hasPrefix("\(files.config):3:"))
+    }
+
+    /// TOMLKit's parser asserts (the process aborts) on these instead of reporting them; found
+    /// by the config fuzzer. `[#ops]` is a plausible slip in a mapping file, and a reload would
+    /// have taken the running bridge down with it.
+    @Test("a table header without a key is a syntax error with its line, never an abort", arguments: ["[#ops]", "[=]", "[[ =]]", "[", "[é]", "[[#]]", "[.b]"])
+    func headerWithoutKey(header: String) throws {
+        let (_, error, files) = try Self.load(Self.good + "\n" + header + "\n")
+        defer { files.remove() }
+        let e = try #require(error)
+        let lines = Self.good.split(separator: "\n", omittingEmptySubsequences: false).count + 1
+        #expect(e.line == lines && e.message.contains("table header starts with a key"), "\(e)")
+    }
+
+    @Test("brackets inside values, strings and comments are not taken for table headers")
+    func bracketsInValues() throws {
+        let text = #"""
+            a = [
+              [
+                1
+              ],
+              "[#",
+            ]
+            b = """
+            [=]
+            """
+            c = '''
+            [#'''
+            # [=]
+            d = { e = [ "x" ] }
+            ["quoted [#] key"]
+            [ table ]
+            [[ array ]]
+            """#
+        #expect(TOMLDocument.headerWithoutKey(in: text) == nil)
+        #expect(throws: Never.self) { try TOMLDocument(path: "t.toml", text: text) }
+        let bad = try #require(TOMLDocument.headerWithoutKey(in: text + "\n  [ \t#x]"))
+        #expect(bad.line == 17 && bad.column == 6, "\(bad)")
     }
 
     @Test("an unknown key names file, key and line")
@@ -294,6 +332,16 @@ struct ConfigurationTests {
         defer { files.remove() }
         let e = try #require(error)
         #expect(e.key == "master.secret_file" && e.line == 7 && e.description.contains("/nonexistent/secret"))
+    }
+
+    @Test("a secret file naming a device or a directory is an error, not a read without end")
+    func secretFileNotAFile() throws {
+        for (path, says) in [("/dev/zero", "larger than 1 MiB"), ("/tmp", "cannot read /tmp")] {
+            let (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "secret = \"s1\"", with: "secret_file = \"\(path)\""))
+            defer { files.remove() }
+            let e = try #require(error)
+            #expect(e.key == "master.secret_file" && e.line == 7 && e.description.contains(says), "\(e)")
+        }
     }
 
     @Test("an unknown quoted key with brackets is an error, not a crash (found in review)")
