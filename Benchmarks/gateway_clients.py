@@ -4,8 +4,10 @@ scenario and gateway. XMPP users are raw c2s sockets (in-band registration, SASL
 IRC users raw IRC sockets, so neither client library's parsing is what gets measured. Every
 wait is bounded; the result is one JSON object on stdout.
 
-  gateway_clients.py latency  SETTINGS_JSON
-  gateway_clients.py fanout   SETTINGS_JSON
+  gateway_clients.py latency        SETTINGS_JSON
+  gateway_clients.py fanout         SETTINGS_JSON
+  gateway_clients.py throughput     SETTINGS_JSON
+  gateway_clients.py large_channel  SETTINGS_JSON
 
 SETTINGS_JSON names the servers (c2s port, domain, IRC port), the room address the XMPP users
 join, the IRC channel, the counts, and optionally a biboumi database to write each user's
@@ -344,9 +346,152 @@ async def fanout(settings):
     }
 
 
+async def throughput(settings):
+    """Offered rates stepped up, each way: at each rate, `seconds` of numbered lines, paced
+    evenly. A rate holds when every line arrives once, in order, the last within 1 s of being
+    sent. The highest rate that holds, each way, and every step."""
+    user = settings["user"]
+    room = settings["room"]
+    biboumi_options(settings, [user])
+    if not settings.get("xmpp_only"):
+        irc = IRCClient(settings["irc_port"], settings["irc_nick"])
+        await irc.connect(settings["channel"])
+    xmpp = XMPPClient("127.0.0.1", settings["c2s_port"], settings["domain"], user)
+    await xmpp.connect()
+    await xmpp.join(room, settings["xmpp_nick"])
+    if settings.get("xmpp_only"):
+        # The ceiling: Prosody's own MUC routing, one XMPP user to another.
+        irc = XMPPClient("127.0.0.1", settings["c2s_port"], settings["domain"], user + "s")
+        await irc.connect()
+        await irc.join(room, settings["xmpp_nick"] + "s")
+        directions = ("xmpp_to_xmpp",)
+    else:
+        await irc.wait(lambda l: " JOIN " in l and l[1:].startswith(settings["xmpp_nick"] + "!"), "the XMPP user's JOIN")
+        directions = ("irc_to_xmpp", "xmpp_to_irc")
+    await asyncio.sleep(0.5)
+    seconds = settings.get("seconds", 2)
+    results = {}
+    for direction in directions:
+        best, steps = 0, []
+        for rate in settings.get("rates", [500, 1000, 2000, 4000, 8000, 16000, 32000]):
+            n = int(rate * seconds)
+            prefix = f"t{direction[0]}{rate} "
+            got = []
+            complete = asyncio.Event()
+
+            def arrived(text):
+                if text.startswith(prefix):
+                    got.append(text)
+                    if len(got) == n:
+                        complete.set()
+            if direction == "xmpp_to_xmpp":
+                xmpp.on_stanza = lambda s: s.tag == f"{{{CLIENT}}}message" and arrived(s.findtext(f"{{{CLIENT}}}body") or "")
+                irc.on_stanza = lambda s: None
+            elif direction == "irc_to_xmpp":
+                xmpp.on_stanza = lambda s: s.tag == f"{{{CLIENT}}}message" and arrived(s.findtext(f"{{{CLIENT}}}body") or "")
+                irc.on_line = lambda l: None
+            else:
+                irc.on_line = lambda l: " PRIVMSG " in l and arrived(l.split(" :", 1)[1] if " :" in l else "")
+                xmpp.on_stanza = lambda s: None
+            start = time.monotonic()
+            sent = 0
+            while sent < n:
+                due = min(n, int((time.monotonic() - start) * rate) + 1)
+                while sent < due:
+                    if direction == "xmpp_to_xmpp":
+                        irc.say(room, f"{prefix}{sent}")
+                    elif direction == "irc_to_xmpp":
+                        irc.send(f"PRIVMSG {settings['channel']} :{prefix}{sent}")
+                    else:
+                        xmpp.say(room, f"{prefix}{sent}")
+                    sent += 1
+                await asyncio.sleep(0.001)
+            sent_at = time.monotonic()
+            try:
+                await asyncio.wait_for(complete.wait(), 5)
+            except asyncio.TimeoutError:
+                pass
+            lag_ms = (time.monotonic() - sent_at) * 1000
+            in_order = got == [f"{prefix}{k}" for k in range(len(got))]
+            holds = len(got) == n and in_order and lag_ms < 1000
+            steps.append({"rate": rate, "sent": n, "delivered": len(got), "in_order": in_order, "lag_ms": lag_ms, "holds": holds})
+            await asyncio.sleep(1)
+            if not holds:
+                break
+            best = rate
+        results[direction] = {"best": best, "steps": steps}
+    return results
+
+
+async def large_channel(settings):
+    """`users` IRC users in one channel; then one XMPP user joins it through the gateway: the
+    time until its join completes (self-presence), the occupants it was shown, and the
+    gateway's RSS afterwards."""
+    n = settings["users"]
+    prefix = settings["irc_nick"]
+    user = settings["user"]
+    biboumi_options(settings, [user])
+    connections = []
+
+    async def drain(reader, writer):
+        # Every JOIN of every later user reaches every member: read and drop it, answering
+        # PINGs, so the server never sees a full send queue.
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            if b"PING" in data:
+                for line in data.split(b"\n"):
+                    if line.startswith(b"PING"):
+                        writer.write(b"PONG" + line[4:].rstrip(b"\r") + b"\r\n")
+
+    gate = asyncio.Semaphore(50)
+
+    async def member(k):
+        async with gate:
+            reader, writer = await asyncio.open_connection("127.0.0.1", settings["irc_port"])
+            nick = f"{prefix}{k}"
+            writer.write(f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\nJOIN {settings['channel']}\r\n".encode())
+            buffer = b""
+            while f" 366 {nick} ".encode() not in buffer:
+                data = await asyncio.wait_for(reader.read(65536), TIMEOUT)
+                if not data:
+                    raise RuntimeError(f"{nick}: closed while joining: {buffer[-300:]!r}")
+                buffer = buffer[-512:] + data
+            connections.append(writer)
+            asyncio.get_running_loop().create_task(drain(reader, writer))
+    fill_start = now_ms()
+    await asyncio.gather(*(member(k) for k in range(n)))
+    fill_ms = now_ms() - fill_start
+    await asyncio.sleep(settings.get("settle", 5))
+    rss_before = rss_kib(settings.get("pid"))
+    xmpp = XMPPClient("127.0.0.1", settings["c2s_port"], settings["domain"], user)
+    await xmpp.connect()
+    occupants = 0
+    start = now_ms()
+    xmpp.send(f"<presence to='{settings['room']}/{settings['xmpp_nick']}'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>")
+    while True:
+        stanza = await asyncio.wait_for(xmpp.queue.get(), TIMEOUT)
+        if stanza is None:
+            raise RuntimeError("stream closed while joining")
+        if stanza.tag != f"{{{CLIENT}}}presence":
+            continue
+        if stanza.get("type") == "error":
+            raise RuntimeError(f"join refused: {ET.tostring(stanza)[:300]}")
+        if "110" in [s.get("code") for s in stanza.iter(f"{{{MUC_USER}}}status")]:
+            break
+        occupants += 1
+    join_ms = now_ms() - start
+    await asyncio.sleep(1)
+    rss_after = rss_kib(settings.get("pid"))
+    for writer in connections:
+        writer.close()
+    return {"fill_ms": fill_ms, "join_ms": join_ms, "occupants_shown": occupants, "rss_before_kib": rss_before, "rss_after_kib": rss_after}
+
+
 def main():
     scenario, settings = sys.argv[1], json.loads(sys.argv[2])
-    result = asyncio.run(asyncio.wait_for({"latency": latency, "fanout": fanout}[scenario](settings), 900))
+    result = asyncio.run(asyncio.wait_for({"latency": latency, "fanout": fanout, "throughput": throughput, "large_channel": large_channel}[scenario](settings), 900))
     print(json.dumps(result))
 
 

@@ -5,7 +5,7 @@
 //
 //   bash Benchmarks/run gateways [rounds] [scenarios] [settings]
 //
-// scenarios: a comma-separated subset of storm,latency,fanout (default all); settings: of
+// scenarios: a comma-separated subset of storm,latency,throughput,fanout,large (default all); settings: of
 // on,off (default both). A subset is for profiling one thing; RESULTS.md records full runs.
 //
 // The measuring clients are raw sockets (Benchmarks/gateway_clients.py, Debian's python3).
@@ -14,12 +14,13 @@ import Lab
 
 let arguments = CommandLine.arguments.dropFirst()
 let rounds = arguments.first.flatMap(Int.init) ?? 2
-let scenarios = Set((arguments.dropFirst().first ?? "storm,latency,fanout").split(separator: ",").map(String.init))
+let scenarios = Set((arguments.dropFirst().first ?? "storm,latency,throughput,fanout,large").split(separator: ",").map(String.init))
 let settingKeys = Set((arguments.dropFirst(2).first ?? "on,off").split(separator: ",").map(String.init))
 let latencyMessages = 500
 let fanoutUsers = 50
 let fanoutMessages = 50
 let stormUsers = 500
+let largeChannelUsers = 2000
 
 let benchmarks = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let clients = benchmarks.appendingPathComponent("gateway_clients.py").path
@@ -98,9 +99,12 @@ defer { ngircd.stop() }
         max_puppets = 1000
 
         """
-    mapping += "\n[[channel]]\nirc = \"\(channel("big", setting, 0, .shadowbridge))\"\nroom = \"\(channel("big", setting, 0, .shadowbridge).dropFirst())@\(masterDomain)\"\n"
+    for scenario in ["big", "huge"] {
+        let name = channel(scenario, setting, 0, .shadowbridge)
+        mapping += "\n[[channel]]\nirc = \"\(name)\"\nroom = \"\(name.dropFirst())@\(masterDomain)\"\n"
+    }
     for round in 1...rounds {
-        for scenario in ["lat", "fan"] {
+        for scenario in ["lat", "thr", "fan"] {
             let name = channel(scenario, setting, round, .shadowbridge)
             mapping += "\n[[channel]]\nirc = \"\(name)\"\nroom = \"\(name.dropFirst())@\(masterDomain)\"\n"
         }
@@ -247,6 +251,17 @@ for setting in settings where settingKeys.contains(setting.key) {
                     record(setting, "CPU per line \(figure), µs", gateway.rawValue, number(summary?["cpu_ms_per_line"]).map { $0 * 1000 })
                 }
             }
+            if scenarios.contains("throughput") {
+                let thr = channel("thr", setting, round, gateway)
+                log("round \(round), \(gateway.rawValue): throughput, offered rates stepped up each way")
+                var throughputSettings = clientSettings(gateway, setting, pid: pid, channel: thr)
+                throughputSettings.merge(["user": "thr\(tag)", "xmpp_nick": "xt\(tag)", "irc_nick": "it\(tag)"]) { $1 }
+                let throughput = try runClients("throughput", throughputSettings)
+                raw.append(["setting": setting.key, "round": round, "gateway": gateway.rawValue, "scenario": "throughput", "result": throughput])
+                for (key, figure) in [("irc_to_xmpp", "IRC -> XMPP"), ("xmpp_to_irc", "XMPP -> IRC")] {
+                    record(setting, "throughput \(figure), lines/s held (2 s, none lost)", gateway.rawValue, number((throughput[key] as? [String: Any])?["best"]))
+                }
+            }
             guard scenarios.contains("fanout") else { continue }
 
             let fan = channel("fan", setting, round, gateway)
@@ -261,6 +276,20 @@ for setting in settings where settingKeys.contains(setting.key) {
             record(setting, "\(fanoutUsers) joins, all self-presences, ms", gateway.rawValue, number(fanout["join_xmpp_ms"]))
             record(setting, "\(fanoutUsers) joins, all visible on IRC, ms", gateway.rawValue, number(fanout["join_irc_ms"]))
         }
+        if scenarios.contains("throughput") {
+            // The ceiling for throughput: Prosody's MUC routing one XMPP user's lines to another.
+            log("round \(round), Prosody MUC: throughput, offered rates stepped up")
+            let ceiling = try runClients(
+                "throughput",
+                [
+                    "c2s_port": prosody.c2sPort, "domain": prosody.domain, "room": "thr\(setting.key)\(round)@\(prosody.mucDomain)",
+                    "user": "thr\(setting.key)\(round)p", "xmpp_nick": "xt", "xmpp_only": true,
+                ])
+            raw.append(["setting": setting.key, "round": round, "gateway": "prosody-muc", "scenario": "throughput", "result": ceiling])
+            for figure in ["IRC -> XMPP", "XMPP -> IRC"] {
+                record(setting, "throughput \(figure), lines/s held (2 s, none lost)", "prosody", number((ceiling["xmpp_to_xmpp"] as? [String: Any])?["best"]))
+            }
+        }
         guard scenarios.contains("fanout") else { continue }
         // The ceiling: Prosody's own MUC, one XMPP sender to the same number of XMPP users.
         log("round \(round), Prosody MUC: fanout to \(fanoutUsers) XMPP users")
@@ -274,6 +303,22 @@ for setting in settings where settingKeys.contains(setting.key) {
         let toLast = ceiling["to_last"] as? [String: Any]
         record(setting, "fanout to \(fanoutUsers), last recipient p50, ms", "prosody", number(toLast?["p50"]))
         record(setting, "fanout to \(fanoutUsers), last recipient p99, ms", "prosody", number(toLast?["p99"]))
+    }
+    // A large IRC channel: its users join first, then one XMPP user joins through the gateway.
+    for gateway in [Gateway.shadowbridge, .biboumi] where scenarios.contains("large") {
+        let pid = gateway == .shadowbridge ? ours.pid : biboumi.pid
+        let tag = "\(setting.key)\(gateway == .shadowbridge ? "s" : "b")"
+        log("\(gateway.rawValue): \(largeChannelUsers) IRC users in one channel, then an XMPP user joins")
+        var largeSettings = clientSettings(gateway, setting, pid: pid, channel: channel("huge", setting, 0, gateway))
+        // ngircd's nicks are at most 9 characters: "hfs1999".
+        largeSettings.merge(["users": largeChannelUsers, "user": "huge\(tag)", "xmpp_nick": "xh\(tag)", "irc_nick": "h\(setting.key == "on" ? "n" : "f")\(gateway == .shadowbridge ? "s" : "b")"]) { $1 }
+        let result = try runClients("large_channel", largeSettings)
+        raw.append(["setting": setting.key, "gateway": gateway.rawValue, "scenario": "large channel", "result": result])
+        record(setting, "\(largeChannelUsers)-user IRC channel, XMPP join, ms", gateway.rawValue, number(result["join_ms"]))
+        record(setting, "\(largeChannelUsers)-user IRC channel, occupants shown", gateway.rawValue, number(result["occupants_shown"]))
+        if let after = number(result["rss_after_kib"]) {
+            record(setting, "\(largeChannelUsers)-user IRC channel, RSS after the join, MiB", gateway.rawValue, after / 1024)
+        }
     }
     ours.stop()
     biboumi.stop()
