@@ -420,13 +420,27 @@ extension ShadowbridgeConfiguration {
     }
 
     /// The most a configuration, mapping, secret or certificate file may hold. A path naming
-    /// something else by mistake (`/dev/zero`, a log) is an error, not a read without end.
+    /// something else by mistake (`/dev/zero`, a FIFO, a log) is an error, never a read without
+    /// end or a wait (a reload runs on the thread every socket shares).
     static let maximumFileBytes = 1 << 20
 
     static func readText(_ path: String, file: String, key: String?, line: Int? = nil) throws(ConfigurationError) -> String {
-        let unreadable = ConfigurationError(file: file, line: line, key: key, message: key == nil ? "cannot read the file" : "cannot read \(path)")
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw unreadable }
-        defer { try? handle.close() }
+        func mistake(_ message: String) -> ConfigurationError {
+            ConfigurationError(file: file, line: line, key: key, message: message)
+        }
+        let unreadable = mistake(key == nil ? "cannot read the file" : "cannot read \(path)")
+        // Non-blocking, so that opening a FIFO does not wait for a writer.
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw unreadable }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw unreadable }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw mistake("\(path) is not a regular file")
+        }
+        guard status.st_size <= maximumFileBytes else {
+            throw mistake("\(path) is larger than 1 MiB: not a file this setting can name")
+        }
         let data: Data
         do {
             data = try handle.read(upToCount: maximumFileBytes + 1) ?? Data()
@@ -434,7 +448,7 @@ extension ShadowbridgeConfiguration {
             throw unreadable
         }
         guard data.count <= maximumFileBytes else {
-            throw ConfigurationError(file: file, line: line, key: key, message: "\(path) is larger than 1 MiB: not a file this setting can name")
+            throw mistake("\(path) is larger than 1 MiB: not a file this setting can name")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigurationError(file: file, line: line, key: key, message: "\(path) is not UTF-8 text")

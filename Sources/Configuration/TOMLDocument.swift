@@ -33,9 +33,10 @@ struct TOMLDocument {
     /// tables are skipped, so a `[` inside a value is never taken for a header.
     static func headerWithoutKey(in text: String) -> (line: Int, column: Int)? {
         let bytes = Array(text.utf8)
-        var i = 0
+        // toml++ skips a UTF-8 byte order mark; so does this scan (found in review).
+        var i = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
         var line = 1
-        var lineStart = 0
+        var lineStart = i
         var depth = 0
         var atLineStart = true
         func isBlank(_ c: UInt8) -> Bool { c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") }
@@ -93,6 +94,10 @@ struct TOMLDocument {
                     }
                     if d == c, !triple || (i + 2 < bytes.count && bytes[i + 1] == c && bytes[i + 2] == c) {
                         i += triple ? 3 : 1
+                        // `""""a""""`: up to two more quotes belong to the string (TOML 1.0).
+                        if triple {
+                            for _ in 0..<2 where i < bytes.count && bytes[i] == c { i += 1 }
+                        }
                         break
                     }
                     i += 1

@@ -153,6 +153,9 @@ struct ConfigurationTests {
             """#
         #expect(TOMLDocument.headerWithoutKey(in: text) == nil)
         #expect(throws: Never.self) { try TOMLDocument(path: "t.toml", text: text) }
+        #expect(TOMLDocument.headerWithoutKey(in: "\u{FEFF}[#ops]\n")! == (1, 2))
+        #expect(TOMLDocument.headerWithoutKey(in: #"x = [""""a"""", '''b''''']"# + "\n[#ops]\n")! == (2, 2))
+        #expect(TOMLDocument.headerWithoutKey(in: #"x = [""""a"""", '''b''''']"# + "\n[ops]\n") == nil)
         let bad = try #require(TOMLDocument.headerWithoutKey(in: text + "\n  [ \t#x]"))
         #expect(bad.line == 17 && bad.column == 6, "\(bad)")
     }
@@ -334,9 +337,16 @@ struct ConfigurationTests {
         #expect(e.key == "master.secret_file" && e.line == 7 && e.description.contains("/nonexistent/secret"))
     }
 
-    @Test("a secret file naming a device or a directory is an error, not a read without end")
+    @Test("a secret file naming a device, a FIFO, a directory or a huge file is an error, not a read without end or a wait")
     func secretFileNotAFile() throws {
-        for (path, says) in [("/dev/zero", "larger than 1 MiB"), ("/tmp", "cannot read /tmp")] {
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("secret-fifo-\(getpid())").path
+        unlink(fifo)
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let huge = FileManager.default.temporaryDirectory.appendingPathComponent("secret-huge-\(getpid())").path
+        #expect(FileManager.default.createFile(atPath: huge, contents: Data(count: (1 << 20) + 1)))
+        defer { unlink(huge) }
+        for (path, says) in [("/dev/zero", "not a regular file"), (fifo, "not a regular file"), ("/tmp", "not a regular file"), (huge, "larger than 1 MiB")] {
             let (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "secret = \"s1\"", with: "secret_file = \"\(path)\""))
             defer { files.remove() }
             let e = try #require(error)
