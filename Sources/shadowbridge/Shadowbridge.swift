@@ -69,6 +69,7 @@ struct Run: AsyncParsableCommand {
 /// Runs the roles `settings` enables until SIGINT or SIGTERM, then stops them cleanly: the
 /// bridge takes its IRC users out of the rooms and QUITs, the components close their streams.
 func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: () -> Void = {}) async throws {
+    // NIO's singleton: it cannot be shut down, and lives until the process exits.
     let group = MultiThreadedEventLoopGroup.singleton
     // Metrics first: every counter binds to the factory in place when it is made.
     let registry = PrometheusCollectorRegistry()
@@ -80,7 +81,6 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
             logger.info("metrics", metadata: ["url": "http://\(listen.host):\(listen.port)/metrics"])
         } catch {
             FileHandle.standardError.write(Data("shadowbridge: cannot listen for metrics on \(listen.host):\(listen.port): \(error)\n".utf8))
-            try? await group.shutdownGracefully()
             throw ExitCode(1)
         }
     }
@@ -99,7 +99,6 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
         } catch {
             FileHandle.standardError.write(Data("shadowbridge: cannot open the master's database \(masterSettings.database ?? "(memory)"): \(error)\n".utf8))
             try? await metricsChannel?.close()
-            try? await group.shutdownGracefully()
             throw ExitCode(1)
         }
     } else {
@@ -115,7 +114,6 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
         } catch {
             FileHandle.standardError.write(Data("shadowbridge: cannot open the bridge's database \(bridgeSettings.database ?? "(memory)"): \(error)\n".utf8))
             try? await metricsChannel?.close()
-            try? await group.shutdownGracefully()
             throw ExitCode(1)
         }
         bridge = BridgeService(configuration: bridgeSettings, xmpp: settings.xmpp, admins: settings.admins, store: store, group: group, logger: logger)
@@ -165,7 +163,6 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
     roles.cancel()
     _ = await roles.value
     try? await metricsChannel?.close()
-    try? await group.shutdownGracefully()
     logger.info("stopped")
 }
 
