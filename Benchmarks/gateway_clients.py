@@ -198,12 +198,18 @@ def biboumi_options(settings, users):
 
 
 def cpu_ms(pid):
-    """The process's user plus system CPU time so far, in ms."""
+    """The process's CPU time so far, in ms, from the scheduler's nanosecond counts (the
+    clock-tick counts in /proc/PID/stat move in 10 ms steps)."""
     if not pid:
         return None
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total / 1e6
 
 
 def summary(samples):
@@ -415,7 +421,15 @@ async def throughput(settings):
             in_order = got == [f"{prefix}{k}" for k in range(len(got))]
             holds = len(got) == n and in_order and lag_ms < 1000
             steps.append({"rate": rate, "sent": n, "delivered": len(got), "in_order": in_order, "lag_ms": lag_ms, "holds": holds})
-            await asyncio.sleep(1)
+            # Let a backlog drain before the next step, direction or gateway is measured: until
+            # nothing has arrived for 2 s (at most 60 s).
+            quiet_since, last = time.monotonic(), len(got)
+            for _ in range(600):
+                await asyncio.sleep(0.1)
+                if len(got) != last:
+                    quiet_since, last = time.monotonic(), len(got)
+                elif time.monotonic() - quiet_since >= 2:
+                    break
             if not holds:
                 break
             best = rate
