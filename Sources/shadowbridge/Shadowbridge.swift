@@ -13,11 +13,9 @@ import Store
 @main
 enum Main {
     static func main() {
-        // Tasks and actors run on NIO's event loop threads, the sockets' own: a line goes from
-        // the IRC socket through the bridge and the master to the XMPP socket without waking a
-        // second pool of threads at every step (issue 8's latency).
-        // One thread, as biboumi runs: the sockets, the bridge and the master share it, so a
-        // line crosses no thread at all.
+        // Tasks and actors run on NIO's event loop, the sockets' own, and on one thread, as
+        // biboumi runs: a line goes from the IRC socket through the bridge and the master to the
+        // XMPP socket without crossing a thread (issue 8's latency). Nothing may block it.
         NIOSingletons.groupLoopCountSuggestion = 1
         _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         // The command's own entry point is main-actor isolated: the main queue must keep
