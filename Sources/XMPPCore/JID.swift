@@ -85,8 +85,8 @@ public struct JID: Sendable, Hashable, CustomStringConvertible, Comparable {
         self.init(prepared: preparedLocal, domain: preparedDomain, resource: preparedResource)
     }
 
-    /// The same rules as `init(parsing:)` for a JID of printable ASCII, the common case, on its
-    /// bytes: no grapheme breaking, no ICU. `nil` for anything else, which takes the full path.
+    /// The same rules as `init(parsing:)` for a JID of printable ASCII, the common case, split
+    /// on its bytes (no grapheme breaking); stringprep takes its ASCII path (no ICU). `nil` for anything else, which takes the full path.
     private static func parsePrintableASCII(_ s: String) throws(Invalid) -> JID? {
         let bytes = Array(s.utf8)
         var slash: Int?
@@ -115,7 +115,11 @@ public struct JID: Sendable, Hashable, CustomStringConvertible, Comparable {
             if part.contains(where: { StringPrep.nodeprepProhibitedASCII.contains($0) }) {
                 throw Invalid(reason: "local part contains a character nodeprep forbids")
             }
-            local = lowercasedASCII(part)
+            // Printable ASCII without a prohibited character: nodeprep's own ASCII path.
+            guard let prepared = StringPrep.nodeprep(String(decoding: part, as: UTF8.self)) else {
+                throw Invalid(reason: "local part refused by nodeprep")
+            }
+            local = prepared
             domainStart = at + 1
         }
         var domainEnd = slash ?? bytes.count
@@ -126,11 +130,10 @@ public struct JID: Sendable, Hashable, CustomStringConvertible, Comparable {
         if domain.contains(UInt8(ascii: "@")) || domain.contains(UInt8(ascii: " ")) {
             throw Invalid(reason: "domain contains a forbidden character")
         }
-        return JID(prepared: local, domain: lowercasedASCII(domain), resource: resource)
-    }
-
-    private static func lowercasedASCII(_ bytes: ArraySlice<UInt8>) -> String {
-        String(decoding: bytes.lazy.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, as: UTF8.self)
+        guard let preparedDomain = StringPrep.nameprep(String(decoding: domain, as: UTF8.self)) else {
+            throw Invalid(reason: "domain refused by nameprep")
+        }
+        return JID(prepared: local, domain: preparedDomain, resource: resource)
     }
 
     /// `nil` when the string is not a JID.
