@@ -197,11 +197,7 @@ public actor BridgeService {
     func forgetSeen(_ channels: [(network: String, channel: String)]) {
         guard !channels.isEmpty else { return }
         for (name, channel) in channels { storedSeen[name]?[channel] = nil }
-        do {
-            try store?.forgetSeen(channels)
-        } catch {
-            logger.error("bridge state not written", metadata: ["error": "\(error)"])
-        }
+        _ = writeState(["channels": "\(channels.count)"]) { try $0.forgetSeen(channels) }
     }
 
     /// Stores the newest channel line seen before it is relayed, like a room's position: a
