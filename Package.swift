@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "shadowbridge", targets: ["shadowbridge"]),
         // For Benchmarks/ (its own package, so the main build stays light).
         .library(name: "DMUC", targets: ["DMUC"]),
+        .library(name: "XMLCore", targets: ["XMLCore"]),
         .library(name: "IRCCore", targets: ["IRCCore"]),
         .library(name: "IRCNIO", targets: ["IRCNIO"]),
         .library(name: "Lab", targets: ["Lab"]),

@@ -1,5 +1,11 @@
 import CLibXML2
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// What the stream parser reports, in document order.
 public enum XMLStreamEvent: Sendable, Hashable {
     /// The stream's root element opened; it carries the root's name, namespace and attributes.
@@ -62,7 +68,10 @@ public final class XMLStreamParser {
         }
     }
 
-    private let state: ParserState
+    /// The SAX callbacks' state, at a fixed address that libxml2 hands back to each callback.
+    /// A struct behind a pointer rather than a class: the callbacks change it several times per
+    /// element, and a class's stored properties would each pay a dynamic exclusivity check.
+    private let state: UnsafeMutablePointer<ParserState>
     private var context: xmlParserCtxtPtr?
     private let limits: Limits
     /// Bytes fed since the last complete first-level element.
@@ -71,12 +80,15 @@ public final class XMLStreamParser {
 
     public init(limits: Limits = Limits()) {
         self.limits = limits
-        self.state = ParserState(maximumDepth: limits.maximumDepth)
+        self.state = .allocate(capacity: 1)
+        state.initialize(to: ParserState(maximumDepth: limits.maximumDepth))
         xmlInitParser()
     }
 
     deinit {
         if let context { xmlFreeParserCtxt(context) }
+        state.deinitialize(count: 1)
+        state.deallocate()
     }
 
     /// Feeds bytes; returns the events they completed, or throws the stream's error.
@@ -106,12 +118,12 @@ public final class XMLStreamParser {
         context = nil
         pendingBytes = 0
         failed = nil
-        state.reset()
+        state.pointee.reset()
     }
 
     private func takeEvents() -> [XMLStreamEvent] {
-        let events = state.events
-        state.events.removeAll(keepingCapacity: true)
+        let events = state.pointee.events
+        state.pointee.events.removeAll(keepingCapacity: true)
         return events
     }
 
@@ -119,30 +131,30 @@ public final class XMLStreamParser {
         var handler = xmlSAXHandler()
         handler.initialized = XML_SAX2_MAGIC
         handler.startElementNs = { ctx, localname, prefix, uri, nbNamespaces, namespaces, nbAttributes, _, attributes in
-            ParserState.from(ctx).startElement(
+            ParserState.from(ctx).pointee.startElement(
                 localname: localname, uri: uri, nbAttributes: Int(nbAttributes), attributes: attributes)
         }
-        handler.endElementNs = { ctx, _, _, _ in ParserState.from(ctx).endElement() }
-        handler.characters = { ctx, chars, length in ParserState.from(ctx).characters(chars, Int(length)) }
-        handler.cdataBlock = { ctx, chars, length in ParserState.from(ctx).characters(chars, Int(length)) }
-        handler.comment = { ctx, _ in ParserState.from(ctx).restricted("comment") }
-        handler.processingInstruction = { ctx, _, _ in ParserState.from(ctx).restricted("processing instruction") }
-        handler.internalSubset = { ctx, _, _, _ in ParserState.from(ctx).restricted("DTD") }
-        handler.externalSubset = { ctx, _, _, _ in ParserState.from(ctx).restricted("DTD") }
-        handler.entityDecl = { ctx, _, _, _, _, _ in ParserState.from(ctx).restricted("entity declaration") }
-        handler.reference = { ctx, _ in ParserState.from(ctx).restricted("entity reference") }
+        handler.endElementNs = { ctx, _, _, _ in ParserState.from(ctx).pointee.endElement() }
+        handler.characters = { ctx, chars, length in ParserState.from(ctx).pointee.characters(chars, Int(length)) }
+        handler.cdataBlock = { ctx, chars, length in ParserState.from(ctx).pointee.characters(chars, Int(length)) }
+        handler.comment = { ctx, _ in ParserState.from(ctx).pointee.restricted("comment") }
+        handler.processingInstruction = { ctx, _, _ in ParserState.from(ctx).pointee.restricted("processing instruction") }
+        handler.internalSubset = { ctx, _, _, _ in ParserState.from(ctx).pointee.restricted("DTD") }
+        handler.externalSubset = { ctx, _, _, _ in ParserState.from(ctx).pointee.restricted("DTD") }
+        handler.entityDecl = { ctx, _, _, _, _, _ in ParserState.from(ctx).pointee.restricted("entity declaration") }
+        handler.reference = { ctx, _ in ParserState.from(ctx).pointee.restricted("entity reference") }
         handler.getEntity = { ctx, _ in
-            ParserState.from(ctx).restricted("entity reference")
+            ParserState.from(ctx).pointee.restricted("entity reference")
             return nil
         }
         handler.serror = { ctx, error in
             guard let ctx, let error, error.pointee.level.rawValue >= XML_ERR_ERROR.rawValue else { return }
-            ParserState.from(ctx).malformed(code: Int(error.pointee.code))
+            ParserState.from(ctx).pointee.malformed(code: Int(error.pointee.code))
         }
-        let userData = Unmanaged.passUnretained(state).toOpaque()
+        let userData = UnsafeMutableRawPointer(state)
         context = xmlCreatePushParserCtxt(&handler, userData, nil, 0, nil)
         xmlCtxtUseOptions(context, Int32(XML_PARSE_NONET.rawValue))
-        state.context = context
+        state.pointee.context = context
     }
 
     private func parse(_ buffer: UnsafeRawBufferPointer) -> XMLStreamError? {
@@ -153,12 +165,12 @@ public final class XMLStreamParser {
             let length = min(buffer.count - offset, 1 << 16)
             let pointer = buffer.baseAddress.map { UnsafeRawPointer($0 + offset).assumingMemoryBound(to: CChar.self) }
             let status = xmlParseChunk(context, pointer, Int32(length), 0)
-            if let error = state.error { return error }
+            if let error = state.pointee.error { return error }
             if status != 0 {
                 return XMLStreamError(code: .malformed, detail: "libxml2 error \(status)")
             }
-            if state.completedElement {
-                state.completedElement = false
+            if state.pointee.completedElement {
+                state.pointee.completedElement = false
                 pendingBytes = buffer.count - offset - length
             }
             offset += length
@@ -167,8 +179,8 @@ public final class XMLStreamParser {
     }
 }
 
-/// The SAX callbacks' state; a class so libxml2 can hold a pointer to it.
-final class ParserState {
+/// The SAX callbacks' state. `XMLStreamParser` owns it; libxml2 holds its address.
+struct ParserState {
     var events: [XMLStreamEvent] = []
     var error: XMLStreamError?
     var completedElement = false
@@ -178,45 +190,57 @@ final class ParserState {
     /// Character data for the innermost element, appended to it as one text node when a child
     /// starts or the element ends: libxml2 calls `characters` once per entity reference, and
     /// joining each piece onto the element's last text node would copy quadratically.
-    private var pendingText = ""
+    /// The bytes are kept and made into one String at the end: libxml2's UTF-8 is already
+    /// checked, and one String per text node costs far less than one per piece joined.
+    private var pendingText: [UInt8] = []
     private let maximumDepth: Int
+    /// Element names, attribute names and namespace URIs already made into Strings, by address,
+    /// in a direct-mapped table (a new name takes its slot over). libxml2 interns these in its
+    /// parser dictionary, which only grows while the context lives, so an address it owns
+    /// always holds the same bytes. Only addresses the dictionary owns are kept, and all are
+    /// dropped with the context.
+    private var internedAddresses = [UnsafeRawPointer?](repeating: nil, count: Self.internedSlots)
+    private var internedStrings = [String](repeating: "", count: Self.internedSlots)
+    private static let internedSlots = 256
 
     init(maximumDepth: Int) { self.maximumDepth = maximumDepth }
 
-    static func from(_ ctx: UnsafeMutableRawPointer?) -> ParserState {
-        Unmanaged<ParserState>.fromOpaque(ctx!).takeUnretainedValue()
+    static func from(_ ctx: UnsafeMutableRawPointer?) -> UnsafeMutablePointer<ParserState> {
+        ctx!.assumingMemoryBound(to: ParserState.self)
     }
 
-    func reset() {
+    mutating func reset() {
         events.removeAll()
         error = nil
         completedElement = false
         stack.removeAll()
-        pendingText = ""
+        pendingText = []
+        for i in internedAddresses.indices { internedAddresses[i] = nil }
         context = nil
     }
 
-    private func flushText() {
+    private mutating func flushText() {
         guard !pendingText.isEmpty else { return }
-        if stack.count > 1 { stack[stack.count - 1].children.append(.text(pendingText)) }
-        pendingText = ""
+        if stack.count > 1 { appendToInnermost(.text(String(decoding: pendingText, as: UTF8.self))) }
+        // Keep the buffer for the next text, unless one large text made it large.
+        pendingText.removeAll(keepingCapacity: pendingText.capacity <= 1 << 16)
     }
 
-    private func fail(_ error: XMLStreamError) {
+    private mutating func fail(_ error: XMLStreamError) {
         guard self.error == nil else { return }
         self.error = error
         if let context { xmlStopParser(context) }
     }
 
-    func restricted(_ what: String) {
+    mutating func restricted(_ what: String) {
         fail(XMLStreamError(code: .restricted, detail: "\(what) not allowed in an XMPP stream"))
     }
 
-    func malformed(code: Int) {
+    mutating func malformed(code: Int) {
         fail(XMLStreamError(code: .malformed, detail: "libxml2 error \(code)"))
     }
 
-    func startElement(
+    mutating func startElement(
         localname: UnsafePointer<xmlChar>?, uri: UnsafePointer<xmlChar>?, nbAttributes: Int,
         attributes: UnsafeMutablePointer<UnsafePointer<xmlChar>?>?
     ) {
@@ -230,18 +254,18 @@ final class ParserState {
         if let attributes {
             for i in 0..<nbAttributes {
                 let base = i * 5
-                let name = Self.string(attributes[base])
-                let namespace = Self.string(attributes[base + 2])
                 var value = ""
                 if let start = attributes[base + 3], let end = attributes[base + 4] {
-                    value = String(decoding: UnsafeBufferPointer(start: start, count: end - start), as: UTF8.self)
+                    let bytes = UnsafeBufferPointer(start: start, count: end - start)
+                    value = String(decoding: bytes, as: UTF8.self)
+                    if memchr(start, 0x26, end - start) != nil { value = Self.unescapeAmpersand(value) }
                 }
-                list.append(XMLAttribute(name: name, namespace: namespace, value: Self.unescapeAmpersand(value)))
+                list.append(
+                    XMLAttribute(name: internedString(attributes[base]), namespace: internedString(attributes[base + 2]), value: value))
             }
         }
         let element = XMLElement(
-            name: Self.string(localname), namespace: Self.unescapeAmpersand(Self.string(uri)), attributeList: list,
-            children: [])
+            name: internedString(localname), namespace: internedString(uri), attributeList: list, children: [])
         if stack.isEmpty {
             events.append(.streamOpened(element))
         }
@@ -249,7 +273,15 @@ final class ParserState {
         stack.append(element)
     }
 
-    func endElement() {
+    /// Stanza elements rarely have more than four children: room for four at the first one
+    /// saves the reallocations of growing one at a time.
+    private mutating func appendToInnermost(_ node: XMLNode) {
+        let top = stack.count - 1
+        if stack[top].children.capacity == 0 { stack[top].children.reserveCapacity(4) }
+        stack[top].children.append(node)
+    }
+
+    mutating func endElement() {
         guard error == nil else { return }
         flushText()
         guard let element = stack.popLast() else { return }
@@ -260,19 +292,30 @@ final class ParserState {
             events.append(.element(element))
             completedElement = true
         default:
-            stack[stack.count - 1].children.append(.element(element))
+            appendToInnermost(.element(element))
         }
     }
 
-    func characters(_ chars: UnsafePointer<xmlChar>?, _ length: Int) {
+    mutating func characters(_ chars: UnsafePointer<xmlChar>?, _ length: Int) {
         // Text between stanzas is whitespace keepalive: not part of any element.
         guard error == nil, stack.count > 1, let chars else { return }
-        pendingText += String(decoding: UnsafeBufferPointer(start: chars, count: length), as: UTF8.self)
+        pendingText.append(contentsOf: UnsafeBufferPointer(start: chars, count: length))
     }
 
-    private static func string(_ pointer: UnsafePointer<xmlChar>?) -> String {
+    /// A name or namespace URI from libxml2 as a String, from `interned` when libxml2's
+    /// dictionary owns the address. Namespace URIs carry `&` as `&#38;`, which is undone here.
+    private mutating func internedString(_ pointer: UnsafePointer<xmlChar>?) -> String {
         guard let pointer else { return "" }
-        return String(cString: pointer)
+        let address = UnsafeRawPointer(pointer)
+        // Dictionary strings sit close together: mix the address's bits before taking the slot.
+        let slot = Int(truncatingIfNeeded: (UInt(bitPattern: address) &* 0x9E37_79B9_7F4A_7C15) >> 56) & (Self.internedSlots - 1)
+        if internedAddresses[slot] == address { return internedStrings[slot] }
+        let string = Self.unescapeAmpersand(String(cString: pointer))
+        if let dictionary = context?.pointee.dict, xmlDictOwns(dictionary, pointer) == 1 {
+            internedAddresses[slot] = address
+            internedStrings[slot] = string
+        }
+        return string
     }
 
     /// Without entity substitution, libxml2 hands over every `&` in attribute values and

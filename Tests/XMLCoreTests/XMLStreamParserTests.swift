@@ -185,6 +185,30 @@ struct XMLStreamParserTests {
         #expect(children.last == .text("z" + String(repeating: "&", count: 40_000)))
     }
 
+    @Test("names and namespaces stay right past the parser's name table and across a reset")
+    func manyNames() throws {
+        // The parser keeps 256 names by libxml2's address for them; 1,000 element names, 600
+        // attribute names and 300 namespaces make slots change hands many times.
+        func stanzas(_ order: [Int]) -> String {
+            order.map { i in "<e\(i) xmlns='urn:n\(i % 300)&amp;x' a\(i % 600)='v\(i)'><c\(i)/></e\(i)>" }.joined()
+        }
+        func check(_ events: [XMLStreamEvent], _ order: [Int]) {
+            let elements = events.compactMap { if case .element(let e) = $0 { e } else { nil } }
+            #expect(elements.count == order.count)
+            for (element, i) in zip(elements, order) {
+                #expect(element.name == "e\(i)" && element.namespace == "urn:n\(i % 300)&x")
+                #expect(element.attributes == [XMLAttribute(name: "a\(i % 600)", value: "v\(i)")])
+                #expect(element.elements.map(\.name) == ["c\(i)"])
+            }
+        }
+        let parser = XMLStreamParser()
+        let order = Array(0..<1_000)
+        check(try parser.feed(Array((Self.header + stanzas(order)).utf8)), order)
+        parser.reset()
+        let reversed = Array(order.reversed())
+        check(try parser.feed(Array((Self.header + stanzas(reversed)).utf8)), reversed)
+    }
+
     @Test("reset starts a new stream")
     func reset() throws {
         let parser = XMLStreamParser()
