@@ -351,6 +351,14 @@ extension ShadowbridgeConfiguration {
         if master == nil && bridge == nil {
             throw ConfigurationError(file: path, message: "neither [master] nor [bridge] is configured: nothing to run")
         }
+        // Each store locks its file for itself alone (Store.SQLiteFile).
+        if let one = master?.database, let other = bridge?.database,
+            URL(fileURLWithPath: one).standardizedFileURL.path == URL(fileURLWithPath: other).standardizedFileURL.path
+        {
+            throw ConfigurationError(
+                file: path, line: document.line(of: "bridge.database"), key: "bridge.database",
+                message: "names the same file as master.database: the master and the bridge each need their own")
+        }
         return ShadowbridgeConfiguration(xmpp: xmpp, master: master, bridge: bridge, logLevel: logLevel, metricsListen: metricsListen, admins: admins, warnings: warnings)
     }
 

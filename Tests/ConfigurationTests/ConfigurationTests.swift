@@ -176,6 +176,15 @@ struct ConfigurationTests {
         #expect(e.key == "master.allowed_shadows" && e.file == files.config && e.line != nil)
     }
 
+    @Test("the master and the bridge naming one database file is refused at bridge.database")
+    func sharedDatabase() throws {
+        let (_, error, files) = try Self.load(
+            Self.good.replacingOccurrences(of: "database = \"state/bridge.sqlite\"", with: "database = \"state/../state/master.sqlite\""))
+        defer { files.remove() }
+        let e = try #require(error)
+        #expect(e.key == "bridge.database" && e.line == 16 && e.message.contains("same file as master.database"))
+    }
+
     @Test("a value of the wrong type names its key and line")
     func wrongType() throws {
         let (_, error, files) = try Self.load(Self.good.replacingOccurrences(of: "port = 5347", with: "port = \"5347\""))
