@@ -6,7 +6,8 @@
 //   bash Benchmarks/run gateways [rounds] [scenarios] [settings]
 //
 // scenarios: a comma-separated subset of storm,latency,throughput,fanout,large (default all); settings: of
-// on,off (default both). A subset is for profiling one thing; RESULTS.md records full runs.
+// on,off,link (default all; link is off with our master-bridge link through Prosody). A subset
+// is for profiling one thing; RESULTS.md records full runs.
 //
 // The measuring clients are raw sockets (Benchmarks/gateway_clients.py, Debian's python3).
 import Foundation
@@ -15,7 +16,7 @@ import Lab
 let arguments = CommandLine.arguments.dropFirst()
 let rounds = arguments.first.flatMap(Int.init) ?? 2
 let scenarios = Set((arguments.dropFirst().first ?? "storm,latency,throughput,fanout,large").split(separator: ",").map(String.init))
-let settingKeys = Set((arguments.dropFirst(2).first ?? "on,off").split(separator: ",").map(String.init))
+let settingKeys = Set((arguments.dropFirst(2).first ?? "on,off,link").split(separator: ",").map(String.init))
 let latencyMessages = 500
 let fanoutUsers = 50
 let fanoutMessages = 50
@@ -40,11 +41,15 @@ struct Setting {
     var key: String
     /// biboumi records history; our master archives the room.
     var history: Bool
+    /// How our master and bridge reach each other: "memory" (one process, as shipped) or
+    /// "server" (through Prosody, as a master and a shadow on different machines would).
+    var link = "memory"
 }
 
 let settings = [
     Setting(name: "as each ships (biboumi history on, our archive on)", key: "on", history: true),
     Setting(name: "history and archive off", key: "off", history: false),
+    Setting(name: "history and archive off, our master-bridge link through Prosody", key: "link", history: false, link: "server"),
 ]
 
 @MainActor func log(_ text: String) {
@@ -114,6 +119,7 @@ defer { ngircd.stop() }
         [xmpp]
         host = "127.0.0.1"
         port = \(prosody.componentPort)
+        link = "\(setting.link)"
 
         [master]
         domain = "\(masterDomain)"
@@ -311,7 +317,7 @@ for setting in settings where settingKeys.contains(setting.key) {
         log("\(gateway.rawValue): \(largeChannelUsers) IRC users in one channel, then an XMPP user joins")
         var largeSettings = clientSettings(gateway, setting, pid: pid, channel: channel("huge", setting, 0, gateway))
         // ngircd's nicks are at most 9 characters: "hfs1999".
-        largeSettings.merge(["users": largeChannelUsers, "user": "huge\(tag)", "xmpp_nick": "xh\(tag)", "irc_nick": "h\(setting.key == "on" ? "n" : "f")\(gateway == .shadowbridge ? "s" : "b")"]) { $1 }
+        largeSettings.merge(["users": largeChannelUsers, "user": "huge\(tag)", "xmpp_nick": "xh\(tag)", "irc_nick": "h\(setting.key == "on" ? "n" : setting.key == "off" ? "f" : "l")\(gateway == .shadowbridge ? "s" : "b")"]) { $1 }
         let result = try runClients("large_channel", largeSettings)
         raw.append(["setting": setting.key, "gateway": gateway.rawValue, "scenario": "large channel", "result": result])
         record(setting, "\(largeChannelUsers)-user IRC channel, XMPP join, ms", gateway.rawValue, number(result["join_ms"]))
