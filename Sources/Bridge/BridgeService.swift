@@ -648,12 +648,20 @@ public actor BridgeService {
             }
             guard network.members[target] != nil else { return }
             guard let body = Self.bodyFromIRC(message.parameters[1]) else { return }
+            let originID = Self.originID(ircMessageID: message.tag("msgid"))
             withShadow(network: network.configuration.name, channel: target) { room in
-                room.ircMessage(nick: sourceNick, body: body, originID: RandomID.make(bytes: 12))
+                room.ircMessage(nick: sourceNick, body: body, originID: originID)
             }
         default:
             break
         }
+    }
+
+    /// The XMPP id and origin-id (XEP-0359) of a channel line: the IRC server's msgid when it
+    /// gave one, so that XMPP clients, the room's archive and the server's history name the line
+    /// the same way; a random id when it gave none, or one that is not a short printable token.
+    static func originID(ircMessageID msgid: String?) -> String {
+        msgid.flatMap(NetworkState.token) ?? RandomID.make(bytes: 12)
     }
 
     /// CTCP ACTION becomes `/me`; other CTCP is not conversation and is not relayed. mIRC

@@ -105,12 +105,21 @@ struct NetworkState {
             recentMessageIDs[channel, default: []].append(msgid)
             if recentMessageIDs[channel]!.count > 256 { recentMessageIDs[channel]!.removeFirst(64) }
         }
-        let time = message.tag("time")
-        guard msgid != nil || time != nil else { return true }
+        // Where to ask history from goes into a command: only tokens that fit in one parameter.
+        let reference = msgid.flatMap(Self.token)
+        let time = message.tag("time").flatMap(Self.token)
+        guard reference != nil || time != nil else { return true }
         // Only forward: a history answer replays older lines after newer live ones.
         if let time, let seen = lastSeen[channel]?.time, seen >= time { return true }
-        lastSeen[channel] = (msgid, time)
+        lastSeen[channel] = (reference, time)
         return true
+    }
+
+    /// `value` when it is a short printable token (1 to 128 bytes of printable ASCII, no
+    /// space): fit for an IRC parameter and for an XMPP id. Tag values come from the server and
+    /// may be anything once their escapes are undone.
+    static func token(_ value: String) -> String? {
+        (1...128).contains(value.utf8.count) && value.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) ? value : nil
     }
 
     /// draft/chathistory (ircv3, Ergo): after a reconnection the bridge asks for the channel

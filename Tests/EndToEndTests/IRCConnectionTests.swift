@@ -322,7 +322,7 @@ struct IRCConnectionTests {
         #expect(sent(since: mark) == [answer == "echo" ? "RELAYMSG #rl xena/xmpp :\u{1}ACTION waves\u{1}" : "PRIVMSG #rl :* xena waves"])
     }
 
-    @Test("draft/chathistory (scripted IRC peer: no Debian IRC server offers it): after a reconnection, the lines said while the bridge was away reach the room once each")
+    @Test("draft/chathistory (scripted IRC peer: no Debian IRC server offers it): after a reconnection, the lines said while the bridge was away reach the room once each; the server's msgid is the XMPP id and origin-id, a msgid that is no token is used for neither")
     func chathistoryScriptedPeer() throws {
         let servers = try LabServers.require()
         let directory = try Lab.makeTemporaryDirectory(prefix: "chathistory")
@@ -341,6 +341,18 @@ struct IRCConnectionTests {
         var mark = agent.mark
         agent.send(["cmd": "scripted_irc_send", "user": "ch", "channel": "#ch", "hex": Data((before + "\r\n").utf8).map { String(format: "%02x", $0) }.joined()])
         try agent.expectExactlyOnce([On.xmppMessage(to: "chx", from: "\(room)/carol", body: "before the outage")], since: mark)
+        // The server's msgid is the line's XMPP id and origin-id (XEP-0359).
+        let first = agent.events(since: mark).first { $0.kind == "message" && $0.user == "chx" && $0.body == "before the outage" }
+        #expect(first?.id == "m1")
+        #expect(first?.xml?.range(of: "<origin-id [^>]*\\bid=\"m1\"", options: .regularExpression) != nil, "\(first?.xml ?? "no message")")
+        // A msgid that is no short printable token (a space, once its tag escape is undone) is
+        // used neither as the XMPP id nor in a CHATHISTORY request.
+        mark = agent.mark
+        let spaced = "@time=2026-11-25T10:00:01.000Z;msgid=has\\sspace :carol!u@h PRIVMSG #ch :odd id"
+        agent.send(["cmd": "scripted_irc_send", "user": "ch", "channel": "#ch", "hex": Data((spaced + "\r\n").utf8).map { String(format: "%02x", $0) }.joined()])
+        try agent.expectExactlyOnce([On.xmppMessage(to: "chx", from: "\(room)/carol", body: "odd id")], since: mark)
+        let odd = agent.events(since: mark).first { $0.kind == "message" && $0.user == "chx" && $0.body == "odd id" }
+        #expect(odd?.id != nil && odd?.id != "has space" && odd?.id != "has\\sspace")
 
         // The server's history: the line the bridge saw (it must not come twice) and two it missed.
         agent.send([
@@ -355,7 +367,8 @@ struct IRCConnectionTests {
         agent.send(["cmd": "scripted_irc_drop", "user": "ch"])
         try agent.waitFor("the catch-up request", since: mark, timeout: 30) { $0.kind == "scripted_irc_received" && $0.command == "CHATHISTORY" }
         let request = agent.events(since: mark).first { $0.kind == "scripted_irc_received" && $0.command == "CHATHISTORY" }
-        #expect(request?.raw == "CHATHISTORY AFTER #ch msgid=m1 100")
+        // The last line's msgid was no token, so the request starts from its time.
+        #expect(request?.raw == "CHATHISTORY AFTER #ch timestamp=2026-11-25T10:00:01.000Z 100")
         // carol is back with the bridge's connection within the grace, so the room shows no
         // presence for her; the two missed lines arrive once each, the one seen before not again.
         try agent.expectExactlyOnce(
