@@ -475,8 +475,9 @@ public actor BridgeService {
             let channel = network.fold(message.parameters[1])
             let names = network.pendingNames.removeValue(forKey: channel) ?? []
             if network.lastSeen[channel] == nil, let seen = storedSeen[network.configuration.name]?[channel] {
-                // Restarted: the catch-up starts from the last line the previous process saw.
-                network.lastSeen[channel] = (seen.msgid, seen.time)
+                // Restarted: the catch-up starts from the last line the previous process saw
+                // (rows stored before tokens were checked may hold anything).
+                network.lastSeen[channel] = (seen.msgid.flatMap(NetworkState.token), seen.time.flatMap(NetworkState.token))
                 // The server's answer starts after it, or (some servers) with it.
                 if let msgid = seen.msgid { network.recentMessageIDs[channel, default: []].append(msgid) }
             }

@@ -351,7 +351,8 @@ extension ShadowbridgeConfiguration {
         if master == nil && bridge == nil {
             throw ConfigurationError(file: path, message: "neither [master] nor [bridge] is configured: nothing to run")
         }
-        // Each store locks its file for itself alone (Store.SQLiteFile).
+        // One file for both would mix two stores' tables and migration histories, and make each
+        // store's writes wait on the other's.
         if let one = master?.database, let other = bridge?.database,
             URL(fileURLWithPath: one).standardizedFileURL.path == URL(fileURLWithPath: other).standardizedFileURL.path
         {
