@@ -339,7 +339,7 @@ struct IRCConnectionTests {
 
         let before = "@time=2026-11-25T10:00:00.000Z;msgid=m1 :carol!u@h PRIVMSG #ch :before the outage"
         var mark = agent.mark
-        agent.send(["cmd": "scripted_irc_send", "user": "ch", "channel": "#ch", "hex": Data((before + "\r\n").utf8).map { String(format: "%02x", $0) }.joined()])
+        agent.scriptedIRCSend("ch", channel: "#ch", line: before)
         try agent.expectExactlyOnce([On.xmppMessage(to: "chx", from: "\(room)/carol", body: "before the outage")], since: mark)
         // The server's msgid is the line's XMPP id and origin-id (XEP-0359).
         let first = agent.events(since: mark).first { $0.kind == "message" && $0.user == "chx" && $0.body == "before the outage" }
@@ -349,7 +349,7 @@ struct IRCConnectionTests {
         // used neither as the XMPP id nor in a CHATHISTORY request.
         mark = agent.mark
         let spaced = "@time=2026-11-25T10:00:01.000Z;msgid=has\\sspace :carol!u@h PRIVMSG #ch :odd id"
-        agent.send(["cmd": "scripted_irc_send", "user": "ch", "channel": "#ch", "hex": Data((spaced + "\r\n").utf8).map { String(format: "%02x", $0) }.joined()])
+        agent.scriptedIRCSend("ch", channel: "#ch", line: spaced)
         try agent.expectExactlyOnce([On.xmppMessage(to: "chx", from: "\(room)/carol", body: "odd id")], since: mark)
         let odd = agent.events(since: mark).first { $0.kind == "message" && $0.user == "chx" && $0.body == "odd id" }
         #expect(odd?.id != nil && odd?.id != "has space" && odd?.id != "has\\sspace")

@@ -127,6 +127,12 @@ final class LabAgent: Sendable {
     /// The agent's process, for a scenario that freezes its clients (SIGSTOP).
     var pid: Int32 { process.pid }
 
+    /// The agent's scripted IRC server `user` sends `line` (CR LF added) into `channel`, as a
+    /// server would send it to the bridge.
+    func scriptedIRCSend(_ user: String, channel: String, line: String) {
+        send(["cmd": "scripted_irc_send", "user": user, "channel": channel, "hex": Data((line + "\r\n").utf8).map { String(format: "%02x", $0) }.joined()])
+    }
+
     func send(_ command: [String: Any]) {
         let data = try! JSONSerialization.data(withJSONObject: command)
         input.write(data + Data([0x0A]))

@@ -408,7 +408,6 @@ struct BridgeRestartTests {
         let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
         let channel = "#chr", room = "chr1@\(LabServers.masterDomain)", shadow = "\(channel)%scripted@\(LabServers.bridgeDomain)"
         let database = directory.appendingPathComponent("bridge.sqlite")
-        func hex(_ line: String) -> String { Data((line + "\r\n").utf8).map { String(format: "%02x", $0) }.joined() }
 
         var bridge = try Self.startBridge(
             servers, directory: directory.appendingPathComponent("bridge1"), database: database, channel: channel, room: "chr1", network: "scripted", ircPort: port)
@@ -418,7 +417,7 @@ struct BridgeRestartTests {
         Thread.sleep(forTimeInterval: 0.5)
         let before = "@time=2026-11-25T10:00:00.000Z;msgid=r1 :carol!u@h PRIVMSG #chr :before the restart"
         var mark = agent.mark
-        agent.send(["cmd": "scripted_irc_send", "user": "chr", "channel": channel, "hex": hex(before)])
+        agent.scriptedIRCSend("chr", channel: channel, line: before)
         try agent.expectExactlyOnce([On.xmppMessage(to: "chrx", from: "\(room)/carol", body: "before the restart")], since: mark)
 
         mark = agent.mark
