@@ -438,6 +438,7 @@ extension ShadowbridgeConfiguration {
             ConfigurationError(file: file, line: line, key: key, message: message)
         }
         let unreadable = mistake(key == nil ? "cannot read the file" : "cannot read \(path)")
+        let tooLarge = mistake("\(path) is larger than 1 MiB: not a file this setting can name")
         // Non-blocking, so that opening a FIFO does not wait for a writer.
         let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else { throw unreadable }
@@ -447,18 +448,15 @@ extension ShadowbridgeConfiguration {
         guard status.st_mode & S_IFMT == S_IFREG else {
             throw mistake("\(path) is not a regular file")
         }
-        guard status.st_size <= maximumFileBytes else {
-            throw mistake("\(path) is larger than 1 MiB: not a file this setting can name")
-        }
+        guard status.st_size <= maximumFileBytes else { throw tooLarge }
         let data: Data
         do {
             data = try handle.read(upToCount: maximumFileBytes + 1) ?? Data()
         } catch {
             throw unreadable
         }
-        guard data.count <= maximumFileBytes else {
-            throw mistake("\(path) is larger than 1 MiB: not a file this setting can name")
-        }
+        // The size can change between the two looks.
+        guard data.count <= maximumFileBytes else { throw tooLarge }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigurationError(file: file, line: line, key: key, message: "\(path) is not UTF-8 text")
         }

@@ -32,7 +32,7 @@ public enum StringPrep {
         var upper = false
         for b in s.utf8 {
             guard b >= 0x21 && b < 0x7F || (b == 0x20 && !lowercase && prohibited.isEmpty) else { return nil }
-            if !prohibited.isEmpty && prohibited.contains(b) { return nil }
+            if prohibited.contains(b) { return nil }
             if b >= 0x41 && b <= 0x5A { upper = true }
         }
         guard lowercase && upper else { return s }

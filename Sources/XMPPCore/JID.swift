@@ -86,7 +86,8 @@ public struct JID: Sendable, Hashable, CustomStringConvertible, Comparable {
     }
 
     /// The same rules as `init(parsing:)` for a JID of printable ASCII, the common case, split
-    /// on its bytes (no grapheme breaking); stringprep takes its ASCII path (no ICU). `nil` for anything else, which takes the full path.
+    /// on its bytes (no grapheme breaking); stringprep takes its ASCII path (no ICU). `nil` for
+    /// anything else, which takes the full path.
     private static func parsePrintableASCII(_ s: String) throws(Invalid) -> JID? {
         let bytes = Array(s.utf8)
         var slash: Int?
