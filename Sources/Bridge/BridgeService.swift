@@ -538,9 +538,17 @@ public actor BridgeService {
             } else if network.puppetNicks[network.fold(target)] == nil {
                 ircUserLeft(target, channel: channel, reason: reason, kickedBy: sourceNick, network: &network)
             }
+        case "BATCH":
+            network.noteBatch(message.parameters)
         case "QUIT":
             if otherBridgePuppet { network.otherBridgePuppetLeft(sourceNick, channel: nil) }
             guard !fromSelf && !fromPuppet else { return }
+            // In a netsplit batch the batch names the servers; the reason may hide them
+            // (`*.net *.split`) or be anything the server chose.
+            if let servers = network.netsplitServers(of: message), network.configuration.translation.netsplitGrace > 0 {
+                netsplitQuit(sourceNick, reason: servers, network: &network)
+                return
+            }
             if let reason = message.parameters.first, NetworkState.isNetsplit(reason), network.configuration.translation.netsplitGrace > 0 {
                 netsplitQuit(sourceNick, reason: reason, network: &network)
                 return

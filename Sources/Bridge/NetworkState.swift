@@ -46,6 +46,9 @@ struct NetworkState {
     /// the servers that split, and which split this is (a later one replaces it).
     var splitUsers: [String: (nick: String, channels: Set<String>, reason: String, split: Int)] = [:]
     var splits = 0
+    /// Open `netsplit` batches (ircv3 batch, netsplit type), by reference: the two servers
+    /// that split. A QUIT tagged with one is a netsplit, whatever its reason says.
+    var netsplitBatches: [String: String] = [:]
     /// Puppets by the real JID of the occupant they show.
     var puppets: [String: Puppet] = [:]
     /// Registered puppet nicks (folded) to puppet keys: how the bridge knows its own.
@@ -156,6 +159,27 @@ struct NetworkState {
             server.contains(".") && !server.hasPrefix(".") && !server.hasSuffix(".")
                 && server.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "*") }
         }
+    }
+
+    /// What a `BATCH` line opens or closes, for the batch types the bridge reads: `netsplit`
+    /// with the servers as its reason (`BATCH +ref netsplit a.example b.example`). Other types
+    /// (chathistory, netjoin, multiline) need nothing kept: their lines stand on their own.
+    /// Bounded, so a server that never closes its batches cannot grow it.
+    mutating func noteBatch(_ parameters: [String]) {
+        guard let reference = parameters.first, reference.count > 1 else { return }
+        let name = String(reference.dropFirst())
+        if reference.hasPrefix("-") {
+            netsplitBatches.removeValue(forKey: name)
+        } else if reference.hasPrefix("+"), parameters.count >= 2, parameters[1].lowercased() == "netsplit" {
+            if netsplitBatches.count >= 16 { netsplitBatches.removeAll() }
+            let servers = parameters.dropFirst(2).prefix(2).joined(separator: " ")
+            netsplitBatches[name] = servers.isEmpty ? "netsplit" : servers
+        }
+    }
+
+    /// The servers of the netsplit batch `message` belongs to, if it belongs to one.
+    func netsplitServers(of message: IRCMessage) -> String? {
+        message.tag("batch").flatMap { netsplitBatches[$0] }
     }
 
     /// The QUIT a server sends for each user as it shuts down (ngircd "Server going down",

@@ -378,16 +378,67 @@ struct IRCConnectionTests {
             ], since: mark, timeout: 30)
     }
 
+    @Test("a netsplit batch (scripted IRC peer: no Debian IRC server sends one): its QUITs keep the users in the room; one back in the netjoin batch shows nothing, one not back leaves once after the grace with 333 and the batch's servers as status")
+    func netsplitBatchScriptedPeer() throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "nsbatch")
+        defer { Lab.removeUnlessKept(directory) }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        let bridge = try bridgeOnScriptedPeer(
+            agent, servers: servers, directory: directory, channel: "#ns", room: "ns1",
+            options: ["user": "ns", "names": ["carol", "dave"], "caps": "batch message-tags"], networkSettings: "netsplit_grace = 4")
+        defer { _ = bridge.stop() }
+        let room = "ns1@\(LabServers.masterDomain)"
+        try agent.xmppUserJoins("nsx", prosody: servers.prosody, room: room, nick: "xena")
+        for nick in ["carol", "dave"] {
+            try agent.waitFor("xena sees \(nick)") { $0.user == "nsx" && $0.kind == "presence" && $0.from == "\(room)/\(nick)" }
+        }
+        try agent.waitFor("the puppet joins", timeout: 20) { $0.kind == "scripted_irc_received" && $0.command == "JOIN" && $0.nick == "xena" }
+        Thread.sleep(forTimeInterval: 0.5)
+
+        // The server hides the servers in the QUIT reasons (InspIRCd's hidesplits writes
+        // `*.net *.split`); the batch names them.
+        let mark = agent.mark
+        for line in [
+            ":scripted.test BATCH +ns1 netsplit hub.test leaf.test",
+            "@batch=ns1 :carol!u@h QUIT :*.net *.split",
+            "@batch=ns1 :dave!u@h QUIT :*.net *.split",
+            ":scripted.test BATCH -ns1",
+        ] {
+            agent.scriptedIRCSend("ns", channel: "#ns", line: line)
+        }
+        try bridge.waitForLog("IRC netsplit", "servers=hub.test leaf.test")
+        for line in [":scripted.test BATCH +nj1 netjoin hub.test leaf.test", "@batch=nj1 :dave!u@h JOIN #ns", ":scripted.test BATCH -nj1"] {
+            agent.scriptedIRCSend("ns", channel: "#ns", line: line)
+        }
+        // carol is not back: after the grace she leaves once, with 333 and the batch's
+        // servers; dave, back in the netjoin, shows nothing at all.
+        try agent.expectExactlyOnce(
+            [
+                Expected("xena sees carol leave with 333") {
+                    $0.user == "nsx" && $0.from == "\(room)/carol" && $0.type == "unavailable" && $0.codes == [333] && $0.status == "hub.test leaf.test"
+                }
+            ], since: mark, timeout: 20)
+        #expect(!agent.events(since: mark).contains { $0.user == "nsx" && $0.kind == "presence" && $0.from == "\(room)/dave" })
+        let after = agent.mark
+        agent.scriptedIRCSend("ns", channel: "#ns", line: ":dave!u@h PRIVMSG #ns :back from the split")
+        try agent.expectExactlyOnce([On.xmppMessage(to: "nsx", from: "\(room)/dave", body: "back from the split")], since: after)
+    }
+
     /// A bridge on a scripted IRC peer (the agent's `scripted_irc_server` with `options`),
     /// mapping `channel` to the master room `room`, once that shadow has federated.
     private func bridgeOnScriptedPeer(
-        _ agent: LabAgent, servers: LabServers, directory: URL, channel: String, room: String, options: [String: Any]
+        _ agent: LabAgent, servers: LabServers, directory: URL, channel: String, room: String, options: [String: Any], networkSettings: String = ""
     ) throws -> ShadowbridgeProcess {
         agent.send(options.merging(["cmd": "scripted_irc_server"]) { $1 })
         let port = try #require(try agent.waitFor("the scripted IRC server") { $0.kind == "scripted_irc_listening" }.port)
         let bridge = try ShadowbridgeProcess(
             directory: directory, config: ShadowbridgeProcess.config(xmppPort: servers.prosody.componentPort, mappings: directory.appendingPathComponent("bridges")),
-            mappings: ["scripted.toml": ShadowbridgeProcess.mapping(network: "scripted", ircPort: port, channels: [(channel, room)])])
+            mappings: [
+                "scripted.toml": ShadowbridgeProcess.mapping(
+                    network: "scripted", server: "irc://127.0.0.1:\(port)", channels: [(channel, room)], networkSettings: networkSettings)
+            ])
         do {
             try bridge.waitForLog("link federated", "shadow=\(channel)%scripted@")
         } catch {
