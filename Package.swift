@@ -111,6 +111,7 @@ let package = Package(
         .testTarget(name: "DMUCTests", dependencies: ["DMUC"], swiftSettings: strict),
         .testTarget(name: "ConfigurationTests", dependencies: ["Configuration"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store"], swiftSettings: strict),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

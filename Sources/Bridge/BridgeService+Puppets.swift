@@ -455,6 +455,27 @@ extension BridgeService {
         }
     }
 
+    /// Whom `nick: text` (or `nick, text`) names among `roomNicks`, and the text. Room nicks
+    /// may themselves contain `:` or `,` (`a:b`), so the longest room nick the line starts
+    /// with, followed by `:` or `,`, wins; an exact match before a case-insensitive one.
+    static func addressee(of text: String, among roomNicks: [String]) -> (roomNick: String, body: String)? {
+        let line = text.drop(while: { $0 == " " })
+        func body(after nick: String, caseInsensitive: Bool) -> String? {
+            guard line.count > nick.count else { return nil }
+            let head = line.prefix(nick.count)
+            guard caseInsensitive ? head.lowercased() == nick.lowercased() : head == nick else { return nil }
+            let rest = line.dropFirst(nick.count).drop(while: { $0 == " " })
+            guard let mark = rest.first, mark == ":" || mark == "," else { return nil }
+            let text = rest.dropFirst().trimmingCharacters(in: .whitespaces)
+            return text.isEmpty ? nil : text
+        }
+        for caseInsensitive in [false, true] {
+            let matches = roomNicks.compactMap { nick in body(after: nick, caseInsensitive: caseInsensitive).map { (nick, $0) } }
+            if let longest = matches.max(by: { $0.0.count < $1.0.count }) { return longest }
+        }
+        return nil
+    }
+
     /// An IRC user wrote to the bridge's own nick: `nick: text` is a private message to the
     /// relayed occupant of that room nick in a channel the two share; anything else gets a
     /// NOTICE saying how to write one. CTCP to the bridge is not text.
@@ -462,15 +483,7 @@ extension BridgeService {
         guard !text.hasPrefix("\u{1}"), let connection = network.connection, let bridgeNick = network.nick else { return }
         let name = network.configuration.name
         let relayed = network.puppets.values.filter { $0.relayed }
-        var target: (puppet: Puppet, body: String)?
-        if let colon = text.firstIndex(where: { $0 == ":" || $0 == "," }) {
-            let wanted = text[..<colon].trimmingCharacters(in: .whitespaces)
-            let body = text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            if !body.isEmpty, let puppet = relayed.first(where: { $0.roomNick == wanted }) ?? relayed.first(where: { $0.roomNick.lowercased() == wanted.lowercased() }) {
-                target = (puppet, body)
-            }
-        }
-        guard let (puppet, body) = target else {
+        guard let (roomNick, body) = Self.addressee(of: text, among: relayed.map(\.roomNick)), let puppet = relayed.first(where: { $0.roomNick == roomNick }) else {
             // Once per sender: a chatty IRC user cannot fill the bridge's queue with answers.
             if network.relayPrivateHinted.insert("help " + network.fold(sender)).inserted {
                 connection.send(IRCMessage(command: "NOTICE", sender, Self.clip("I relay XMPP users' lines. To write to one privately: /msg \(bridgeNick) nick: your text")))
