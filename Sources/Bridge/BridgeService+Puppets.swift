@@ -199,6 +199,7 @@ extension BridgeService {
             // draft/multiline needs batch and message-tags to be on as well.
             puppet.multiline = enabled.isSuperset(of: ["draft/multiline", "batch", "message-tags"])
                 ? values["draft/multiline"].flatMap(IRCMultiline.init(capabilityValue:)) : nil
+            puppet.messageTags = enabled.contains("message-tags")
         case .isupport, .authenticated:
             break
         case .closed(let reason):
@@ -324,7 +325,9 @@ extension BridgeService {
         network.connection?.send(plainRelay(nick: failed.nick, body: body, channel: failed.channel, bridgeNick: bridgeNick, network: network))
     }
 
-    func puppetSay(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, body: String) {
+    /// `lineID`: the room line's id, to learn the msgid IRC gives it; `inReplyTo`: the msgid of
+    /// the IRC line it answers, sent as `+draft/reply` where the puppet has message-tags.
+    func puppetSay(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, body: String, lineID: String? = nil, inReplyTo: String? = nil) {
         guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else {
             logger.warning("a line from an occupant without a puppet was not relayed", metadata: ["network": "\(name)", "channel": "\(channel)"])
             metrics.notRelayed.increment()
@@ -338,7 +341,18 @@ extension BridgeService {
             return
         }
         if puppet.joined.contains(folded), let nick = puppet.nick {
-            puppet.connection?.send(privmsgs(channel: channel, text: body, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline))
+            var lines = privmsgs(channel: channel, text: body, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline)
+            if let inReplyTo, puppet.messageTags, lines.first?.command == "PRIVMSG" {
+                lines[0].tags.append((key: "+draft/reply", value: inReplyTo))
+            }
+            // The bridge's connection sees the lines come back with their msgids (message-tags).
+            if network.capabilities.contains("message-tags") {
+                for (index, line) in lines.enumerated() where line.command == "PRIVMSG" {
+                    puppet.unseen.append((folded, line.parameters[1], index == 0 ? lineID : nil))
+                }
+                if puppet.unseen.count > Puppet.maximumUnseen { puppet.unseen.removeFirst(puppet.unseen.count - Puppet.maximumUnseen) }
+            }
+            puppet.connection?.send(lines)
         } else if puppet.queued.count < Puppet.maximumQueuedLines {
             puppet.queued.append((folded, body))
         } else {
@@ -348,13 +362,32 @@ extension BridgeService {
         networks[name] = network
     }
 
+    /// A puppet's channel line came back to the bridge's own connection: the msgid the server
+    /// gave it now names the room line it relayed. Lines the server never passed on (a
+    /// moderated channel) are skipped by matching the text.
+    func puppetLineSeen(_ message: IRCMessage, network: inout NetworkState) {
+        guard message.command == "PRIVMSG", let msgid = message.tag("msgid").flatMap(NetworkState.token), message.parameters.count >= 2,
+            let key = network.puppetNicks[network.fold(message.sourceNick ?? "")], var puppet = network.puppets[key],
+            let index = puppet.unseen.firstIndex(where: { $0.channel == network.fold(message.parameters[0]) && $0.text == message.parameters[1] })
+        else { return }
+        let line = puppet.unseen[index]
+        puppet.unseen.removeSubrange(...index)
+        network.puppets[key] = puppet
+        if let lineID = line.lineID {
+            withShadow(network: network.configuration.name, channel: line.channel) { room in
+                room.noteIRCMsgID(msgid, forLine: lineID)
+                return []
+            }
+        }
+    }
+
     /// A reply, correction or reaction as one IRC line (PROTOCOL.md §5), or nil where the
     /// network's settings drop it.
     func ircText(_ line: RoomLine, network name: String) -> String? {
         guard let network = networks[name] else { return nil }
         let translation = network.configuration.translation
         switch line {
-        case .reply(let to, let text):
+        case .reply(let to, let text, _):
             if text.hasPrefix("/me ") { return text }
             return "\(ircNick(to, network: network)): \(text)"
         case .correction(let text):

@@ -649,6 +649,10 @@ public actor BridgeService {
                 }
                 return
             }
+            if fromPuppet && !otherBridgePuppet {
+                puppetLineSeen(message, network: &network)
+                return
+            }
             guard !fromSelf && !fromPuppet, message.parameters.count >= 2 else { return }
             let target = network.fold(message.parameters[0])
             if message.command == "PRIVMSG", target == network.fold(network.nick ?? "") {
@@ -657,20 +661,19 @@ public actor BridgeService {
             }
             guard network.members[target] != nil else { return }
             guard let body = Self.bodyFromIRC(message.parameters[1]) else { return }
-            let originID = Self.originID(ircMessageID: message.tag("msgid"))
+            // The line's XMPP id and origin-id (XEP-0359): the server's msgid, so that XMPP
+            // clients, the archive and the server's history name the line alike; a random id
+            // when it gave none, or one that is not a short printable token.
+            let msgid = message.tag("msgid").flatMap(NetworkState.token)
+            let originID = msgid ?? RandomID.make(bytes: 12)
+            // An IRCv3 client's reply (client tag, ircv3 reply spec) names a line by its msgid.
+            let inReplyTo = message.tag("+draft/reply").flatMap(NetworkState.token)
             withShadow(network: network.configuration.name, channel: target) { room in
-                room.ircMessage(nick: sourceNick, body: body, originID: originID)
+                room.ircMessage(nick: sourceNick, body: body, originID: originID, isIRCMsgID: msgid != nil, inReplyTo: inReplyTo)
             }
         default:
             break
         }
-    }
-
-    /// The XMPP id and origin-id (XEP-0359) of a channel line: the IRC server's msgid when it
-    /// gave one, so that XMPP clients, the room's archive and the server's history name the line
-    /// the same way; a random id when it gave none, or one that is not a short printable token.
-    static func originID(ircMessageID msgid: String?) -> String {
-        msgid.flatMap(NetworkState.token) ?? RandomID.make(bytes: 12)
     }
 
     /// CTCP ACTION becomes `/me`; other CTCP is not conversation and is not relayed. mIRC
@@ -900,13 +903,15 @@ public actor BridgeService {
             case .remoteLeft(let occupant, let reason):
                 metrics.presenceXMPPToIRC.increment()
                 puppetLeave(occupant, network: state.network, channel: state.channel, reason: reason)
-            case .remoteMessage(let occupant, let body):
+            case .remoteMessage(let occupant, let body, let lineID):
                 metrics.messagesXMPPToIRC.increment()
-                puppetSay(occupant, network: state.network, channel: state.channel, body: body)
-            case .remoteLine(let occupant, let line):
+                puppetSay(occupant, network: state.network, channel: state.channel, body: body, lineID: lineID)
+            case .remoteLine(let occupant, let line, let lineID):
                 guard let body = ircText(line, network: state.network) else { break }
                 metrics.messagesXMPPToIRC.increment()
-                puppetSay(occupant, network: state.network, channel: state.channel, body: body)
+                var inReplyTo: String?
+                if case .reply(_, _, let msgid) = line { inReplyTo = msgid }
+                puppetSay(occupant, network: state.network, channel: state.channel, body: body, lineID: lineID, inReplyTo: inReplyTo)
             case .remoteNickChanged(let occupant, let newNick):
                 metrics.presenceXMPPToIRC.increment()
                 puppetRename(occupant, to: newNick, network: state.network)

@@ -280,6 +280,13 @@ struct Puppet {
     var joined: Set<String> = []
     /// Lines said before the puppet was in the channel.
     var queued: [(channel: String, text: String)] = []
+    /// Whether the puppet's connection has message-tags on, so it may send `+draft/reply`.
+    var messageTags = false
+    /// Lines the puppet sent that the bridge's own connection has not yet seen come back
+    /// (folded channel, the PRIVMSG text, the room line's id on a line's first piece): the
+    /// msgid the server gives them names the room line (`ShadowRoom.noteIRCMsgID`). Bounded.
+    var unseen: [(channel: String, text: String, lineID: String?)] = []
+    static let maximumUnseen = 64
     /// Private messages written before the puppet was registered (nick, text).
     var queuedPrivate: [(target: String, text: String)] = []
     /// `puppet_joins = "lazy"`: the occupant has not spoken yet, so there is no connection.

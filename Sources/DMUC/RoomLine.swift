@@ -7,8 +7,9 @@ import XMPPCore
 /// `remoteMessage`.
 public enum RoomLine: Sendable, Hashable {
     /// `text` answers a line of `to`; the quote the client put in front for older clients is
-    /// removed, IRC shows `nick: text` instead.
-    case reply(to: Mention, text: String)
+    /// removed, IRC shows `nick: text` instead. `ircMsgID`: the IRC server's msgid of the line
+    /// answered, where known, for IRCv3 clients (`+draft/reply`).
+    case reply(to: Mention, text: String, ircMsgID: String? = nil)
     /// The sender corrected an earlier line; `text` is the whole line as it now reads.
     case correction(text: String)
     /// The sender added these reactions to a line of `to` (nil: a line no longer remembered),
@@ -27,25 +28,57 @@ public enum Mention: Sendable, Hashable {
 }
 
 /// The room's recent lines by every id a reply or a reaction may use (the room's stanza-id,
-/// the sender's message id and origin-id), so they can be named on IRC. Bounded.
+/// the sender's message id and origin-id), and by the msgid the IRC server gave the line, so
+/// that a reply names the same line on either side. Bounded.
 struct RecentLines: Sendable {
     static let capacity = 256
-    private var lines: [String: (author: Mention, snippet: String)] = [:]
+
+    struct Line: Sendable {
+        var author: Mention
+        var snippet: String
+        /// The author's room nick when the line was said.
+        var roomNick: String?
+        /// Its ids, the room's stanza-id first where it gave one (XEP-0461 names a groupchat
+        /// line by it).
+        var ids: [String]
+        /// The IRC server's msgid of the line: an IRC user's line, or the one a puppet said.
+        var ircMsgID: String?
+    }
+
+    private var lines: [String: Line] = [:]
     private var order: [[String]] = []
+    /// IRC msgid -> one id of the line.
+    private var byIRCMsgID: [String: String] = [:]
     /// The reactions each reactor last showed on each line, so only added ones are told.
     private var reactions: [String: Set<String>] = [:]
 
-    mutating func remember(_ stanza: XMLElement, room: JID, author: Mention, body: String) {
+    mutating func remember(_ stanza: XMLElement, room: JID, author: Mention, body: String, ircMsgID: String? = nil) {
         let ids = Self.ids(of: stanza, room: room)
         guard !ids.isEmpty else { return }
-        for id in ids { lines[id] = (author, Self.snippet(body)) }
+        let line = Line(author: author, snippet: Self.snippet(body), roomNick: stanza["from"].flatMap(JID.init)?.resource, ids: ids, ircMsgID: ircMsgID)
+        for id in ids { lines[id] = line }
+        if let ircMsgID { byIRCMsgID[ircMsgID] = ids[0] }
         order.append(ids)
         if order.count > Self.capacity {
-            for id in order.removeFirst() { lines.removeValue(forKey: id) }
+            for id in order.removeFirst() {
+                if let msgid = lines.removeValue(forKey: id)?.ircMsgID, byIRCMsgID[msgid] == id { byIRCMsgID.removeValue(forKey: msgid) }
+            }
         }
     }
 
-    func line(_ id: String) -> (author: Mention, snippet: String)? { lines[id] }
+    func line(_ id: String) -> Line? { lines[id] }
+
+    func line(ircMsgID msgid: String) -> Line? { byIRCMsgID[msgid].flatMap { lines[$0] } }
+
+    /// The IRC server gave the line with id `id` the msgid `msgid` (a puppet's line, seen
+    /// coming back from the server). The first msgid a line gets stays: a long line split in
+    /// several is named by its first piece.
+    mutating func noteIRCMsgID(_ msgid: String, forLine id: String) {
+        guard var line = lines[id], line.ircMsgID == nil, byIRCMsgID[msgid] == nil else { return }
+        line.ircMsgID = msgid
+        for other in line.ids { lines[other] = line }
+        byIRCMsgID[msgid] = line.ids[0]
+    }
 
     /// The reactions `reactor` shows now on line `id` that it did not before.
     mutating func added(_ emoji: [String], by reactor: JID, on id: String) -> [String] {
@@ -62,7 +95,9 @@ struct RecentLines: Sendable {
     static func ids(of stanza: XMLElement, room: JID) -> [String] {
         let sid = stanza.elements.first { $0.name == "stanza-id" && $0.namespace == NS.sid && $0["by"].flatMap(JID.init) == room }?["id"]
         let origin = stanza.elements.first { $0.name == "origin-id" && $0.namespace == NS.sid }?["id"]
-        return [sid, origin, stanza["id"]].compactMap { $0 }.filter { !$0.isEmpty && $0.utf8.count <= 128 }
+        var ids: [String] = []
+        for id in [sid, origin, stanza["id"]].compactMap({ $0 }) where !id.isEmpty && id.utf8.count <= 128 && !ids.contains(id) { ids.append(id) }
+        return ids
     }
 
     /// The start of a line, on one line, for `reacted 👍 to bob: “…”`.

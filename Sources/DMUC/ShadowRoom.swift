@@ -19,10 +19,11 @@ public struct ShadowRoom: Sendable {
         case remoteJoined(RemoteOccupant)
         /// A remote occupant left the room.
         case remoteLeft(RemoteOccupant, reason: String?)
-        /// A remote occupant spoke in the room.
-        case remoteMessage(RemoteOccupant, body: String)
+        /// A remote occupant spoke in the room. `lineID`: the line's id (the room's
+        /// stanza-id where it gave one), for `noteIRCMsgID` once IRC has given it a msgid.
+        case remoteMessage(RemoteOccupant, body: String, lineID: String? = nil)
         /// A remote occupant replied, corrected a line or reacted (`RoomLine`).
-        case remoteLine(RemoteOccupant, RoomLine)
+        case remoteLine(RemoteOccupant, RoomLine, lineID: String? = nil)
         /// A remote occupant changed nick (303): one NICK on IRC, not a leave and a join.
         case remoteNickChanged(RemoteOccupant, newNick: String)
         /// A remote occupant changed the subject.
@@ -118,10 +119,19 @@ public struct ShadowRoom: Sendable {
     private var unconfirmed: Set<String> = []
     /// This node's own users as the burst being received shows them, by folded room nick.
     private var burstOurs: [String: (nick: String, real: JID)] = [:]
-    /// Origin ids of submitted lines whose echo has not come back.
-    private var pendingEchoes: Set<String> = []
+    /// Origin ids of submitted lines whose echo has not come back, and whether each is the
+    /// IRC server's msgid of the line.
+    private var pendingEchoes: [String: Bool] = [:]
     /// Lines said on IRC while the room was not federated, sent once it is.
-    private var held: [(nick: String, body: String, originID: String)] = []
+    private var held: [HeldLine] = []
+    private struct HeldLine {
+        var nick: String
+        var body: String
+        var originID: String
+        var isIRCMsgID: Bool
+        /// The XEP-0461 `<reply>` the line carries, if it answers one.
+        var reply: XMLElement?
+    }
     public static let maximumHeldLines = 500
     /// Numbered stanzas that came after a gap, held until the master replays what is missing.
     private var afterGap: [UInt64: XMLElement] = [:]
@@ -256,14 +266,33 @@ public struct ShadowRoom: Sendable {
         return actions
     }
 
-    public mutating func ircMessage(nick: String, body: String, originID: String) -> [Action] {
+    /// A channel line from an IRC user. `originID` is the IRC server's msgid where
+    /// `isIRCMsgID`; `inReplyTo`: the msgid an IRCv3 client's `+draft/reply` named, which
+    /// becomes a XEP-0461 reply when the room's recent lines know it.
+    public mutating func ircMessage(nick: String, body: String, originID: String, isIRCMsgID: Bool = false, inReplyTo: String? = nil) -> [Action] {
         let key = Self.fold(nick)
         guard let local = locals[key], !local.refused else { return [] }
+        let line = HeldLine(nick: nick, body: body, originID: originID, isIRCMsgID: isIRCMsgID, reply: inReplyTo.flatMap(replyElement))
         guard federation == .federated, local.submitted else {
-            if held.count < Self.maximumHeldLines { held.append((nick, body, originID)) }
+            if held.count < Self.maximumHeldLines { held.append(line) }
             return []
         }
-        return [submitMessage(local, body: body, originID: originID)]
+        return [submitMessage(local, line)]
+    }
+
+    /// XEP-0461 for a line IRC named by its msgid: to its author's occupant JID, by the
+    /// room's stanza-id.
+    private func replyElement(toIRCMsgID msgid: String) -> XMLElement? {
+        guard let line = recent.line(ircMsgID: msgid) else { return nil }
+        var reply = XMLElement("reply", namespace: RoomLineParsing.reply, attributes: ["id": line.ids[0]])
+        if let nick = line.roomNick { reply["to"] = masterRoom.with(resource: nick).description }
+        return reply
+    }
+
+    /// IRC gave a line relayed from the room (`lineID`, as `remoteMessage` named it) the msgid
+    /// `msgid`: a reply from IRC naming that msgid names the line.
+    public mutating func noteIRCMsgID(_ msgid: String, forLine lineID: String) {
+        recent.noteIRCMsgID(msgid, forLine: lineID)
     }
 
     /// NICK on IRC: the same real JID under a new nick, which the master shows as one 303
@@ -532,8 +561,8 @@ public struct ShadowRoom: Sendable {
             let roomNick = stanza["to"].flatMap(JID.init)?.resource, let key = localKey(roomNick: roomNick), let nick = locals[key]?.nick,
             let body = stanza.child("body", namespace: stanza.namespace)?.text, held.count < Self.maximumHeldLines
         {
-            pendingEchoes.remove(origin)
-            held.append((nick, body, origin))
+            let isIRCMsgID = pendingEchoes.removeValue(forKey: origin) ?? false
+            held.append(HeldLine(nick: nick, body: body, originID: origin, isIRCMsgID: isIRCMsgID, reply: stanza.child("reply", namespace: RoomLineParsing.reply)))
         }
         if federation == .federated {
             actions.append(.note(.split(why: LinkElements.isSplitError(stanza) ? "the master split this node away" : "the master is unreachable (\(stanza.errorCondition ?? "error"))")))
@@ -595,13 +624,12 @@ public struct ShadowRoom: Sendable {
             return [.remoteJoined(remote)] + presenceChange(stanza, key: key)
         case "message":
             if ours {
+                let origin = LinkElements.originID(of: stanza)
+                let echoed = origin.flatMap { pendingEchoes.removeValue(forKey: $0) }
                 if let body = stanza.child("body", namespace: stanza.namespace)?.text, let key = localKey(roomNick: nick), let local = locals[key] {
-                    recent.remember(stanza, room: masterRoom, author: .local(ircNick: local.nick), body: body)
+                    recent.remember(stanza, room: masterRoom, author: .local(ircNick: local.nick), body: body, ircMsgID: echoed == true ? origin : nil)
                 }
-                if let origin = LinkElements.originID(of: stanza), pendingEchoes.remove(origin) != nil {
-                    return [.note(.echoMatched)]
-                }
-                return []
+                return echoed != nil ? [.note(.echoMatched)] : []
             }
             guard stanza["type"] == "groupchat" else { return [] }
             let occupant = remotes[Self.fold(nick)] ?? RemoteOccupant(nick: nick, realJID: real)
@@ -631,13 +659,15 @@ public struct ShadowRoom: Sendable {
             return [.remoteLine(occupant, .correction(text: body))]
         }
         recent.remember(stanza, room: masterRoom, author: .remote(occupant), body: body)
+        let lineID = RecentLines.ids(of: stanza, room: masterRoom).first
         if let reply = stanza.child("reply", namespace: RoomLineParsing.reply) {
             let text = RoomLineParsing.removingFallback(body, for: RoomLineParsing.reply, in: stanza)
             if let mention = mention(reply: reply), !text.isEmpty {
-                return [.remoteLine(occupant, .reply(to: mention, text: text))]
+                let answered = reply["id"].flatMap { recent.line($0)?.ircMsgID }
+                return [.remoteLine(occupant, .reply(to: mention, text: text, ircMsgID: answered), lineID: lineID)]
             }
         }
-        return [.remoteMessage(occupant, body: body)]
+        return [.remoteMessage(occupant, body: body, lineID: lineID)]
     }
 
     /// Whom a reply answers: the line it names, else the occupant its `to` names.
@@ -758,7 +788,7 @@ public struct ShadowRoom: Sendable {
         held.removeAll()
         for line in lines {
             if let local = locals[Self.fold(line.nick)], local.submitted, !local.refused {
-                actions.append(submitMessage(local, body: line.body, originID: line.originID))
+                actions.append(submitMessage(local, line))
             }
         }
         return actions
@@ -771,7 +801,7 @@ public struct ShadowRoom: Sendable {
         if stanza.name == "message" {
             // One refused line (a rate limit, no voice): its sender hears why; no echo comes.
             guard let roomNick = stanza["to"].flatMap(JID.init)?.resource, let key = localKey(roomNick: roomNick), let local = locals[key] else { return [] }
-            if let origin = LinkElements.originID(of: stanza) { pendingEchoes.remove(origin) }
+            if let origin = LinkElements.originID(of: stanza) { pendingEchoes.removeValue(forKey: origin) }
             let body = stanza.child("body", namespace: stanza.namespace)?.text ?? ""
             return [.lineRefused(nick: local.nick, condition: condition, text: text, body: body)]
         }
@@ -849,14 +879,11 @@ public struct ShadowRoom: Sendable {
         return .stanza(.presence, from: jid.with(resource: local.roomNick), to: masterRoom.with(resource: local.roomNick), children: children)
     }
 
-    private mutating func submitMessage(_ local: Local, body: String, originID: String) -> Action {
-        pendingEchoes.insert(originID)
-        return .send(
-            .stanza(
-                .message, from: jid.with(resource: local.roomNick), to: masterRoom, type: "groupchat", id: originID,
-                children: [
-                    .text("body", namespace: NS.component, body), LinkElements.originID(originID),
-                    LinkElements.fmuc(from: local.realJID),
-                ]))
+    private mutating func submitMessage(_ local: Local, _ line: HeldLine) -> Action {
+        pendingEchoes[line.originID] = line.isIRCMsgID
+        var children = [XMLElement.text("body", namespace: NS.component, line.body), LinkElements.originID(line.originID)]
+        if let reply = line.reply { children.append(reply) }
+        children.append(LinkElements.fmuc(from: local.realJID))
+        return .send(.stanza(.message, from: jid.with(resource: local.roomNick), to: masterRoom, type: "groupchat", id: line.originID, children: children))
     }
 }

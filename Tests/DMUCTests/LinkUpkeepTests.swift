@@ -234,7 +234,7 @@ struct LinkUpkeepTests {
     }
 
     static func bodies(_ actions: [ShadowRoom.Action]) -> [String] {
-        actions.compactMap { if case .remoteMessage(_, let body) = $0 { body } else { nil } }
+        actions.compactMap { if case .remoteMessage(_, let body, _) = $0 { body } else { nil } }
     }
 
     static func sent(_ actions: [ShadowRoom.Action]) -> [XMLElement] {

@@ -430,6 +430,37 @@ struct ShadowRoomTests {
         #expect(shadow.receive(line(11, nil, [reactions(["🎉"])])).isEmpty)
     }
 
+    @Test("replies name the same line on both sides: an IRC msgid reply becomes XEP-0461 by the room's stanza-id, an XMPP reply carries the msgid IRC gave the line")
+    mutating func repliesByMsgID() throws {
+        federate()
+        let alice = ShadowRoom.RemoteOccupant(nick: "Alice", realJID: Self.alice)
+        // carol's line, whose origin-id is the IRC server's msgid, comes back with a stanza-id.
+        _ = shadow.ircMessage(nick: "carol", body: "lunch at noon?", originID: "irc-1", isIRCMsgID: true)
+        var echo = Self.message(nick: "carol", real: Self.carol, body: "lunch at noon?", seq: 4, origin: "irc-1")
+        echo.append(XMLElement("stanza-id", namespace: NS.sid, attributes: ["id": "s-carol", "by": "ops@rooms.test"]))
+        #expect(shadow.receive(echo) == [.note(.echoMatched)])
+        // Alice's line: the action names it by the room's stanza-id; IRC then gives it irc-2.
+        var said = Self.message(nick: "Alice", real: Self.alice, body: "yes", seq: 5, origin: "a-1")
+        said.append(XMLElement("stanza-id", namespace: NS.sid, attributes: ["id": "s-alice", "by": "ops@rooms.test"]))
+        #expect(shadow.receive(said) == [.remoteMessage(alice, body: "yes", lineID: "s-alice")])
+        shadow.noteIRCMsgID("irc-2", forLine: "s-alice")
+        shadow.noteIRCMsgID("irc-9", forLine: "s-alice")  // a later piece of the same line: the first stays
+
+        // An IRCv3 client's replies, to Alice's line and to carol's: XEP-0461 to the author, by stanza-id.
+        for (msgid, id, to) in [("irc-2", "s-alice", "ops@rooms.test/Alice"), ("irc-1", "s-carol", "ops@rooms.test/carol")] {
+            let sent = Self.sent(shadow.ircMessage(nick: "carol", body: "noted", originID: "o-\(msgid)", inReplyTo: msgid))
+            let reply = try #require(sent.first?.child("reply", namespace: "urn:xmpp:reply:0"))
+            #expect(reply["id"] == id && reply["to"] == to)
+        }
+        // An unknown msgid names nothing: a plain line.
+        #expect(Self.sent(shadow.ircMessage(nick: "carol", body: "plain", originID: "o-x", inReplyTo: "irc-404")).first?.child("reply", namespace: "urn:xmpp:reply:0") == nil)
+
+        // Alice replies to carol's line: IRC gets the msgid for +draft/reply.
+        var answer = Self.message(nick: "Alice", real: Self.alice, body: "ok", seq: 6)
+        answer.append(XMLElement("reply", namespace: "urn:xmpp:reply:0", attributes: ["to": "ops@rooms.test/carol", "id": "s-carol"]))
+        #expect(shadow.receive(answer) == [.remoteLine(alice, .reply(to: .local(ircNick: "carol"), text: "ok", ircMsgID: "irc-1"))])
+    }
+
     @Test("an XMPP moderator's kick or ban of an IRC user: one removal action with actor and reason; she is no longer relayed, and her IRC leave sends nothing (flow E)")
     mutating func removedByModerator() {
         federate()

@@ -18,7 +18,7 @@ final class BridgedRoom: Sendable {
     init(
         servers: LabServers, name: String, ircUsers: [String], xmppUsers: [(user: String, nick: String)], metricsPort: Int? = nil,
         link: ShadowbridgeProcess.LinkTransport = .memory, extraConfig: String = "", ircPort: Int? = nil, server: String? = nil, networkSettings: String = "",
-        notOccupants: [String] = [], masterSettings: String = ""
+        notOccupants: [String] = [], masterSettings: String = "", ircCaps: [String: String] = [:]
     ) throws {
         directory = try Lab.makeTemporaryDirectory(prefix: name)
         channel = "#\(name)"
@@ -27,7 +27,7 @@ final class BridgedRoom: Sendable {
         self.xmppUsers = xmppUsers
         agent = try LabAgent(directory: directory)
         let port = ircPort ?? servers.ngircd.port
-        for nick in ircUsers + notOccupants { try agent.ircUserJoins(nick, port: port, channel: channel) }
+        for nick in ircUsers + notOccupants { try agent.ircUserJoins(nick, port: port, channel: channel, caps: ircCaps[nick]) }
         bridge = try ShadowbridgeProcess(
             servers: servers, directory: directory, channels: [(channel, name)], metricsPort: metricsPort, link: link, extraConfig: extraConfig,
             server: server ?? "irc://127.0.0.1:\(port)", networkSettings: networkSettings, masterSettings: masterSettings)

@@ -74,6 +74,70 @@ struct IRCv3ServerTests {
             ], since: mark)
     }
 
+    @Test("replies by msgid (+draft/reply, InspIRCd's client tags): an IRCv3 client's reply to an XMPP user's line is a XEP-0461 reply to it, and an XMPP reply to an IRC line carries that line's msgid; mIRC users see nick: text, each line once")
+    func repliesByMsgID() throws {
+        let servers = try LabServers.require()
+        let inspircd = try #require(servers.inspircd)
+        let r = try BridgedRoom(
+            servers: servers, name: "v3reply", ircUsers: ["carol", "dave"], xmppUsers: [("v3r", "xena")], ircPort: inspircd.port, ircCaps: ["carol": "message-tags"])
+        defer { r.close() }
+        func tag(_ name: String, in raw: String?) -> String? {
+            guard let raw, raw.hasPrefix("@") else { return nil }
+            let tags = raw.dropFirst().prefix { $0 != " " }.split(separator: ";")
+            return tags.first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
+        }
+
+        // xena's line: carol sees the msgid InspIRCd gave it; the room gave it a stanza-id.
+        var mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "v3r", "room": r.room, "body": "lunch at noon?"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "v3r", from: r.occupant("xena"), body: "lunch at noon?"),
+                On.ircPrivmsg(to: "carol", from: "xena", channel: r.channel, text: "lunch at noon?"),
+                On.ircPrivmsg(to: "dave", from: "xena", channel: r.channel, text: "lunch at noon?"),
+            ], since: mark)
+        let seen = r.agent.events(since: mark)
+        let xenaMsgID = try #require(tag("msgid", in: seen.first { $0.user == "carol" && $0.command == "PRIVMSG" }?.raw))
+        let xenaXML = seen.first { $0.user == "v3r" && $0.kind == "message" }?.xml ?? ""
+        let xenaStanzaID = try #require(xenaXML.firstMatch(of: /<stanza-id[^>]*?\bid="([^"]+)"/).map { String($0.1) }, "\(xenaXML)")
+
+        // carol (an IRCv3 client) answers it: xena gets a XEP-0461 reply naming her line.
+        mark = r.agent.mark
+        r.irc("carol", "@+draft/reply=\(xenaMsgID) PRIVMSG \(r.channel) :yes, at the usual place")
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "v3r", from: r.occupant("carol"), body: "yes, at the usual place"),
+                On.ircPrivmsg(to: "dave", from: "carol", channel: r.channel, text: "yes, at the usual place"),
+            ], since: mark)
+        let answer = r.agent.events(since: mark).first { $0.user == "v3r" && $0.kind == "message" }?.xml ?? ""
+        #expect(answer.contains("urn:xmpp:reply:0") && answer.contains("id=\"\(xenaStanzaID)\"") && answer.contains("to=\"\(r.occupant("xena"))\""), "\(answer)")
+
+        // dave's line; xena answers it with XEP-0461: carol's client gets +draft/reply with
+        // dave's msgid, and both see "dave: " in front.
+        mark = r.agent.mark
+        r.irc("dave", "PRIVMSG \(r.channel) :who is in?")
+        try r.agent.expectExactlyOnce(
+            [On.xmppMessage(to: "v3r", from: r.occupant("dave"), body: "who is in?"), On.ircPrivmsg(to: "carol", from: "dave", channel: r.channel, text: "who is in?")],
+            since: mark)
+        let daveLine = r.agent.events(since: mark)
+        let daveMsgID = try #require(tag("msgid", in: daveLine.first { $0.user == "carol" && $0.command == "PRIVMSG" }?.raw))
+        let daveXML = daveLine.first { $0.user == "v3r" && $0.kind == "message" }?.xml ?? ""
+        let daveStanzaID = try #require(daveXML.firstMatch(of: /<stanza-id[^>]*?\bid="([^"]+)"/).map { String($0.1) }, "\(daveXML)")
+        mark = r.agent.mark
+        r.agent.send([
+            "cmd": "xmpp_raw", "user": "v3r",
+            "xml": "<message to='\(r.room)' type='groupchat' id='rr1'><body>me!</body><reply xmlns='urn:xmpp:reply:0' to='\(r.occupant("dave"))' id='\(daveStanzaID)'/></message>",
+        ])
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("xena's reply is reflected") { $0.user == "v3r" && $0.kind == "message" && $0.id == "rr1" },
+                On.ircPrivmsg(to: "carol", from: "xena", channel: r.channel, text: "dave: me!"),
+                On.ircPrivmsg(to: "dave", from: "xena", channel: r.channel, text: "dave: me!"),
+            ], since: mark)
+        let toCarol = r.agent.events(since: mark).first { $0.user == "carol" && $0.command == "PRIVMSG" }?.raw
+        #expect(tag("+draft/reply", in: toCarol) == daveMsgID, "\(toCarol ?? "nothing")")
+    }
+
     @Test("away-notify: an IRC user's AWAY is one presence with show away and the message; back is one presence without")
     func awayNotify() throws {
         let servers = try LabServers.require()

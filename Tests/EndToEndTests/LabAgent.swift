@@ -171,8 +171,9 @@ final class LabAgent: Sendable {
     }
 
     /// A raw IRC user (mIRC-like) registers as `nick` and joins `channel`.
-    func ircUserJoins(_ nick: String, port: Int, channel: String) throws {
-        send(["cmd": "irc_connect", "user": nick, "port": port, "nick": nick])
+    /// `caps`: an IRCv3 client's capability request (`message-tags`); none for mIRC-like users.
+    func ircUserJoins(_ nick: String, port: Int, channel: String, caps: String? = nil) throws {
+        send(["cmd": "irc_connect", "user": nick, "port": port, "nick": nick].merging(caps.map { ["caps": $0] } ?? [:]) { $1 })
         try waitFor("\(nick) registered") { $0.user == nick && $0.command == "001" }
         send(["cmd": "irc_send", "user": nick, "line": "JOIN \(channel)"])
         try waitFor("\(nick) joined \(channel)") { $0.user == nick && $0.command == "JOIN" && $0.nick == nick }

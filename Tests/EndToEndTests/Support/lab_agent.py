@@ -79,13 +79,19 @@ class IRCUser:
         self.registered = False
         self.nick_retries = 0
 
-    async def connect(self, host, port, nick, username=None, realname=None):
+    async def connect(self, host, port, nick, username=None, realname=None, caps=None):
         self.nick = nick
         reader, self.writer = await asyncio.open_connection(host, port)
+        # An IRCv3 client (caps): asks for them before registering, and ends at once; the
+        # server acknowledges what it has. mIRC-like users ask for nothing.
+        if caps:
+            self.send_raw(f"CAP REQ :{caps}".encode())
         self.send_raw(f"NICK {nick}".encode())
         # A user name takes fewer characters than a nick ("bob[m]" is not one).
         username = username or "".join(c for c in nick if c.isalnum()) or "user"
         self.send_raw(f"USER {username} 0 * :{realname or nick + ' (lab)'}".encode())
+        if caps:
+            self.send_raw(b"CAP END")
         asyncio.ensure_future(self.read_loop(reader))
 
     def send_raw(self, data: bytes):
@@ -350,7 +356,7 @@ async def main():
             elif op == "irc_connect":
                 user = IRCUser(name)
                 users[name] = user
-                await user.connect("127.0.0.1", cmd["port"], cmd["nick"], cmd.get("username"), cmd.get("realname"))
+                await user.connect("127.0.0.1", cmd["port"], cmd["nick"], cmd.get("username"), cmd.get("realname"), cmd.get("caps"))
             elif op == "irc_send":
                 data = bytes.fromhex(cmd["hex"]) if "hex" in cmd else cmd["line"].encode("utf-8")
                 users[name].send_raw(data)
