@@ -342,12 +342,15 @@ extension BridgeService {
         }
         if puppet.joined.contains(folded), let nick = puppet.nick {
             var lines = privmsgs(channel: channel, text: body, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline)
-            if let inReplyTo, puppet.messageTags, lines.first?.command == "PRIVMSG" {
+            // On the first line: a PRIVMSG, or the BATCH that opens a draft/multiline message.
+            if let inReplyTo, puppet.messageTags, !lines.isEmpty {
                 lines[0].tags.append((key: "+draft/reply", value: inReplyTo))
             }
             // The bridge's connection sees the lines come back with their msgids (message-tags).
-            if network.capabilities.contains("message-tags") {
-                for (index, line) in lines.enumerated() where line.command == "PRIVMSG" {
+            // A draft/multiline batch's msgid comes on its BATCH line, which is not matched: such
+            // a message cannot be named from IRC.
+            if network.capabilities.contains("message-tags"), !lines.contains(where: { $0.command == "BATCH" }) {
+                for (index, line) in lines.enumerated() {
                     puppet.unseen.append((folded, line.parameters[1], index == 0 ? lineID : nil))
                 }
                 if puppet.unseen.count > Puppet.maximumUnseen { puppet.unseen.removeFirst(puppet.unseen.count - Puppet.maximumUnseen) }

@@ -805,6 +805,8 @@ public actor BridgeService {
             network.connection = nil
             network.joined.removeAll()
             network.memberModes.removeAll()
+            // A new connection's batch references may repeat an old one's.
+            network.netsplitBatches.removeAll()
             // otherBridgePuppets stays: NAMES after the reconnection shows no realnames.
             guard network.configuration.translation.netsplitGrace > 0, !stopping else {
                 network.splitUsers.removeAll()

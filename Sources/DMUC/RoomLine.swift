@@ -58,6 +58,8 @@ struct RecentLines: Sendable {
         let line = Line(author: author, snippet: Self.snippet(body), roomNick: stanza["from"].flatMap(JID.init)?.resource, ids: ids, ircMsgID: ircMsgID)
         for id in ids { lines[id] = line }
         if let ircMsgID { byIRCMsgID[ircMsgID] = ids[0] }
+        // Ids a client reuses can leave a msgid behind at eviction: bounded all the same.
+        if byIRCMsgID.count > Self.capacity * 4 { byIRCMsgID.removeAll() }
         order.append(ids)
         if order.count > Self.capacity {
             for id in order.removeFirst() {

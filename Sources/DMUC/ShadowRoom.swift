@@ -283,7 +283,10 @@ public struct ShadowRoom: Sendable {
     /// XEP-0461 for a line IRC named by its msgid: to its author's occupant JID, by the
     /// room's stanza-id.
     private func replyElement(toIRCMsgID msgid: String) -> XMLElement? {
-        guard let line = recent.line(ircMsgID: msgid) else { return nil }
+        // An IRC user's line is also known by its origin-id, which is its msgid: so it is
+        // found even when it came back in a replay, after its echo was no longer awaited.
+        let local = recent.line(msgid).flatMap { line -> RecentLines.Line? in if case .local = line.author { line } else { nil } }
+        guard let line = recent.line(ircMsgID: msgid) ?? local else { return nil }
         var reply = XMLElement("reply", namespace: RoomLineParsing.reply, attributes: ["id": line.ids[0]])
         if let nick = line.roomNick { reply["to"] = masterRoom.with(resource: nick).description }
         return reply

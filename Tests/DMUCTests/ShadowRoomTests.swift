@@ -452,11 +452,18 @@ struct ShadowRoomTests {
             let reply = try #require(sent.first?.child("reply", namespace: "urn:xmpp:reply:0"))
             #expect(reply["id"] == id && reply["to"] == to)
         }
+        // carol's line seen again in a replay (its echo no longer awaited) is still found by
+        // its origin-id, which is its msgid.
+        var replayed = Self.message(nick: "carol", real: Self.carol, body: "from the replay", seq: 6, origin: "irc-3")
+        replayed.append(XMLElement("stanza-id", namespace: NS.sid, attributes: ["id": "s-3", "by": "ops@rooms.test"]))
+        #expect(shadow.receive(replayed).isEmpty)
+        let late = Self.sent(shadow.ircMessage(nick: "carol", body: "see above", originID: "o-3", inReplyTo: "irc-3"))
+        #expect(late.first?.child("reply", namespace: "urn:xmpp:reply:0")?["id"] == "s-3")
         // An unknown msgid names nothing: a plain line.
         #expect(Self.sent(shadow.ircMessage(nick: "carol", body: "plain", originID: "o-x", inReplyTo: "irc-404")).first?.child("reply", namespace: "urn:xmpp:reply:0") == nil)
 
         // Alice replies to carol's line: IRC gets the msgid for +draft/reply.
-        var answer = Self.message(nick: "Alice", real: Self.alice, body: "ok", seq: 6)
+        var answer = Self.message(nick: "Alice", real: Self.alice, body: "ok", seq: 7)
         answer.append(XMLElement("reply", namespace: "urn:xmpp:reply:0", attributes: ["to": "ops@rooms.test/carol", "id": "s-carol"]))
         #expect(shadow.receive(answer) == [.remoteLine(alice, .reply(to: .local(ircNick: "carol"), text: "ok", ircMsgID: "irc-1"))])
     }
