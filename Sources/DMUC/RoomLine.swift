@@ -52,9 +52,11 @@ struct RecentLines: Sendable {
     /// The reactions each reactor last showed on each line, so only added ones are told.
     private var reactions: [String: Set<String>] = [:]
 
-    mutating func remember(_ stanza: XMLElement, room: JID, author: Mention, body: String, ircMsgID: String? = nil) {
+    /// Returns the line's first id (the room's stanza-id where it gave one), nil when it has none.
+    @discardableResult
+    mutating func remember(_ stanza: XMLElement, room: JID, author: Mention, body: String, ircMsgID: String? = nil) -> String? {
         let ids = Self.ids(of: stanza, room: room)
-        guard !ids.isEmpty else { return }
+        guard !ids.isEmpty else { return nil }
         let line = Line(author: author, snippet: Self.snippet(body), roomNick: stanza["from"].flatMap(JID.init)?.resource, ids: ids, ircMsgID: ircMsgID)
         for id in ids { lines[id] = line }
         if let ircMsgID { byIRCMsgID[ircMsgID] = ids[0] }
@@ -66,6 +68,7 @@ struct RecentLines: Sendable {
                 if let msgid = lines.removeValue(forKey: id)?.ircMsgID, byIRCMsgID[msgid] == id { byIRCMsgID.removeValue(forKey: msgid) }
             }
         }
+        return ids[0]
     }
 
     func line(_ id: String) -> Line? { lines[id] }

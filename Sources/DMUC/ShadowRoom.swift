@@ -285,8 +285,10 @@ public struct ShadowRoom: Sendable {
     private func replyElement(toIRCMsgID msgid: String) -> XMLElement? {
         // An IRC user's line is also known by its origin-id, which is its msgid: so it is
         // found even when it came back in a replay, after its echo was no longer awaited.
-        let local = recent.line(msgid).flatMap { line -> RecentLines.Line? in if case .local = line.author { line } else { nil } }
-        guard let line = recent.line(ircMsgID: msgid) ?? local else { return nil }
+        func localLine() -> RecentLines.Line? {
+            recent.line(msgid).flatMap { line in if case .local = line.author { line } else { nil } }
+        }
+        guard let line = recent.line(ircMsgID: msgid) ?? localLine() else { return nil }
         var reply = XMLElement("reply", namespace: RoomLineParsing.reply, attributes: ["id": line.ids[0]])
         if let nick = line.roomNick { reply["to"] = masterRoom.with(resource: nick).description }
         return reply
@@ -661,8 +663,7 @@ public struct ShadowRoom: Sendable {
         if stanza.child("replace", namespace: RoomLineParsing.correction) != nil {
             return [.remoteLine(occupant, .correction(text: body))]
         }
-        recent.remember(stanza, room: masterRoom, author: .remote(occupant), body: body)
-        let lineID = RecentLines.ids(of: stanza, room: masterRoom).first
+        let lineID = recent.remember(stanza, room: masterRoom, author: .remote(occupant), body: body)
         if let reply = stanza.child("reply", namespace: RoomLineParsing.reply) {
             let text = RoomLineParsing.removingFallback(body, for: RoomLineParsing.reply, in: stanza)
             if let mention = mention(reply: reply), !text.isEmpty {
