@@ -457,9 +457,7 @@ extension ShadowbridgeConfiguration {
         }
         // The size can change between the two looks.
         guard data.count <= maximumFileBytes else { throw tooLarge }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw ConfigurationError(file: file, line: line, key: key, message: "\(path) is not UTF-8 text")
-        }
+        guard let text = String(data: data, encoding: .utf8) else { throw mistake("\(path) is not UTF-8 text") }
         return text
     }
 }
