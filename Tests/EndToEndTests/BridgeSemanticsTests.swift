@@ -536,8 +536,7 @@ struct BridgeSemanticsTests {
         var mark = r.agent.mark
         r.irc("carol", "PRIVMSG \(r.channel) :lunch at noon?")
         let seen = try r.agent.waitFor("xanna gets carol's line", since: mark) { $0.user == "mxa" && $0.kind == "message" && $0.body == "lunch at noon?" }
-        let xml = seen.xml ?? ""
-        let stanzaID = try #require(xml.firstMatch(of: /<stanza-id[^>]*?\bid="([^"]+)"/).map { String($0.1) }, "\(xml)")
+        let stanzaID = try #require(seen.stanzaID, "\(seen.xml ?? "no XML")")
         Thread.sleep(forTimeInterval: 1)
 
         func say(_ id: String, _ inner: String, irc: String, sourceLocation: SourceLocation = #_sourceLocation) throws {

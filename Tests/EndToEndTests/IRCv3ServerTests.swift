@@ -81,11 +81,6 @@ struct IRCv3ServerTests {
         let r = try BridgedRoom(
             servers: servers, name: "v3reply", ircUsers: ["carol", "dave"], xmppUsers: [("v3r", "xena")], ircPort: inspircd.port, ircCaps: ["carol": "message-tags"])
         defer { r.close() }
-        func tag(_ name: String, in raw: String?) -> String? {
-            guard let raw, raw.hasPrefix("@") else { return nil }
-            let tags = raw.dropFirst().prefix { $0 != " " }.split(separator: ";")
-            return tags.first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
-        }
 
         // xena's line: carol sees the msgid InspIRCd gave it; the room gave it a stanza-id.
         var mark = r.agent.mark
@@ -97,9 +92,9 @@ struct IRCv3ServerTests {
                 On.ircPrivmsg(to: "dave", from: "xena", channel: r.channel, text: "lunch at noon?"),
             ], since: mark)
         let seen = r.agent.events(since: mark)
-        let xenaMsgID = try #require(tag("msgid", in: seen.first { $0.user == "carol" && $0.command == "PRIVMSG" }?.raw))
-        let xenaXML = seen.first { $0.user == "v3r" && $0.kind == "message" }?.xml ?? ""
-        let xenaStanzaID = try #require(xenaXML.firstMatch(of: /<stanza-id[^>]*?\bid="([^"]+)"/).map { String($0.1) }, "\(xenaXML)")
+        let xenaMsgID = try #require(seen.first { $0.user == "carol" && $0.command == "PRIVMSG" }?.ircTag("msgid"))
+        let xenaLine = seen.first { $0.user == "v3r" && $0.kind == "message" }
+        let xenaStanzaID = try #require(xenaLine?.stanzaID, "\(xenaLine?.xml ?? "no message")")
 
         // carol (an IRCv3 client) answers it: xena gets a XEP-0461 reply naming her line.
         mark = r.agent.mark
@@ -120,9 +115,9 @@ struct IRCv3ServerTests {
             [On.xmppMessage(to: "v3r", from: r.occupant("dave"), body: "who is in?"), On.ircPrivmsg(to: "carol", from: "dave", channel: r.channel, text: "who is in?")],
             since: mark)
         let daveLine = r.agent.events(since: mark)
-        let daveMsgID = try #require(tag("msgid", in: daveLine.first { $0.user == "carol" && $0.command == "PRIVMSG" }?.raw))
-        let daveXML = daveLine.first { $0.user == "v3r" && $0.kind == "message" }?.xml ?? ""
-        let daveStanzaID = try #require(daveXML.firstMatch(of: /<stanza-id[^>]*?\bid="([^"]+)"/).map { String($0.1) }, "\(daveXML)")
+        let daveMsgID = try #require(daveLine.first { $0.user == "carol" && $0.command == "PRIVMSG" }?.ircTag("msgid"))
+        let daveMessage = daveLine.first { $0.user == "v3r" && $0.kind == "message" }
+        let daveStanzaID = try #require(daveMessage?.stanzaID, "\(daveMessage?.xml ?? "no message")")
         mark = r.agent.mark
         r.agent.send([
             "cmd": "xmpp_raw", "user": "v3r",
@@ -134,8 +129,8 @@ struct IRCv3ServerTests {
                 On.ircPrivmsg(to: "carol", from: "xena", channel: r.channel, text: "dave: me!"),
                 On.ircPrivmsg(to: "dave", from: "xena", channel: r.channel, text: "dave: me!"),
             ], since: mark)
-        let toCarol = r.agent.events(since: mark).first { $0.user == "carol" && $0.command == "PRIVMSG" }?.raw
-        #expect(tag("+draft/reply", in: toCarol) == daveMsgID, "\(toCarol ?? "nothing")")
+        let toCarol = r.agent.events(since: mark).first { $0.user == "carol" && $0.command == "PRIVMSG" }
+        #expect(toCarol?.ircTag("+draft/reply") == daveMsgID, "\(toCarol?.raw ?? "nothing")")
     }
 
     @Test("away-notify: an IRC user's AWAY is one presence with show away and the message; back is one presence without")

@@ -71,6 +71,16 @@ struct AgentEvent: Sendable, CustomStringConvertible {
     /// A room's history on join (XEP-0045 §7.2.15), delivered with a delay (XEP-0203).
     var isHistory: Bool { kind == "message" && xml?.contains("urn:xmpp:delay") == true }
 
+    /// The stanza-id in a message's XML (the room's, in a reflected groupchat line).
+    var stanzaID: String? { xml?.firstMatch(of: /<stanza-id[^>]*?\bid="([^"]+)"/).map { String($0.1) } }
+
+    /// The value of the IRCv3 tag `name` on a raw IRC line, as the server wrote it.
+    func ircTag(_ name: String) -> String? {
+        guard let raw, raw.hasPrefix("@") else { return nil }
+        let tags = raw.dropFirst().prefix { $0 != " " }.split(separator: ";")
+        return tags.first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
+    }
+
     /// Events that are conversation or roster traffic: what a bridge must never duplicate.
     var isTraffic: Bool {
         switch kind {
