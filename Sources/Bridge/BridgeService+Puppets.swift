@@ -13,6 +13,7 @@ extension BridgeService {
         let key = occupant.realJID.description
         let folded = network.fold(channel)
         if var puppet = network.puppets[key] {
+            puppet.unconfirmed.remove(folded)
             let new = puppet.wanted.updateValue(channel, forKey: folded) == nil
             if puppet.nick != nil && !puppet.joined.contains(folded) {
                 puppet.connection?.send(IRCMessage(command: "JOIN", channel))
@@ -87,7 +88,8 @@ extension BridgeService {
 
     /// Connects the puppet `key` (again) after `delay`, to the server the bridge's own
     /// connection is on; its events are ignored once a newer generation exists.
-    private func puppetConnect(key: String, network name: String, after delay: Duration) {
+    /// `resuming`: the connection the process before handed over, taken up instead.
+    func puppetConnect(key: String, network name: String, after delay: Duration, resuming: IRCConnectionHandover? = nil) {
         guard let network = networks[name], let puppet = network.puppets[key] else { return }
         let generation = puppet.generation
         let server = network.server ?? network.configuration.servers[0]
@@ -102,11 +104,20 @@ extension BridgeService {
             do {
                 if delay > .zero { try await Task.sleep(for: delay) }
                 guard self.networks[name]?.puppets[key]?.generation == generation else { return }
-                let connection = try await IRCConnection.connect(irc, group: group, logger: logger)
+                let connection: IRCConnection
+                if let resuming {
+                    connection = try await IRCConnection.adopt(resuming, configuration: irc, group: group, logger: logger)
+                } else {
+                    connection = try await IRCConnection.connect(irc, group: group, logger: logger)
+                }
                 guard self.puppetConnected(connection, key: key, generation: generation, network: name) else { return }
                 for await event in connection.events {
                     if case .closed(let why) = event { outcome = why }
                     self.puppetEvent(event, key: key, generation: generation, network: name)
+                }
+                if self.handingOver {
+                    self.handoverDone.insert("\(name) \(key)")
+                    return
                 }
             } catch {
                 outcome = IRCDisconnect(error is IRCTLSSetupError ? .tlsFailed : .lost, "cannot connect: \(error)")
@@ -148,6 +159,16 @@ extension BridgeService {
             let direct = puppet.queuedPrivate
             puppet.queuedPrivate = []
             puppet.connection?.send(direct.flatMap { privmsgs(channel: $0.target, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines) })
+        case .resumed(let nick):
+            // Handed over in its channels, away message and modes as they were: only what the
+            // room asked of it meanwhile is sent.
+            puppet.nick = nick
+            puppet.reconnects.registered()
+            network.puppetNicks[network.fold(nick)] = key
+            puppet.connection?.send(puppet.wanted.filter { !puppet.joined.contains($0.key) }.values.sorted().map { IRCMessage(command: "JOIN", $0) })
+            let ready = puppet.queued.filter { puppet.joined.contains($0.channel) }
+            puppet.queued.removeAll { puppet.joined.contains($0.channel) }
+            puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[$0.channel] ?? $0.channel, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline) })
         case .message(let message):
             let ownNick = puppet.nick.map(network.fold)
             if message.command == "PRIVMSG", message.parameters.count >= 2, network.fold(message.parameters[0]) == ownNick,
@@ -546,7 +567,10 @@ extension BridgeService {
     /// `<show>` away/xa/dnd is AWAY with the status; available again is AWAY with no text.
     func puppetAway(_ occupant: ShadowRoom.RemoteOccupant, network name: String, message: String?) {
         guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else { return }
-        puppet.away = message.map { $0.split(whereSeparator: \.isNewline).joined(separator: " ") }
+        let away = message.map { $0.split(whereSeparator: \.isNewline).joined(separator: " ") }
+        // Unchanged (a federation repeating it after a restart): IRC hears nothing.
+        guard away != puppet.away else { return }
+        puppet.away = away
         if puppet.nick != nil {
             puppet.connection?.send(puppet.away.map { IRCMessage(command: "AWAY", $0) } ?? IRCMessage(command: "AWAY"))
         }
@@ -589,7 +613,11 @@ extension BridgeService {
     }
 
     func puppetLeave(_ occupant: ShadowRoom.RemoteOccupant, network name: String, channel: String, reason: String?) {
-        guard var network = networks[name], var puppet = network.puppets[occupant.realJID.description] else { return }
+        puppetLeave(key: occupant.realJID.description, network: name, channel: channel, reason: reason)
+    }
+
+    func puppetLeave(key: String, network name: String, channel: String, reason: String?) {
+        guard var network = networks[name], var puppet = network.puppets[key] else { return }
         let folded = network.fold(channel)
         puppet.wanted.removeValue(forKey: folded)
         puppet.relayedChannels.remove(folded)

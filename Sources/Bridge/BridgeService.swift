@@ -43,6 +43,14 @@ public actor BridgeService {
     private var componentConnections = 0
     /// Set by `shutdown()`: connections closing now are not reconnected.
     var stopping = false
+    /// Set by `handOver()`: IRC connections end without closing, and XMPP stanzas are left to
+    /// the master's replay to the next process.
+    var handingOver = false
+    /// Connections whose events have ended during a handover (network, or network and
+    /// puppet key).
+    var handoverDone: Set<String> = []
+    /// What the process before handed over (a live restart), taken up when `run` starts.
+    var handover: BridgeHandover?
     /// While a handler holds a copy of a network's state, room actions wait here and run after
     /// the copy is written back, so no action's change to the network is overwritten.
     private var holdingNetworkCopy = 0
@@ -95,8 +103,9 @@ public actor BridgeService {
 
     public init(
         configuration: ShadowbridgeConfiguration.Bridge, xmpp: ShadowbridgeConfiguration.XMPPServer, admins: [JID] = [],
-        store: BridgeStore? = nil, group: any EventLoopGroup, logger: Logger
+        store: BridgeStore? = nil, handover: BridgeHandover? = nil, group: any EventLoopGroup, logger: Logger
     ) {
+        self.handover = handover
         self.store = store
         self.domain = configuration.domain
         self.identd = configuration.identd
@@ -225,7 +234,16 @@ public actor BridgeService {
     public func run() async {
         restoreStoredState()
         await startIdentd()
-        for name in networks.keys.sorted() { startNetworkTask(name) }
+        // Handed-over connections are read once the component is connected: a line read
+        // before could not reach the room.
+        let handedOver = Set(handover?.networks.map(\.name) ?? [])
+        for name in networks.keys.sorted() where !handedOver.contains(name) { startNetworkTask(name) }
+        if handover != nil {
+            Task {
+                try? await Task.sleep(for: .seconds(15))
+                self.takeUpHandover()
+            }
+        }
         await withTaskCancellationHandler {
             await withTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { await self.session.run(onConnected: { await self.componentConnected() }, onStanza: { stanza in await self.handleStanza(stanza) }) }
@@ -313,7 +331,7 @@ public actor BridgeService {
     private func runNetwork(_ name: String, generation: Int) async {
         guard let network = networks[name]?.configuration else { return }
         var reconnects = Reconnects()
-        var serverIndex = 0
+        var serverIndex = networks[name]?.resumeServerIndex ?? 0
         var refusedBy: [Network.Server: IRCDisconnect] = [:]
         func current() -> Bool { networks[name]?.generation == generation && !Task.isCancelled && !stopping }
         while current() {
@@ -332,7 +350,13 @@ public actor BridgeService {
             var disconnect: IRCDisconnect
             var connected = false
             do {
-                let connection = try await IRCConnection.connect(irc, group: group, logger: logger.with("network", name))
+                let connection: IRCConnection
+                if let handover = networks[name]?.resumeConnection {
+                    networks[name]?.resumeConnection = nil
+                    connection = try await IRCConnection.adopt(handover, configuration: irc, group: group, logger: logger.with("network", name))
+                } else {
+                    connection = try await IRCConnection.connect(irc, group: group, logger: logger.with("network", name))
+                }
                 guard current() else {
                     // Removed by a reload while connecting.
                     connection.quit("This network is no longer bridged", immediately: true)
@@ -347,6 +371,10 @@ public actor BridgeService {
                     if case .closed(let reason) = event { disconnect = reason }
                     if case .registered = event { reconnects.registered() }
                     handleNetworkEvent(name, event)
+                }
+                if handingOver {
+                    handoverDone.insert(name)
+                    return
                 }
                 guard current() else { return }
                 metrics.ircReconnects.increment()
@@ -429,6 +457,23 @@ public actor BridgeService {
             logger.info("IRC bridge connection registered", metadata: ["network": "\(name)", "nick": "\(nick)"])
             let channels = network.configuration.channels.map(\.irc)
             network.connection?.send(channels.map { IRCMessage(command: "JOIN", $0) })
+        case .resumed(let nick):
+            // Handed over in its channels: the IRC users the process before knew there are in
+            // the rooms again (as NAMES after a JOIN would put them), and the lines that follow
+            // in the connection take it on from there. Nothing was missed: no catch-up.
+            network.nick = nick
+            network.joined = network.resumeJoined
+            network.resumeJoined = []
+            logger.info("IRC bridge connection taken over from the process before", metadata: ["network": "\(name)", "nick": "\(nick)"])
+            for (channel, members) in network.resumeMembers.sorted(by: { $0.key < $1.key }) where network.joined.contains(channel) {
+                for member in members {
+                    network.memberModes[channel, default: [:]][network.fold(member.nick)] = Set(member.modes)
+                    ircUserJoined(member.nick, channel: channel, network: &network)
+                }
+            }
+            network.resumeMembers = [:]
+            let channels = network.configuration.channels.map(\.irc)
+            network.connection?.send(channels.filter { !network.joined.contains(network.fold($0)) }.map { IRCMessage(command: "JOIN", $0) })
         case .isupport(let isupport):
             network.isupport = isupport
         case .capabilities(let capabilities, let values):
@@ -829,6 +874,7 @@ public actor BridgeService {
     private func componentConnected() {
         componentConnections += 1
         if componentConnections > 1 { metrics.xmppReconnects.increment() }
+        takeUpHandover()
         for jid in shadows.keys.sorted() {
             // A link in memory did not pass through the stream that just came back.
             guard var room = shadows[jid]?.room, !room.localNicks.isEmpty, !session.isShortcut(room.masterRoom.domain) else { continue }
@@ -842,7 +888,7 @@ public actor BridgeService {
     func handleStanza(_ stanza: XMLElement) {
         // Stopping: IRC is gone, so nothing is relayed, and no position moves past a line IRC
         // never got; the next start asks the master for these again.
-        guard !stopping, let to = stanza["to"].flatMap(JID.init) else { return }
+        guard !stopping, !handingOver, let to = stanza["to"].flatMap(JID.init) else { return }
         if stanza.name == "iq", answerAdmin(stanza, to: to) { return }
         guard shadows[to.bare] != nil else {
             if to.local != nil, stanza["type"] != "error", stanza.name != "presence" || stanza["type"] != "unavailable" {
@@ -969,7 +1015,9 @@ public actor BridgeService {
                 }
             case .note(let note):
                 switch note {
-                case .federated: shadows[jid]?.federationFailures = 0
+                case .federated:
+                    shadows[jid]?.federationFailures = 0
+                    handoverShadowFederated(network: state.network, channel: state.channel)
                 case .seqGap: metrics.seqGaps.increment()
                 case .duplicateDropped: metrics.duplicatesDropped.increment()
                 case .epochChanged: metrics.resyncs.increment()

@@ -66,6 +66,12 @@ struct NetworkState {
     /// When each IRC user (folded nick) was last told the room refused a line of theirs: a
     /// flooder hears it once per `refusalNoticeInterval`, not once per line.
     var lineRefusalNoticed: [String: ContinuousClock.Instant] = [:]
+    /// A live restart: the connection the process before handed over, which server of the
+    /// mapping it is on, the channels (folded) it is in, and who was in them.
+    var resumeConnection: IRCConnectionHandover?
+    var resumeServerIndex: Int?
+    var resumeJoined: Set<String> = []
+    var resumeMembers: [String: [BridgeHandover.Member]] = [:]
 
     init(configuration: Network, generation: Int) {
         self.configuration = configuration
@@ -306,5 +312,8 @@ struct Puppet {
     var reconnects = Reconnects()
     /// The server's draft/multiline limits, when this puppet's connection has it on.
     var multiline: IRCMultiline?
+    /// Handed over by the process before (a live restart): the channels (folded) whose
+    /// shadow has not yet federated and named this occupant again.
+    var unconfirmed: Set<String> = []
     static let maximumQueuedLines = 500
 }

@@ -14,6 +14,18 @@ public struct IRCFloodControl: Sendable {
         self.tokens = Double(burst)
     }
 
+    /// The bucket as it is, to go on with in another process (a live restart): the tokens
+    /// left, and when they were last counted (on the same monotonic clock, which the machine
+    /// keeps across processes).
+    public var level: (tokens: Double, at: Double?) { (tokens, last) }
+
+    /// Goes on from a bucket another process left at `level`.
+    public init(burst: Int, linesPerSecond: Double, level: (tokens: Double, at: Double?)) {
+        self.init(burst: burst, linesPerSecond: linesPerSecond)
+        tokens = min(self.burst, max(0, level.tokens))
+        last = level.at
+    }
+
     /// Takes a token at `now` (seconds, any monotonic origin) if one is there.
     public mutating func take(now: Double) -> Bool {
         refill(now: now)

@@ -81,6 +81,20 @@ public struct IRCRegistration: Sendable {
 
     public var isRegistered: Bool { state == .registered }
 
+    /// Takes up a connection another process registered (a live restart): registered as
+    /// `nick`, with what the server had said about itself and the capabilities it enabled.
+    /// Nothing is sent: the server already has it all, user modes included.
+    public mutating func resume(nick: String, isupport: ISupport, enabled: Set<String>, offered: [String: String]) {
+        state = .registered
+        self.nick = nick
+        self.isupport = isupport
+        self.enabled = enabled
+        self.offered = offered
+        botModeSent = true
+        deafModeSent = true
+        authenticated = true
+    }
+
     /// The capabilities the server offered, with their values (`sasl=PLAIN,EXTERNAL`).
     public var offeredCapabilities: [String: String] { offered }
 

@@ -1,4 +1,5 @@
 import CCrypto
+import Foundation
 import IRCCore
 import Logging
 import Metrics
@@ -170,6 +171,9 @@ public struct IRCTLSSetupError: Error, Sendable, CustomStringConvertible {
 public enum IRCConnectionEvent: Sendable {
     /// 001 arrived: the connection may join channels. `nick` is the nick the server gave.
     case registered(nick: String)
+    /// An adopted connection (`IRCConnection.adopt`) is ready: registered as `nick` by the
+    /// process before, in whatever channels it was in then.
+    case resumed(nick: String)
     /// RPL_ISUPPORT told more about the server (casemapping, NICKLEN, PREFIX...).
     case isupport(ISupport)
     /// The enabled IRCv3 capabilities changed; `values` has what the server offered with each
@@ -187,6 +191,8 @@ enum IRCOutbound: Sendable {
     case message(IRCMessage)
     /// QUIT once every queued line is out, or at once (dropping the queue).
     case quit(String, immediately: Bool)
+    /// Stop reading and writing, and say what another process needs to go on (a live restart).
+    case handOver(EventLoopPromise<IRCConnectionHandover>)
 }
 
 /// One client connection to an IRC server: registers with CAP LS 302 (RFC 2812 §3.1, IRCv3),
@@ -226,7 +232,7 @@ public final class IRCConnection: Sendable {
                             try channel.pipeline.syncOperations.addHandler(settings.makeHandler(context: context, host: configuration.host))
                         }
                         try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: configuration.maximumLineBytes)))
+                            ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: configuration.maximumLineBytes)), name: IRCClientHandler.decoderName)
                         try channel.pipeline.syncOperations.addHandler(
                             IRCClientHandler(configuration: configuration, continuation: continuation, depth: depth, logger: logger))
                     }
@@ -237,6 +243,50 @@ public final class IRCConnection: Sendable {
             throw error
         }
         return IRCConnection(channel: channel, events: events, depth: depth)
+    }
+
+    /// Goes on with a connection another process registered and handed over (a live restart):
+    /// nothing is sent to the server. The first events are `.capabilities`, `.isupport` and
+    /// `.resumed`; the handed-over lines still waiting for the flood control go out as before.
+    public static func adopt(
+        _ handover: IRCConnectionHandover, configuration: IRCConnectionConfiguration, group: any EventLoopGroup, logger: Logger
+    ) async throws -> IRCConnection {
+        let (events, continuation) = AsyncStream<IRCConnectionEvent>.makeStream()
+        let depth = QueueDepth()
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: configuration.maximumLineBytes)), name: IRCClientHandler.decoderName)
+                        try channel.pipeline.syncOperations.addHandler(
+                            IRCClientHandler(configuration: configuration, continuation: continuation, depth: depth, logger: logger, resuming: handover))
+                    }
+                }
+                .withConnectedSocket(handover.descriptor).get()
+        } catch {
+            continuation.finish()
+            throw error
+        }
+        return IRCConnection(channel: channel, events: events, depth: depth)
+    }
+
+    /// Stops the connection without closing it, for another process to go on with (a live
+    /// restart): it reads no more, writes out what it had started to, and ends its events
+    /// after the last line it read, with no `.closed`. `descriptors` is `IRCConnectionHandover.
+    /// openSockets()`, taken once for every connection handed over. The socket is left open
+    /// across `exec`; this object must not be used again.
+    public func handOver(descriptors: [String: Int32]) async throws -> IRCConnectionHandover {
+        guard let local = channel.localAddress, let remote = channel.remoteAddress,
+            let descriptor = descriptors[IRCConnectionHandover.key(local: local, remote: remote)]
+        else { throw IRCHandoverError(reason: "the connection's socket is not among this process's open sockets") }
+        let promise = channel.eventLoop.makePromise(of: IRCConnectionHandover.self)
+        channel.writeAndFlush(IRCOutbound.handOver(promise), promise: nil)
+        var handover = try await promise.futureResult.get()
+        guard fcntl(descriptor, F_SETFD, 0) == 0 else { throw IRCHandoverError(reason: "cannot keep the socket open across exec (errno \(errno))") }
+        handover.descriptor = descriptor
+        return handover
     }
 
     /// Queues messages in order; the flood control decides when they go.
@@ -253,6 +303,62 @@ public final class IRCConnection: Sendable {
     }
 
     public func close() { channel.close(promise: nil) }
+}
+
+/// A registered connection as one process hands it to the next (a live restart): the socket
+/// itself, kept open across `exec`, and what the connection knew and had not yet done.
+public struct IRCConnectionHandover: Codable, Sendable {
+    public var descriptor: Int32
+    public var nick: String
+    /// RPL_ISUPPORT as the server gave it.
+    public var isupport: [String: String]
+    public var enabled: [String]
+    public var offered: [String: String]
+    /// The start of a line the server had not finished sending.
+    public var unfinished: [UInt8]
+    /// Lines waiting for the flood control, as they would have been written.
+    public var queued: [[UInt8]]
+    /// The flood control's bucket (`IRCFloodControl.level`).
+    public var floodTokens: Double
+    public var floodAt: Double?
+
+    static func key(local: SocketAddress, remote: SocketAddress) -> String {
+        "\(local.ipAddress ?? "?") \(local.port ?? 0) \(remote.ipAddress ?? "?") \(remote.port ?? 0)"
+    }
+
+    /// This process's connected TCP sockets, by their two ends, from `/proc/self/fd` (Linux).
+    public static func openSockets() -> [String: Int32] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return [:] }
+        var sockets: [String: Int32] = [:]
+        for name in names {
+            guard let descriptor = Int32(name), let local = address(of: descriptor, peer: false), let remote = address(of: descriptor, peer: true) else { continue }
+            sockets[key(local: local, remote: remote)] = descriptor
+        }
+        return sockets
+    }
+
+    private static func address(of descriptor: Int32, peer: Bool) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { peer ? getpeername(descriptor, $0, &length) : getsockname(descriptor, $0, &length) }
+        }
+        guard result == 0 else { return nil }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafeBytes(of: &storage) { SocketAddress($0.load(as: sockaddr_in.self), host: "") }
+        case AF_INET6:
+            return withUnsafeBytes(of: &storage) { SocketAddress($0.load(as: sockaddr_in6.self), host: "") }
+        default:
+            return nil
+        }
+    }
+}
+
+/// A connection could not be handed over.
+public struct IRCHandoverError: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { "cannot hand the IRC connection over: \(reason)" }
 }
 
 /// How many lines one connection has waiting, readable from any thread.
@@ -297,8 +403,19 @@ final class IRCClientHandler: ChannelDuplexHandler {
     private var livenessTimer: Scheduled<Void>?
     /// What this connection listed in the ident table, to take out again when it closes.
     private var identEntry: IdentTable.Key?
+    static let decoderName = "irc-lines"
+    /// A connection handed over by the process before, to go on with.
+    private var resuming: IRCConnectionHandover?
+    /// The start of a line not yet complete when the decoder was taken out.
+    private var unfinished: ByteBuffer?
+    /// Handed over to another process: the socket stays open, nothing more is said.
+    private var handedOver = false
 
-    init(configuration: IRCConnectionConfiguration, continuation: AsyncStream<IRCConnectionEvent>.Continuation, depth: QueueDepth, logger: Logger) {
+    init(
+        configuration: IRCConnectionConfiguration, continuation: AsyncStream<IRCConnectionEvent>.Continuation, depth: QueueDepth, logger: Logger,
+        resuming: IRCConnectionHandover? = nil
+    ) {
+        self.resuming = resuming
         self.configuration = configuration
         self.continuation = continuation
         self.depth = depth
@@ -307,10 +424,16 @@ final class IRCClientHandler: ChannelDuplexHandler {
             nick: configuration.nick, username: configuration.username, realname: configuration.realname, password: configuration.password,
             sasl: configuration.sasl, markAsBot: configuration.markAsBot, deaf: configuration.deaf, webirc: configuration.webirc)
         self.secured = configuration.tls == nil
-        self.flood = IRCFloodControl(burst: configuration.floodBurst, linesPerSecond: configuration.floodLinesPerSecond)
+        self.flood = resuming.map { IRCFloodControl(burst: configuration.floodBurst, linesPerSecond: configuration.floodLinesPerSecond, level: ($0.floodTokens, $0.floodAt)) }
+            ?? IRCFloodControl(burst: configuration.floodBurst, linesPerSecond: configuration.floodLinesPerSecond)
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        if let handover = resuming {
+            resume(handover, context: context)
+            context.fireChannelActive()
+            return
+        }
         let local = context.channel.localAddress
         if let table = configuration.identTable, let address = local?.ipAddress, let port = local?.port,
             let remote = context.channel.remoteAddress, let remoteAddress = remote.ipAddress, let remotePort = remote.port
@@ -330,6 +453,8 @@ final class IRCClientHandler: ChannelDuplexHandler {
         switch unwrapInboundIn(data) {
         case .dropped(let bytes):
             logger.warning("dropped an over-long IRC line", metadata: ["bytes": "\(bytes)"])
+        case .unfinished(let bytes):
+            unfinished = bytes
         case .line(let line):
             let message: IRCMessage
             do {
@@ -340,6 +465,56 @@ final class IRCClientHandler: ChannelDuplexHandler {
             }
             handle(message, context: context)
         }
+    }
+
+    /// Takes up where the process before left (a live restart): the registration as it was,
+    /// its waiting lines, and the start of a line the server was still sending.
+    private func resume(_ handover: IRCConnectionHandover, context: ChannelHandlerContext) {
+        resuming = nil
+        var isupport = ISupport()
+        isupport.apply(handover.isupport.sorted { $0.key < $1.key }.map { $0.value.isEmpty ? $0.key : "\($0.key)=\($0.value)" })
+        let enabled = Set(handover.enabled)
+        registration.resume(nick: handover.nick, isupport: isupport, enabled: enabled, offered: handover.offered)
+        continuation.yield(.capabilities(enabled, values: handover.offered))
+        continuation.yield(.isupport(isupport))
+        continuation.yield(.resumed(nick: handover.nick))
+        for line in handover.queued {
+            if let message = try? IRCMessage(parsing: line[...], fallback: configuration.fallbackEncoding) { enqueue(message) }
+        }
+        armLiveness(context: context)
+        if !handover.unfinished.isEmpty {
+            context.pipeline.syncOperations.fireChannelRead(NIOAny(context.channel.allocator.buffer(bytes: handover.unfinished)))
+        }
+        drain(context: context)
+    }
+
+    /// Stops reading, takes the line decoder out (its unfinished line comes here), lets what
+    /// was written reach the socket, and says what the next process needs.
+    private func handOver(context: ChannelHandlerContext, promise: EventLoopPromise<IRCConnectionHandover>) {
+        handedOver = true
+        livenessTimer?.cancel()
+        context.channel.setOption(ChannelOptions.autoRead, value: false).assumeIsolated()
+            .flatMap { context.pipeline.syncOperations.removeHandler(name: Self.decoderName) }
+            .flatMap {
+                let written = context.eventLoop.makePromise(of: Void.self)
+                context.writeAndFlush(self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+                return written.futureResult
+            }
+            .whenComplete { result in
+                if case .failure(let error) = result {
+                    promise.fail(IRCHandoverError(reason: "\(error)"))
+                    return
+                }
+                let level = self.flood.level
+                let queued = self.queues.reversed().flatMap { $0.map { $0.message.encoded() } }
+                promise.succeed(IRCConnectionHandover(
+                    descriptor: -1, nick: self.registration.nick,
+                    isupport: self.registration.isupport.tokens, enabled: self.registration.enabled.sorted(), offered: self.registration.offeredCapabilities,
+                    unfinished: self.unfinished.map { Array($0.readableBytesView) } ?? [], queued: queued,
+                    floodTokens: level.tokens, floodAt: level.at))
+                // The events end after the last line read; nothing closes.
+                self.continuation.finish()
+            }
     }
 
     private func handle(_ message: IRCMessage, context: ChannelHandlerContext) {
@@ -407,6 +582,8 @@ final class IRCClientHandler: ChannelDuplexHandler {
             } else {
                 quitAfterDrain = reason
             }
+        case .handOver(let handover):
+            handOver(context: context, promise: handover)
         }
         promise?.succeed(())
     }
@@ -445,7 +622,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
 
     /// Writes what the token bucket allows, highest priority first, and schedules the rest.
     private func drain(context: ChannelHandlerContext) {
-        guard !drainScheduled, context.channel.isActive else { return }
+        guard !drainScheduled, !handedOver, context.channel.isActive else { return }
         var buffer = context.channel.allocator.buffer(capacity: 256)
         while let priority = queues.indices.reversed().first(where: { !queues[$0].isEmpty }) {
             guard flood.take(now: now) else {
@@ -500,6 +677,10 @@ final class IRCClientHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if let identEntry { configuration.identTable?.remove(identEntry) }
+        if handedOver {
+            context.fireChannelInactive()
+            return
+        }
         livenessTimer?.cancel()
         dropQueues()
         continuation.yield(.closed(disconnect))

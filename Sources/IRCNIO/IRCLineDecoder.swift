@@ -4,6 +4,9 @@ import NIOCore
 public enum IRCLine: Sendable {
     case line(ByteBuffer)
     case dropped(bytes: Int)
+    /// The start of a line whose end has not arrived, when the decoder is taken out of a
+    /// connection that stays open (handed to another process): it goes on there.
+    case unfinished(ByteBuffer)
 }
 
 /// Frames IRC lines on LF (CR is stripped by the parser), bounded.
@@ -50,6 +53,9 @@ public struct IRCLineDecoder: ByteToMessageDecoder {
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
+        if !seenEOF, !isDiscarding, buffer.readableBytes > 0, let rest = buffer.readSlice(length: buffer.readableBytes) {
+            context.fireChannelRead(wrapInboundOut(.unfinished(rest)))
+        }
         buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
         return .needMoreData
     }

@@ -53,6 +53,10 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "The configuration file.")
     var config = "Config/shadowbridge.toml"
 
+    /// Set by a live restart (SIGUSR2) for the process it execs: what the one before handed over.
+    @Option(name: .long, help: ArgumentHelp(visibility: .private))
+    var resumeFrom: String?
+
     func run() async throws {
         let settings = try loadConfiguration(config)
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
@@ -60,13 +64,17 @@ struct Run: AsyncParsableCommand {
         let logger = Logger(label: "shadowbridge")
         for warning in settings.warnings { logger.warning("\(warning)") }
 
-        try await runRoles(settings, logger: logger)
+        var handover: BridgeHandover?
+        if let resumeFrom {
+            handover = LiveRestart.load(resumeFrom, logger: logger)
+        }
+        try await runRoles(settings, logger: logger, handover: handover)
     }
 }
 
 /// Runs the roles `settings` enables until SIGINT or SIGTERM, then stops them cleanly: the
 /// bridge takes its IRC users out of the rooms and QUITs, the components close their streams.
-func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: () -> Void = {}) async throws {
+func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, handover: BridgeHandover? = nil, onStarted: () -> Void = {}) async throws {
     // NIO's singleton: it cannot be shut down, and lives until the process exits.
     let group = MultiThreadedEventLoopGroup.singleton
     // Metrics first: every counter binds to the factory in place when it is made.
@@ -114,7 +122,8 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
             try? await metricsChannel?.close()
             throw ExitCode(1)
         }
-        bridge = BridgeService(configuration: bridgeSettings, xmpp: settings.xmpp, admins: settings.admins, store: store, group: group, logger: logger)
+        bridge = BridgeService(
+            configuration: bridgeSettings, xmpp: settings.xmpp, admins: settings.admins, store: store, handover: handover, group: group, logger: logger)
     } else {
         bridge = nil
     }
@@ -133,10 +142,29 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, onStarted: 
             if let bridge { tasks.addTask { await bridge.run() } }
         }
     }
-    let signals = Signals([SIGINT, SIGTERM, SIGHUP])
+    let signals = Signals([SIGINT, SIGTERM, SIGHUP, SIGUSR2])
     onStarted()
     var received: Int32 = 0
     for await signal in signals.stream {
+        if signal == SIGUSR2 {
+            guard let bridge else {
+                logger.warning("SIGUSR2: this process runs no bridge; nothing to restart live")
+                continue
+            }
+            guard master == nil else {
+                // exec would restart the master too, and its rooms would lose their occupants.
+                logger.error("SIGUSR2: a live restart needs a process that runs the bridge alone (this one runs the master as well); not restarting")
+                continue
+            }
+            guard let executable = LiveRestart.executable() else {
+                logger.error("SIGUSR2: cannot find this process's executable; not restarting")
+                continue
+            }
+            logger.info("SIGUSR2: restarting live; IRC connections are handed to the next process", metadata: ["executable": "\(executable)"])
+            let state = await bridge.handOver()
+            try? await metricsChannel?.close()
+            LiveRestart.exec(executable, handover: state, logger: logger)
+        }
         guard signal == SIGHUP else {
             received = signal
             break
@@ -237,5 +265,56 @@ final class Signals {
 
     deinit {
         for source in sources { source.cancel() }
+    }
+}
+
+/// SIGUSR2: the bridge's IRC connections go on in a new process (`exec` of this executable,
+/// which may have been replaced by a newer one), so IRC sees nobody leave and come back.
+enum LiveRestart {
+    /// The executable this process runs, as installed now.
+    static func executable() -> String? {
+        guard var path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+        if path.hasSuffix(" (deleted)") { path.removeLast(" (deleted)".count) }
+        return access(path, X_OK) == 0 ? path : nil
+    }
+
+    /// Writes what the bridge handed over where only this user can read it, and execs with
+    /// the same arguments and `--resume-from` it. Does not return: if `exec` fails, the
+    /// connections are already stopped, so the process exits for its supervisor to restart it.
+    static func exec(_ executable: String, handover: BridgeHandover, logger: Logger) -> Never {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("shadowbridge-handover-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json").path
+        do {
+            let data = try JSONEncoder().encode(handover)
+            guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+                throw CocoaError(.fileWriteUnknown)
+            }
+        } catch {
+            logger.critical("live restart: cannot write the handover file; exiting", metadata: ["path": "\(path)", "error": "\(error)"])
+            exit(1)
+        }
+        var arguments = Array(CommandLine.arguments)
+        if let index = arguments.firstIndex(of: "--resume-from"), index + 1 < arguments.count { arguments.removeSubrange(index...index + 1) }
+        arguments += ["--resume-from", path]
+        // The new process starts with no signal blocked (this thread may block some).
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
+        let argv = arguments.map { strdup($0) } + [nil]
+        execv(executable, argv)
+        logger.critical("live restart: exec failed; exiting", metadata: ["executable": "\(executable)", "errno": "\(errno)"])
+        exit(1)
+    }
+
+    /// Reads and removes the handover file; a broken one is said and the bridge starts fresh.
+    static func load(_ path: String, logger: Logger) -> BridgeHandover? {
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            let handover = try JSONDecoder().decode(BridgeHandover.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            logger.info("live restart: taking up the IRC connections handed over", metadata: ["networks": "\(handover.networks.count)"])
+            return handover
+        } catch {
+            logger.error("live restart: the handover file cannot be read; starting without it", metadata: ["path": "\(path)", "error": "\(error)"])
+            return nil
+        }
     }
 }

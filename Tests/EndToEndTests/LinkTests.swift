@@ -371,6 +371,59 @@ struct BridgeRestartTests {
             since: after)
     }
 
+    @Test("a live restart (SIGUSR2): the bridge's and the puppets' IRC connections go on in the new process, so IRC sees nobody leave or come back and the room sees nobody leave; an occupant who left meanwhile QUITs once; lines said during it cross once each way")
+    func liveRestart() throws {
+        let lab = try RestartLab(prefix: "bridge-live")
+        defer { lab.close() }
+        let (servers, agent) = (lab.servers, lab.agent)
+        let channel = "#live1", room = "live1@\(LabServers.masterDomain)"
+        let bridge = try lab.startBridged(
+            channel: channel, room: "live1", ircUsers: ["carol", "dave"], database: lab.directory.appendingPathComponent("bridge.sqlite"),
+            xmpp: ("lvalice", "alice"), puppet: "alice")
+        defer { _ = bridge.stop() }
+        try agent.xmppUserJoins("lvbob", prosody: servers.prosody, room: room, nick: "bob")
+        try agent.waitFor("bob's puppet joins") { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "bob" }
+        agent.waitForQuiet(seconds: 1, timeout: 10)
+
+        // While the bridge restarts: a line each way, and bob leaves the room.
+        let mark = agent.mark
+        let pid = bridge.process.pid
+        bridge.process.signal(SIGUSR2)
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :during the restart"])
+        agent.send(["cmd": "xmpp_say", "user": "lvalice", "room": room, "body": "while restarting"])
+        agent.send(["cmd": "xmpp_leave", "user": "lvbob", "room": room, "nick": "bob"])
+        try bridge.waitForLog("IRC bridge connection taken over from the process before", timeout: 20)
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "lvalice", from: "\(room)/carol", body: "during the restart"),
+                On.ircPrivmsg(to: "dave", from: "carol", channel: channel, text: "during the restart"),
+                On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "while restarting"),
+                On.ircPrivmsg(to: "dave", from: "alice", channel: channel, text: "while restarting"),
+                On.xmppMessage(to: "lvalice", from: "\(room)/alice", body: "while restarting"),
+                Expected("bob's own leave") { $0.user == "lvbob" && $0.kind == "presence" && $0.type == "unavailable" },
+                On.xmppPresence(to: "lvalice", from: "\(room)/bob", unavailable: true),
+                On.irc(to: "carol", "QUIT", from: "bob"), On.irc(to: "dave", "QUIT", from: "bob"),
+            ],
+            since: mark, quiet: 3, timeout: 30)
+        #expect(bridge.process.isRunning && bridge.process.pid == pid, "the same process goes on")
+        #expect(bridge.logLines(containing: "IRC connections handed over", "bridge=1").count == 1)
+        #expect(bridge.logLines(containing: "live restart: taking up the IRC connections handed over").count == 1)
+
+        // And everything works as before: a line each way, once.
+        let after = agent.mark
+        agent.send(["cmd": "irc_send", "user": "dave", "line": "PRIVMSG \(channel) :still here"])
+        agent.send(["cmd": "xmpp_say", "user": "lvalice", "room": room, "body": "me too"])
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "lvalice", from: "\(room)/dave", body: "still here"),
+                On.ircPrivmsg(to: "carol", from: "dave", channel: channel, text: "still here"),
+                On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "me too"),
+                On.ircPrivmsg(to: "dave", from: "alice", channel: channel, text: "me too"),
+                On.xmppMessage(to: "lvalice", from: "\(room)/alice", body: "me too"),
+            ],
+            since: after)
+    }
+
     @Test("a puppet keeps its IRC nick across a restart: Jürgen, who got Jurgen_ because an IRC user had Jurgen, comes back as Jurgen_ after that user left")
     func puppetNickStable() throws {
         let lab = try RestartLab(prefix: "bridge-nicks")
