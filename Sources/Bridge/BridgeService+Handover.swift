@@ -47,46 +47,50 @@ public struct BridgeHandover: Codable, Sendable {
         public var relayedChannels: [String]
         public var dormant: Bool
         public var connection: IRCConnectionHandover?
+        /// Lines it had to say once in a channel (folded channel, text), and private ones
+        /// (nick, text): the room's positions are past them already.
+        public var queued: [[String]]
+        public var queuedPrivate: [[String]]
     }
 
     public var networks: [NetworkPart]
 }
 
 extension BridgeService {
-    /// Stops the IRC side for another process to go on with: no more lines are read, those
-    /// already read are relayed, and what each connection knew comes back. XMPP stanzas that
-    /// arrive from now on are left to the master's replay, as when stopping. Connections that
-    /// cannot be handed over (TLS, not registered) QUIT as on SIGTERM. Then the component
+    /// Stops the IRC side for another process to go on with, in two steps. First every
+    /// plain, registered connection stops reading, and the lines already read are handled
+    /// (relayed to the rooms). Then each stops writing, and what it knew and had still to send
+    /// comes back, including what those last lines made the bridge send. XMPP stanzas that
+    /// arrive from the start are left to the master's replay, as when stopping. Connections
+    /// that cannot be handed over (TLS, not registered) QUIT as on SIGTERM. Then the component
     /// stream closes, once what was relayed is written.
     public func handOver() async -> BridgeHandover {
         handingOver = true
-        let sockets = IRCConnectionHandover.openSockets()
-        var bridgeConnections: [String: IRCConnectionHandover] = [:]
-        var puppetConnections: [String: [String: IRCConnectionHandover]] = [:]
-        var ending: Set<String> = []
+        var pausing: [(id: String, network: String, puppet: String?, connection: IRCConnection)] = []
         for name in networks.keys.sorted() {
             guard let network = networks[name] else { continue }
             let plain = network.server?.tls == false
             if let connection = network.connection {
-                if plain, network.nick != nil, let handover = await handOver(connection, sockets: sockets, what: "the bridge's connection", network: name) {
-                    bridgeConnections[name] = handover
-                    ending.insert(name)
-                } else {
-                    connection.quit("Shadowbridge is restarting", immediately: true)
-                }
+                if plain, network.nick != nil { pausing.append((name, name, nil, connection)) } else { connection.quit("Shadowbridge is restarting", immediately: true) }
             }
             for key in network.puppets.keys.sorted() {
-                guard let puppet = networks[name]?.puppets[key], let connection = puppet.connection else { continue }
-                if plain, puppet.nick != nil, let handover = await handOver(connection, sockets: sockets, what: "a puppet's connection", network: name) {
-                    puppetConnections[name, default: [:]][key] = handover
-                    ending.insert("\(name) \(key)")
-                } else {
-                    connection.quit("Shadowbridge is restarting", immediately: true)
-                }
+                guard let puppet = network.puppets[key], let connection = puppet.connection else { continue }
+                if plain, puppet.nick != nil { pausing.append(("\(name) \(key)", name, key, connection)) } else { connection.quit("Shadowbridge is restarting", immediately: true) }
             }
         }
-        // Each connection's events end after the last line it read; wait until those are
-        // handled, so what they changed is what is handed over.
+        var paused: [(id: String, network: String, puppet: String?, connection: IRCConnection)] = []
+        for entry in pausing {
+            do {
+                try await entry.connection.pauseForHandover()
+                paused.append(entry)
+            } catch {
+                logger.error("an IRC connection cannot be handed over; it QUITs", metadata: ["network": "\(entry.network)", "error": "\(error)"])
+                entry.connection.quit("Shadowbridge is restarting", immediately: true)
+            }
+        }
+        // Each paused connection's events end after the last line it read; wait until those
+        // are handled, so what they changed is what is handed over.
+        let ending = Set(paused.map(\.id))
         let deadline = ContinuousClock.now + .seconds(5)
         while !ending.isSubset(of: handoverDone), ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
@@ -94,15 +98,28 @@ extension BridgeService {
         if !ending.isSubset(of: handoverDone) {
             logger.warning("some IRC connections' last lines were not handled before the handover", metadata: ["connections": "\(ending.subtracting(handoverDone).count)"])
         }
+        let sockets = IRCConnectionHandover.openSockets()
+        var bridgeConnections: [String: IRCConnectionHandover] = [:]
+        var puppetConnections: [String: [String: IRCConnectionHandover]] = [:]
+        for entry in paused {
+            do {
+                let handover = try await entry.connection.handOver(descriptors: sockets)
+                if let key = entry.puppet { puppetConnections[entry.network, default: [:]][key] = handover } else { bridgeConnections[entry.network] = handover }
+            } catch {
+                logger.error("an IRC connection cannot be handed over; it QUITs", metadata: ["network": "\(entry.network)", "error": "\(error)"])
+                entry.connection.quit("Shadowbridge is restarting", immediately: true)
+            }
+        }
         var parts: [BridgeHandover.NetworkPart] = []
         for name in networks.keys.sorted() {
-            guard let network = networks[name], let server = network.server else { continue }
+            guard let network = networks[name], let server = network.server, bridgeConnections[name] != nil || puppetConnections[name] != nil else { continue }
             let puppets = network.puppets.values.sorted { $0.key < $1.key }.map { puppet in
                 let connection = puppetConnections[name]?[puppet.key]
                 return BridgeHandover.PuppetPart(
                     key: puppet.key, roomNick: puppet.roomNick, wanted: puppet.wanted, joined: connection == nil ? [] : puppet.joined.sorted(),
                     away: puppet.away, roles: puppet.roles, roleModes: puppet.roleModes.mapValues(String.init),
-                    relayed: puppet.relayed, relayedChannels: puppet.relayedChannels.sorted(), dormant: puppet.dormant, connection: connection)
+                    relayed: puppet.relayed, relayedChannels: puppet.relayedChannels.sorted(), dormant: puppet.dormant, connection: connection,
+                    queued: puppet.queued.map { [$0.channel, $0.text] }, queuedPrivate: puppet.queuedPrivate.map { [$0.target, $0.text] })
             }
             var members: [String: [BridgeHandover.Member]] = [:]
             if bridgeConnections[name] != nil {
@@ -112,7 +129,9 @@ extension BridgeService {
                     let written = Dictionary(
                         (shadows[Self.shadowJID(channel: mapping.irc, network: name, domain: domain)]?.room.localNicks ?? []).map { (network.fold($0), $0) },
                         uniquingKeysWith: { a, _ in a })
-                    members[channel] = (network.members[channel] ?? []).sorted().map { key in
+                    // Users waiting out a netsplit are not handed over: their grace ends with
+                    // this process, so the next one has them leave as a plain quit would.
+                    members[channel] = (network.members[channel] ?? []).filter { network.splitUsers[$0] == nil }.sorted().map { key in
                         BridgeHandover.Member(nick: written[key] ?? key, modes: String((network.memberModes[channel]?[key] ?? []).sorted()))
                     }
                 }
@@ -130,14 +149,9 @@ extension BridgeService {
         return BridgeHandover(networks: parts)
     }
 
-    private func handOver(_ connection: IRCConnection, sockets: [String: Int32], what: String, network: String) async -> IRCConnectionHandover? {
-        do {
-            return try await connection.handOver(descriptors: sockets)
-        } catch {
-            logger.error("\(what) cannot be handed over; it QUITs", metadata: ["network": "\(network)", "error": "\(error)"])
-            return nil
-        }
-    }
+    /// Whether a live restart may start: not while one is under way, nor before the last one's
+    /// connections are taken up (they would not be handed on).
+    public var mayHandOver: Bool { handover == nil && !handingOver && !stopping }
 
     /// Takes up the handover once the component is connected (or after 15 s without it), and
     /// starts the networks it names.
@@ -159,7 +173,7 @@ extension BridgeService {
             }) else {
                 logger.info("a handed-over network is no longer mapped here; its connections QUIT", metadata: ["network": "\(part.name)"])
                 for connection in [part.connection] + part.puppets.map(\.connection) {
-                    if let connection { Self.quitDescriptor(connection.descriptor, reason: "This network is no longer bridged") }
+                    if let connection { Self.quitDescriptor(connection, reason: "This network is no longer bridged") }
                 }
                 continue
             }
@@ -167,9 +181,11 @@ extension BridgeService {
             network.resumeConnection = part.connection
             network.resumeJoined = Set(part.joined)
             network.resumeMembers = part.members
-            if let connection = part.connection {
+            if let isupport = (part.connection ?? part.puppets.lazy.compactMap(\.connection).first)?.isupport {
                 // Folded as the server folds, before any line is read.
-                network.isupport.apply(connection.isupport.sorted { $0.key < $1.key }.map { $0.value.isEmpty ? $0.key : "\($0.key)=\($0.value)" })
+                network.isupport.apply(isupport.sorted { $0.key < $1.key }.map { $0.value.isEmpty ? $0.key : "\($0.key)=\($0.value)" })
+            }
+            if part.connection != nil {
                 network.userIDs = part.userIDs
                 network.userHosts = part.userHosts
                 network.otherBridgePuppets = part.otherBridgePuppets.mapValues(Set.init)
@@ -187,6 +203,9 @@ extension BridgeService {
                 puppet.relayedChannels = Set(handed.relayedChannels)
                 puppet.dormant = handed.dormant
                 puppet.unconfirmed = Set(handed.wanted.keys)
+                puppet.awayUnconfirmed = handed.away != nil
+                puppet.queued = handed.queued.compactMap { $0.count == 2 ? ($0[0], $0[1]) : nil }
+                puppet.queuedPrivate = handed.queuedPrivate.compactMap { $0.count == 2 ? ($0[0], $0[1]) : nil }
                 if let connection = handed.connection {
                     // Known as the bridge's own before NAMES names it.
                     network.puppetNicks[network.fold(connection.nick)] = handed.key
@@ -206,10 +225,18 @@ extension BridgeService {
 
     /// A shadow has federated: puppets handed over for its channel whose occupant the room did
     /// not name have left while the bridge restarted.
-    func handoverShadowFederated(network name: String, channel: String) {
+    func handoverShadowFederated(network name: String, channel: String, awayNicks: Set<String>) {
         guard let network = networks[name] else { return }
         let folded = network.fold(channel)
         for key in network.puppets.keys.sorted() {
+            // Away before the restart and not away in the room now: back.
+            if let puppet = networks[name]?.puppets[key], puppet.awayUnconfirmed, puppet.wanted[folded] != nil, !puppet.unconfirmed.contains(folded) {
+                networks[name]?.puppets[key]?.awayUnconfirmed = false
+                if !awayNicks.contains(puppet.roomNick) {
+                    networks[name]?.puppets[key]?.away = nil
+                    puppet.connection?.send(IRCMessage(command: "AWAY"))
+                }
+            }
             guard let puppet = networks[name]?.puppets[key], puppet.unconfirmed.contains(folded) else { continue }
             networks[name]?.puppets[key]?.unconfirmed.remove(folded)
             logger.info("a handed-over puppet's occupant left the room meanwhile", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)"])
@@ -218,9 +245,10 @@ extension BridgeService {
     }
 
     /// Writes QUIT on a handed-over socket nobody takes up, and closes it.
-    static func quitDescriptor(_ descriptor: Int32, reason: String) {
+    static func quitDescriptor(_ connection: IRCConnectionHandover, reason: String) {
+        guard connection.isSocket(connection.descriptor) else { return }
         let line = Array("QUIT :\(reason)\r\n".utf8)
-        _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        close(descriptor)
+        _ = line.withUnsafeBytes { write(connection.descriptor, $0.baseAddress, $0.count) }
+        close(connection.descriptor)
     }
 }

@@ -103,7 +103,7 @@ extension BridgeService {
             var outcome = IRCDisconnect(.lost, "connection closed")
             do {
                 if delay > .zero { try await Task.sleep(for: delay) }
-                guard self.networks[name]?.puppets[key]?.generation == generation else { return }
+                guard self.networks[name]?.puppets[key]?.generation == generation, !self.handingOver else { return }
                 let connection: IRCConnection
                 if let resuming {
                     connection = try await IRCConnection.adopt(resuming, configuration: irc, group: group, logger: logger)
@@ -169,6 +169,9 @@ extension BridgeService {
             let ready = puppet.queued.filter { puppet.joined.contains($0.channel) }
             puppet.queued.removeAll { puppet.joined.contains($0.channel) }
             puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[$0.channel] ?? $0.channel, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline) })
+            let direct = puppet.queuedPrivate
+            puppet.queuedPrivate = []
+            puppet.connection?.send(direct.flatMap { privmsgs(channel: $0.target, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines) })
         case .message(let message):
             let ownNick = puppet.nick.map(network.fold)
             if message.command == "PRIVMSG", message.parameters.count >= 2, network.fold(message.parameters[0]) == ownNick,

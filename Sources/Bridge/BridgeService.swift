@@ -296,6 +296,8 @@ public actor BridgeService {
 
     func startNetworkTask(_ name: String) {
         guard let generation = networks[name]?.generation else { return }
+        // A handover not yet taken up starts its networks itself.
+        if let handover, handover.networks.contains(where: { $0.name == name }) { return }
         networkTasks[name] = Task { await self.runNetwork(name, generation: generation) }
     }
 
@@ -334,7 +336,9 @@ public actor BridgeService {
         var serverIndex = networks[name]?.resumeServerIndex ?? 0
         var refusedBy: [Network.Server: IRCDisconnect] = [:]
         func current() -> Bool { networks[name]?.generation == generation && !Task.isCancelled && !stopping }
-        while current() {
+        // During a handover the connection's last events are handled, but nothing new starts.
+        func mayConnect() -> Bool { current() && !handingOver }
+        while mayConnect() {
             // The next server, from the current one on, that has not refused us for good.
             guard let index = (0..<network.servers.count).lazy.map({ (serverIndex + $0) % network.servers.count })
                 .first(where: { refusedBy[network.servers[$0]] == nil })
@@ -370,6 +374,7 @@ public actor BridgeService {
                     guard current() else { break }
                     if case .closed(let reason) = event { disconnect = reason }
                     if case .registered = event { reconnects.registered() }
+                    if case .resumed = event { reconnects.registered() }
                     handleNetworkEvent(name, event)
                 }
                 if handingOver {
@@ -406,7 +411,7 @@ public actor BridgeService {
                 if failures > 1 { serverIndex += 1 }
                 delay = Backoff.delay(attempt: failures)
             }
-            guard current() else { return }
+            guard mayConnect() else { return }
             try? await Task.sleep(for: delay)
         }
     }
@@ -1017,7 +1022,7 @@ public actor BridgeService {
                 switch note {
                 case .federated:
                     shadows[jid]?.federationFailures = 0
-                    handoverShadowFederated(network: state.network, channel: state.channel)
+                    handoverShadowFederated(network: state.network, channel: state.channel, awayNicks: shadows[jid]?.room.awayNicks ?? [])
                 case .seqGap: metrics.seqGaps.increment()
                 case .duplicateDropped: metrics.duplicatesDropped.increment()
                 case .epochChanged: metrics.resyncs.increment()

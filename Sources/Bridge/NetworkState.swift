@@ -315,5 +315,7 @@ struct Puppet {
     /// Handed over by the process before (a live restart): the channels (folded) whose
     /// shadow has not yet federated and named this occupant again.
     var unconfirmed: Set<String> = []
+    /// Handed over as away: until its room says it still is, it may have come back meanwhile.
+    var awayUnconfirmed = false
     static let maximumQueuedLines = 500
 }

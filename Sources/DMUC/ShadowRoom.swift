@@ -192,6 +192,9 @@ public struct ShadowRoom: Sendable {
     public var remoteOccupants: [RemoteOccupant] { remotes.values.sorted { $0.nick < $1.nick } }
     public var localNicks: [String] { localOrder.compactMap { locals[$0]?.nick } }
 
+    /// Room nicks of the remote occupants shown away (away, xa, dnd).
+    public var awayNicks: Set<String> { Set(away.keys.compactMap { remotes[$0]?.nick }) }
+
     static func fold(_ nick: String) -> String { MasterRoom.fold(nick) }
 
     /// The key (folded IRC nick) of the local user shown in the room as `roomNick`.

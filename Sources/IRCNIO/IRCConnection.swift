@@ -191,7 +191,9 @@ enum IRCOutbound: Sendable {
     case message(IRCMessage)
     /// QUIT once every queued line is out, or at once (dropping the queue).
     case quit(String, immediately: Bool)
-    /// Stop reading and writing, and say what another process needs to go on (a live restart).
+    /// Stop reading, and end the events after the last line read (a live restart).
+    case pause(EventLoopPromise<Void>)
+    /// Stop writing too, and say what another process needs to go on.
     case handOver(EventLoopPromise<IRCConnectionHandover>)
 }
 
@@ -251,6 +253,9 @@ public final class IRCConnection: Sendable {
     public static func adopt(
         _ handover: IRCConnectionHandover, configuration: IRCConnectionConfiguration, group: any EventLoopGroup, logger: Logger
     ) async throws -> IRCConnection {
+        guard handover.isSocket(handover.descriptor) else {
+            throw IRCHandoverError(reason: "descriptor \(handover.descriptor) is not the handed-over connection any more")
+        }
         let (events, continuation) = AsyncStream<IRCConnectionEvent>.makeStream()
         let depth = QueueDepth()
         let channel: any Channel
@@ -272,21 +277,41 @@ public final class IRCConnection: Sendable {
         return IRCConnection(channel: channel, events: events, depth: depth)
     }
 
-    /// Stops the connection without closing it, for another process to go on with (a live
-    /// restart): it reads no more, writes out what it had started to, and ends its events
-    /// after the last line it read, with no `.closed`. `descriptors` is `IRCConnectionHandover.
-    /// openSockets()`, taken once for every connection handed over. The socket is left open
-    /// across `exec`; this object must not be used again.
+    /// A live restart's first step: the connection reads no more, and its events end after
+    /// the last line it read, with no `.closed`. It still writes what it is given, until
+    /// `handOver`.
+    public func pauseForHandover() async throws {
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        try await deliver(IRCOutbound.pause(promise), answer: promise)
+    }
+
+    /// The second step, once the owner has handled the last events: the connection stops
+    /// writing and says what another process needs to go on. `descriptors` is
+    /// `IRCConnectionHandover.openSockets()`, taken once for every connection handed over.
+    /// The handover holds a copy of the socket that stays open across `exec`; this object must
+    /// not be used again.
     public func handOver(descriptors: [String: Int32]) async throws -> IRCConnectionHandover {
-        guard let local = channel.localAddress, let remote = channel.remoteAddress,
-            let descriptor = descriptors[IRCConnectionHandover.key(local: local, remote: remote)]
-        else { throw IRCHandoverError(reason: "the connection's socket is not among this process's open sockets") }
+        guard let local = channel.localAddress, let remote = channel.remoteAddress else { throw IRCHandoverError(reason: "the connection is closed") }
+        let address = IRCConnectionHandover.key(local: local, remote: remote)
+        guard let descriptor = descriptors[address] else { throw IRCHandoverError(reason: "the connection's socket is not among this process's open sockets") }
         let promise = channel.eventLoop.makePromise(of: IRCConnectionHandover.self)
-        channel.writeAndFlush(IRCOutbound.handOver(promise), promise: nil)
-        var handover = try await promise.futureResult.get()
-        guard fcntl(descriptor, F_SETFD, 0) == 0 else { throw IRCHandoverError(reason: "cannot keep the socket open across exec (errno \(errno))") }
-        handover.descriptor = descriptor
+        var handover = try await deliver(IRCOutbound.handOver(promise), answer: promise)
+        // A copy, open across exec (F_DUPFD leaves close-on-exec off): the number NIO closes
+        // could be reused for another file before then, the copy's cannot.
+        let copy = fcntl(descriptor, F_DUPFD, 3)
+        guard copy >= 0 else { throw IRCHandoverError(reason: "cannot keep the socket open across exec (errno \(errno))") }
+        handover.descriptor = copy
+        handover.address = address
         return handover
+    }
+
+    /// Writes `message` to the handler and waits for its answer; a write that fails before
+    /// reaching it (the connection closed) fails the answer instead.
+    private func deliver<Answer: Sendable>(_ message: IRCOutbound, answer: EventLoopPromise<Answer>) async throws -> Answer {
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { answer.fail($0) }
+        channel.writeAndFlush(message, promise: written)
+        return try await answer.futureResult.get()
     }
 
     /// Queues messages in order; the flood control decides when they go.
@@ -321,6 +346,14 @@ public struct IRCConnectionHandover: Codable, Sendable {
     /// The flood control's bucket (`IRCFloodControl.level`).
     public var floodTokens: Double
     public var floodAt: Double?
+    /// The socket's two ends: the next process checks the descriptor is still this socket.
+    public var address = ""
+
+    /// Whether `descriptor` is still the connected socket this handover names.
+    public func isSocket(_ descriptor: Int32) -> Bool {
+        guard let local = Self.address(of: descriptor, peer: false), let remote = Self.address(of: descriptor, peer: true) else { return false }
+        return Self.key(local: local, remote: remote) == address
+    }
 
     static func key(local: SocketAddress, remote: SocketAddress) -> String {
         "\(local.ipAddress ?? "?") \(local.port ?? 0) \(remote.ipAddress ?? "?") \(remote.port ?? 0)"
@@ -408,6 +441,8 @@ final class IRCClientHandler: ChannelDuplexHandler {
     private var resuming: IRCConnectionHandover?
     /// The start of a line not yet complete when the decoder was taken out.
     private var unfinished: ByteBuffer?
+    /// Paused for a handover: nothing more is read.
+    private var paused = false
     /// Handed over to another process: the socket stays open, nothing more is said.
     private var handedOver = false
 
@@ -488,33 +523,45 @@ final class IRCClientHandler: ChannelDuplexHandler {
         drain(context: context)
     }
 
-    /// Stops reading, takes the line decoder out (its unfinished line comes here), lets what
-    /// was written reach the socket, and says what the next process needs.
-    private func handOver(context: ChannelHandlerContext, promise: EventLoopPromise<IRCConnectionHandover>) {
-        handedOver = true
+    /// Stops reading and takes the line decoder out (its unfinished line comes here, after
+    /// the complete ones); then the events end.
+    private func pause(context: ChannelHandlerContext, promise: EventLoopPromise<Void>) {
+        paused = true
         livenessTimer?.cancel()
         context.channel.setOption(ChannelOptions.autoRead, value: false).assumeIsolated()
             .flatMap { context.pipeline.syncOperations.removeHandler(name: Self.decoderName) }
-            .flatMap {
-                let written = context.eventLoop.makePromise(of: Void.self)
-                context.writeAndFlush(self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
-                return written.futureResult
-            }
             .whenComplete { result in
-                if case .failure(let error) = result {
-                    promise.fail(IRCHandoverError(reason: "\(error)"))
-                    return
-                }
-                let level = self.flood.level
-                let queued = self.queues.reversed().flatMap { $0.map { $0.message.encoded() } }
-                promise.succeed(IRCConnectionHandover(
-                    descriptor: -1, nick: self.registration.nick,
-                    isupport: self.registration.isupport.tokens, enabled: self.registration.enabled.sorted(), offered: self.registration.offeredCapabilities,
-                    unfinished: self.unfinished.map { Array($0.readableBytesView) } ?? [], queued: queued,
-                    floodTokens: level.tokens, floodAt: level.at))
-                // The events end after the last line read; nothing closes.
                 self.continuation.finish()
+                switch result {
+                case .success: promise.succeed(())
+                case .failure(let error): promise.fail(IRCHandoverError(reason: "\(error)"))
+                }
             }
+    }
+
+    /// Stops writing once what was written has reached the socket, and says what the next
+    /// process needs.
+    private func handOver(context: ChannelHandlerContext, promise: EventLoopPromise<IRCConnectionHandover>) {
+        guard paused, context.channel.isActive else {
+            promise.fail(IRCHandoverError(reason: paused ? "the connection closed" : "not paused first"))
+            return
+        }
+        handedOver = true
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { result in
+            if case .failure(let error) = result {
+                promise.fail(IRCHandoverError(reason: "\(error)"))
+                return
+            }
+            let level = self.flood.level
+            let queued = self.queues.reversed().flatMap { $0.map { $0.message.encoded() } }
+            promise.succeed(IRCConnectionHandover(
+                descriptor: -1, nick: self.registration.nick,
+                isupport: self.registration.isupport.tokens, enabled: self.registration.enabled.sorted(), offered: self.registration.offeredCapabilities,
+                unfinished: self.unfinished.map { Array($0.readableBytesView) } ?? [], queued: queued,
+                floodTokens: level.tokens, floodAt: level.at))
+        }
     }
 
     private func handle(_ message: IRCMessage, context: ChannelHandlerContext) {
@@ -582,6 +629,8 @@ final class IRCClientHandler: ChannelDuplexHandler {
             } else {
                 quitAfterDrain = reason
             }
+        case .pause(let paused):
+            pause(context: context, promise: paused)
         case .handOver(let handover):
             handOver(context: context, promise: handover)
         }

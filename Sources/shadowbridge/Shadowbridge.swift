@@ -160,7 +160,17 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, handover: B
                 logger.error("SIGUSR2: cannot find this process's executable; not restarting")
                 continue
             }
+            guard await bridge.mayHandOver else {
+                logger.warning("SIGUSR2: the last restart's connections are not all taken up yet; not restarting")
+                continue
+            }
             logger.info("SIGUSR2: restarting live; IRC connections are handed to the next process", metadata: ["executable": "\(executable)"])
+            // Whatever happens below, the process is replaced or gone within 10 s.
+            Thread {
+                Thread.sleep(forTimeInterval: 10)
+                FileHandle.standardError.write(Data("shadowbridge: the live restart did not finish within 10 s; exiting\n".utf8))
+                exit(1)
+            }.start()
             let state = await bridge.handOver()
             try? await metricsChannel?.close()
             LiveRestart.exec(executable, handover: state, logger: logger)
@@ -285,9 +295,12 @@ enum LiveRestart {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("shadowbridge-handover-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json").path
         do {
             let data = try JSONEncoder().encode(handover)
-            guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
-                throw CocoaError(.fileWriteUnknown)
-            }
+            // Created readable by this user only, from the start (it holds queued lines).
+            let file = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard file >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            let written = data.withUnsafeBytes { write(file, $0.baseAddress, $0.count) }
+            close(file)
+            guard written == data.count else { throw POSIXError(.EIO) }
         } catch {
             logger.critical("live restart: cannot write the handover file; exiting", metadata: ["path": "\(path)", "error": "\(error)"])
             exit(1)

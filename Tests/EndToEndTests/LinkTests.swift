@@ -390,8 +390,10 @@ struct BridgeRestartTests {
         let pid = bridge.process.pid
         bridge.process.signal(SIGUSR2)
         agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :during the restart"])
-        agent.send(["cmd": "xmpp_say", "user": "lvalice", "room": room, "body": "while restarting"])
         agent.send(["cmd": "xmpp_leave", "user": "lvbob", "room": room, "nick": "bob"])
+        // bob is out before alice speaks, so the room does not send him her line.
+        try agent.waitFor("bob's own leave", since: mark) { $0.user == "lvbob" && $0.kind == "presence" && $0.type == "unavailable" }
+        agent.send(["cmd": "xmpp_say", "user": "lvalice", "room": room, "body": "while restarting"])
         try bridge.waitForLog("IRC bridge connection taken over from the process before", timeout: 20)
         try agent.expectExactlyOnce(
             [
