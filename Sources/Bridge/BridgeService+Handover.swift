@@ -183,7 +183,7 @@ extension BridgeService {
             network.resumeMembers = part.members
             if let isupport = (part.connection ?? part.puppets.lazy.compactMap(\.connection).first)?.isupport {
                 // Folded as the server folds, before any line is read.
-                network.isupport.apply(isupport.sorted { $0.key < $1.key }.map { $0.value.isEmpty ? $0.key : "\($0.key)=\($0.value)" })
+                network.isupport = ISupport(tokens: isupport)
             }
             if part.connection != nil {
                 network.userIDs = part.userIDs

@@ -156,9 +156,7 @@ extension BridgeService {
             network.puppetNicks[network.fold(nick)] = key
             puppet.connection?.send(puppet.wanted.values.sorted().map { IRCMessage(command: "JOIN", $0) })
             if let away = puppet.away { puppet.connection?.send(IRCMessage(command: "AWAY", away)) }
-            let direct = puppet.queuedPrivate
-            puppet.queuedPrivate = []
-            puppet.connection?.send(direct.flatMap { privmsgs(channel: $0.target, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines) })
+            sendQueuedPrivate(&puppet, nick: nick, network: network)
         case .resumed(let nick):
             // Handed over in its channels, away message and modes as they were: only what the
             // room asked of it meanwhile is sent.
@@ -169,9 +167,7 @@ extension BridgeService {
             let ready = puppet.queued.filter { puppet.joined.contains($0.channel) }
             puppet.queued.removeAll { puppet.joined.contains($0.channel) }
             puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[$0.channel] ?? $0.channel, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline) })
-            let direct = puppet.queuedPrivate
-            puppet.queuedPrivate = []
-            puppet.connection?.send(direct.flatMap { privmsgs(channel: $0.target, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines) })
+            sendQueuedPrivate(&puppet, nick: nick, network: network)
         case .message(let message):
             let ownNick = puppet.nick.map(network.fold)
             if message.command == "PRIVMSG", message.parameters.count >= 2, network.fold(message.parameters[0]) == ownNick,
@@ -229,6 +225,13 @@ extension BridgeService {
         case .closed(let reason):
             logger.info("puppet connection closed", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(reason)"])
         }
+    }
+
+    /// Private messages written before the puppet could speak, now that it can.
+    private func sendQueuedPrivate(_ puppet: inout Puppet, nick: String, network: NetworkState) {
+        let direct = puppet.queuedPrivate
+        puppet.queuedPrivate = []
+        puppet.connection?.send(direct.flatMap { privmsgs(channel: $0.target, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines) })
     }
 
     /// The puppet's connection ended while the occupant is still in a room. A connection that

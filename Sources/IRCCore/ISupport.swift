@@ -19,6 +19,11 @@ public struct ISupport: Sendable, Hashable {
 
     public init() {}
 
+    /// ISUPPORT as `tokens` recorded it (a live restart hands it over this way).
+    public init(tokens: [String: String]) {
+        apply(tokens.sorted { $0.key < $1.key }.map { $0.value.isEmpty ? $0.key : "\($0.key)=\($0.value)" })
+    }
+
     /// Applies the parameters of one 005 line (without the client's nick and the trailing text).
     public mutating func apply(_ parameters: some Sequence<String>) {
         for token in parameters {

@@ -233,10 +233,7 @@ public final class IRCConnection: Sendable {
                         if let (settings, context) = tls {
                             try channel.pipeline.syncOperations.addHandler(settings.makeHandler(context: context, host: configuration.host))
                         }
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: configuration.maximumLineBytes)), name: IRCClientHandler.decoderName)
-                        try channel.pipeline.syncOperations.addHandler(
-                            IRCClientHandler(configuration: configuration, continuation: continuation, depth: depth, logger: logger))
+                        try addLineHandlers(channel, configuration: configuration, continuation: continuation, depth: depth, logger: logger)
                     }
                 }
                 .connect(host: configuration.host, port: configuration.port).get()
@@ -263,10 +260,7 @@ public final class IRCConnection: Sendable {
             channel = try await ClientBootstrap(group: group)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: configuration.maximumLineBytes)), name: IRCClientHandler.decoderName)
-                        try channel.pipeline.syncOperations.addHandler(
-                            IRCClientHandler(configuration: configuration, continuation: continuation, depth: depth, logger: logger, resuming: handover))
+                        try addLineHandlers(channel, configuration: configuration, continuation: continuation, depth: depth, logger: logger, resuming: handover)
                     }
                 }
                 .withConnectedSocket(handover.descriptor).get()
@@ -275,6 +269,17 @@ public final class IRCConnection: Sendable {
             throw error
         }
         return IRCConnection(channel: channel, events: events, depth: depth)
+    }
+
+    /// The line decoder (named, so a handover can take it out) and the client handler.
+    private static func addLineHandlers(
+        _ channel: any Channel, configuration: IRCConnectionConfiguration, continuation: AsyncStream<IRCConnectionEvent>.Continuation,
+        depth: QueueDepth, logger: Logger, resuming: IRCConnectionHandover? = nil
+    ) throws {
+        try channel.pipeline.syncOperations.addHandler(
+            ByteToMessageHandler(IRCLineDecoder(maximumLineBytes: configuration.maximumLineBytes)), name: IRCClientHandler.decoderName)
+        try channel.pipeline.syncOperations.addHandler(
+            IRCClientHandler(configuration: configuration, continuation: continuation, depth: depth, logger: logger, resuming: resuming))
     }
 
     /// A live restart's first step: the connection reads no more, and its events end after
@@ -351,8 +356,7 @@ public struct IRCConnectionHandover: Codable, Sendable {
 
     /// Whether `descriptor` is still the connected socket this handover names.
     public func isSocket(_ descriptor: Int32) -> Bool {
-        guard let local = Self.address(of: descriptor, peer: false), let remote = Self.address(of: descriptor, peer: true) else { return false }
-        return Self.key(local: local, remote: remote) == address
+        Self.key(of: descriptor) == address
     }
 
     static func key(local: SocketAddress, remote: SocketAddress) -> String {
@@ -364,10 +368,16 @@ public struct IRCConnectionHandover: Codable, Sendable {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return [:] }
         var sockets: [String: Int32] = [:]
         for name in names {
-            guard let descriptor = Int32(name), let local = address(of: descriptor, peer: false), let remote = address(of: descriptor, peer: true) else { continue }
-            sockets[key(local: local, remote: remote)] = descriptor
+            guard let descriptor = Int32(name), let key = key(of: descriptor) else { continue }
+            sockets[key] = descriptor
         }
         return sockets
+    }
+
+    /// The two ends of a connected socket, as `key(local:remote:)` writes them.
+    private static func key(of descriptor: Int32) -> String? {
+        guard let local = address(of: descriptor, peer: false), let remote = address(of: descriptor, peer: true) else { return nil }
+        return key(local: local, remote: remote)
     }
 
     private static func address(of descriptor: Int32, peer: Bool) -> SocketAddress? {
@@ -506,8 +516,7 @@ final class IRCClientHandler: ChannelDuplexHandler {
     /// its waiting lines, and the start of a line the server was still sending.
     private func resume(_ handover: IRCConnectionHandover, context: ChannelHandlerContext) {
         resuming = nil
-        var isupport = ISupport()
-        isupport.apply(handover.isupport.sorted { $0.key < $1.key }.map { $0.value.isEmpty ? $0.key : "\($0.key)=\($0.value)" })
+        let isupport = ISupport(tokens: handover.isupport)
         let enabled = Set(handover.enabled)
         registration.resume(nick: handover.nick, isupport: isupport, enabled: enabled, offered: handover.offered)
         continuation.yield(.capabilities(enabled, values: handover.offered))
