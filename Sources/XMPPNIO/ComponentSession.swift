@@ -37,6 +37,12 @@ public final class ComponentSession: Sendable {
     /// A domain served by this same process, and how to hand it a stanza: stanzas to it skip
     /// the XMPP server (the link's in-memory transport, DESIGN.md §1).
     private let shortcut = NIOLockedValueBox<Shortcut?>(nil)
+    /// Who waits in `closeDraining` for the stream's last stanza to be handled; taken under
+    /// `channel`'s lock, so a stream ending as one registers cannot strand it.
+    private let drainWaiters = NIOLockedValueBox<[CheckedContinuation<Void, Never>]>([])
+    /// From `closeDraining` on, what is sent is kept here rather than written after the
+    /// stream's end (where the server would drop it): the next process sends it.
+    private let held = NIOLockedValueBox<[XMLElement]?>(nil)
 
     /// A class, not a tuple: a closure stored by value in the generic box is reabstracted on
     /// every `inout` access, read and written back wrapped in two more thunks each time, so
@@ -84,6 +90,12 @@ public final class ComponentSession: Sendable {
             }
             if elements.isEmpty { return }
         }
+        let kept = held.withLockedValue { held in
+            guard held != nil else { return false }
+            held!.append(contentsOf: elements)
+            return true
+        }
+        if kept { return }
         guard let channel = channel.withLockedValue({ $0 }) else {
             logger.warning("not connected to the XMPP server; stanzas dropped", metadata: ["count": "\(elements.count)"])
             return
@@ -125,7 +137,14 @@ public final class ComponentSession: Sendable {
                         connected.close(promise: nil)
                     }
                 }
-                channel.withLockedValue { $0 = nil }
+                let waiters = channel.withLockedValue { channel in
+                    channel = nil
+                    return drainWaiters.withLockedValue { waiters in
+                        defer { waiters = [] }
+                        return waiters
+                    }
+                }
+                for waiter in waiters { waiter.resume() }
                 if Task.isCancelled || closing.withLockedValue({ $0 }) { return }
                 logger.warning("component stream ended; reconnecting", metadata: ["domain": "\(configuration.domain)"])
             } catch {
@@ -145,6 +164,37 @@ public final class ComponentSession: Sendable {
         guard let connected = channel.withLockedValue({ $0 }) else { return }
         try? await connected.writeAndFlush(connected.allocator.buffer(string: "</stream:stream>")).get()
         try? await connected.close().get()
+    }
+
+    /// Closes the stream and returns once the server has closed its side and every stanza it
+    /// sent before is handled (`onStanza` returned), or after `limit`, when the connection is
+    /// closed from here. A live restart (SIGUSR2): what the server already wrote is not lost
+    /// in the socket; what it gets afterwards it bounces to the sender, who is told.
+    /// What the handling of those last stanzas sends is kept, for `takeHeld`.
+    public func closeDraining(within limit: TimeAmount = .seconds(2)) async {
+        closing.withLockedValue { $0 = true }
+        held.withLockedValue { $0 = $0 ?? [] }
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let connected = channel.withLockedValue { channel in
+                if channel != nil { drainWaiters.withLockedValue { $0.append(waiter) } }
+                return channel
+            }
+            guard let connected else {
+                waiter.resume()
+                return
+            }
+            connected.writeAndFlush(connected.allocator.buffer(string: "</stream:stream>"), promise: nil)
+            connected.eventLoop.scheduleTask(in: limit) { connected.close(promise: nil) }
+        }
+    }
+
+    /// What was sent after `closeDraining` began, in order (stanzas to the shortcut's domain
+    /// were delivered, not kept).
+    public func takeHeld() -> [XMLElement] {
+        held.withLockedValue { held in
+            defer { held = nil }
+            return held ?? []
+        }
     }
 
     private func connect() async throws -> (any Channel, AsyncStream<ComponentStreamEvent>) {
