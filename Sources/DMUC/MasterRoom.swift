@@ -13,8 +13,8 @@ public struct MasterRoom: Sendable {
     public let rid: String
     /// Changes whenever the master loses room state (PROTOCOL.md §3 H).
     public let epoch: String
-    public private(set) var subject: String = "" { didSet { stateVersion &+= 1 } }
-    public private(set) var subjectNick: String? { didSet { stateVersion &+= 1 } }
+    public internal(set) var subject: String = "" { didSet { stateVersion &+= 1 } }
+    public internal(set) var subjectNick: String? { didSet { stateVersion &+= 1 } }
     /// The last room-wide sequence number handed to shadows.
     public internal(set) var seq: UInt64 = 0
 

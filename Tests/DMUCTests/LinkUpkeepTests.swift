@@ -377,3 +377,93 @@ struct LinkRefusalTests {
         }
     }
 }
+
+/// A live restart of the master (SIGUSR2): the room handed to the next process, through JSON
+/// as the handover file carries it, is the same room to its clients and its nodes.
+@Suite("Master room handover")
+struct MasterRoomHandoverTests {
+    typealias L = LinkUpkeepTests
+
+    /// Each room draws its own XEP-0359 ids for a new line; everything else must match.
+    static func withoutStanzaIDs(_ stanzas: [XMLElement]) -> [XMLElement] {
+        stanzas.map { stanza in
+            var stanza = stanza
+            stanza.removeElements { $0.name == "stanza-id" && $0.namespace == NS.sid }
+            return stanza
+        }
+    }
+
+    static func roundTrip(_ room: MasterRoom) throws -> MasterRoom {
+        let data = try JSONEncoder().encode(room.handover)
+        return try MasterRoom(handover: JSONDecoder().decode(MasterRoom.Handover.self, from: data))
+    }
+
+    @Test("occupants (a client away with a status, a node's user), subject, sequence and replay come through; a node's resync is answered by replay, not <full/>, and a line said after goes on from the same seq")
+    func sameRoom() throws {
+        var master = MasterRoom(jid: L.room, rid: "rid-1", epoch: "e1")
+        var join = L.join(L.alice, nick: "alice")
+        join.append(.text("show", namespace: NS.component, "away"))
+        join.append(.text("status", namespace: NS.component, "lunch & back <soon>"))
+        _ = master.receive(join, fromShadowDomain: false, at: L.t0)
+        _ = master.receive(L.shadowJoin(nick: "carol", real: L.carol), fromShadowDomain: true, at: L.t0)
+        var subject = XMLElement.stanza(.message, from: L.alice, to: L.room, type: "groupchat", id: "s1")
+        subject.append(.text("subject", namespace: NS.component, "plans"))
+        _ = master.receive(subject, fromShadowDomain: false, at: L.t0)
+        for n in 0..<3 { _ = master.receive(L.say("line \(n)"), fromShadowDomain: false, at: L.t0.addingTimeInterval(Double(n))) }
+
+        var taken = try Self.roundTrip(master)
+        #expect(taken.epoch == "e1" && taken.rid == "rid-1" && taken.seq == master.seq)
+        #expect(taken.occupantList == master.occupantList)
+        #expect(taken.occupantList.first?.presencePayload.count == 2)
+        #expect(taken.subject == "plans" && taken.subjectNick == "alice")
+        #expect(taken.shadows == [L.node])
+
+        let later = L.t0.addingTimeInterval(10)
+        var original = master
+        let expected = original.receive(L.resync(from: master.seq - 1), fromShadowDomain: true, at: later).stanzas
+        let replayed = taken.receive(L.resync(from: master.seq - 1), fromShadowDomain: true, at: later).stanzas
+        #expect(replayed.last?.child("replay", namespace: NS.link)?["count"] == "2")
+        #expect(replayed == expected)
+
+        // What comes next is answered as the room before would have: the same stanzas, the
+        // same seq, the same history on a client's rejoin.
+        let next = taken.receive(L.say("after"), fromShadowDomain: false, at: later).stanzas
+        #expect(next.compactMap { LinkElements.seqNumber($0) } == [master.seq + 1])
+        #expect(Self.withoutStanzaIDs(next) == Self.withoutStanzaIDs(original.receive(L.say("after"), fromShadowDomain: false, at: later).stanzas))
+        let again = taken.receive(L.join(L.alice, nick: "alice"), fromShadowDomain: false, at: later).stanzas
+        #expect(again.count > 3)
+        #expect(Self.withoutStanzaIDs(again) == Self.withoutStanzaIDs(original.receive(L.join(L.alice, nick: "alice"), fromShadowDomain: false, at: later).stanzas))
+    }
+
+    @Test("a node split away comes through split, with its held occupants and the time the grace started")
+    func splitHeld() throws {
+        var master = MasterRoom(jid: L.room, rid: "rid-1", epoch: "e1")
+        master.splitGrace = 30
+        _ = master.receive(L.join(L.alice, nick: "alice"), fromShadowDomain: false, at: L.t0)
+        _ = master.receive(L.shadowJoin(nick: "carol", real: L.carol), fromShadowDomain: true, at: L.t0)
+        var error = XMLElement.stanza(.message, from: L.node, to: L.room, type: "error")
+        error.append(XMLElement("error", namespace: NS.component, attributes: ["type": "cancel"], children: [.element(XMLElement("remote-server-not-found", namespace: NS.stanzas))]))
+        _ = master.receive(error, fromShadowDomain: true, at: L.t0)
+        #expect(master.splitNodes == [L.node])
+
+        var taken = try Self.roundTrip(master)
+        taken.splitGrace = 30
+        #expect(taken.splitNodes == [L.node] && taken.shadows.isEmpty)
+        #expect(taken.tick(at: L.t0.addingTimeInterval(10), interval: 60).stanzas.isEmpty, "carol is held through the grace")
+        let end = taken.tick(at: L.t0.addingTimeInterval(31), interval: 60).stanzas
+        #expect(end.contains { $0["from"] == L.room.with(resource: "carol").description && $0["type"] == "unavailable" && L.codes($0).contains("333") })
+    }
+
+    @Test("a handover that names something unreadable is refused with what, not taken up half")
+    func unreadable() throws {
+        var master = MasterRoom(jid: L.room, rid: "rid-1", epoch: "e1")
+        _ = master.receive(L.say("x"), fromShadowDomain: false, at: L.t0)
+        _ = master.receive(L.join(L.alice, nick: "alice"), fromShadowDomain: false, at: L.t0)
+        var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(master.handover)) as! [String: Any]
+        var occupants = json["occupants"] as! [[String: Any]]
+        occupants[0]["presence"] = ["<show>away"]
+        json["occupants"] = occupants
+        let broken = try JSONDecoder().decode(MasterRoom.Handover.self, from: JSONSerialization.data(withJSONObject: json))
+        #expect(throws: MasterRoom.HandoverError.self) { try MasterRoom(handover: broken) }
+    }
+}
