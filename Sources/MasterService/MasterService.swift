@@ -8,6 +8,15 @@ import Store
 import XMPPCore
 import XMPPNIO
 
+/// What a master hands to the process a live restart execs: every room, each with its epoch,
+/// and what the last stanzas it read made it send after its stream had ended, for the next
+/// process to send.
+public struct MasterHandover: Codable, Sendable {
+    public var rooms: [MasterRoom.Handover]
+    /// Serialized stanzas, in order.
+    public var outbox: [String]
+}
+
 /// The master role (DESIGN.md §1): an XEP-0045 MUC service on its own component domain that
 /// also federates shadow rooms. Routes each stanza to its room and sends what the room says.
 public actor MasterService {
@@ -28,8 +37,17 @@ public actor MasterService {
     /// The last write, so writes land in order and a reader can wait for them.
     var lastWrite: Task<Void, Never>?
     let storeFailed = Counter(label: "shadowbridge_errors_total", dimensions: [("kind", "store_write_failed")])
-    /// Occupants are not persisted, so every start is a new epoch (PROTOCOL.md §3 H).
-    let epoch = RandomID.make(bytes: 6)
+    /// Occupants are not persisted, so every start is a new epoch (PROTOCOL.md §3 H). Rooms
+    /// taken up from a live restart keep theirs: their state is the same.
+    let epoch: String
+    /// Taken up from a live restart: the first stream, too, checks the occupants still exist.
+    private let resumed: Bool
+    /// A live restart's stanzas still to send, sent when the stream is up (`MasterHandover.outbox`).
+    private var outbox: [XMLElement] = []
+    /// Waits for the inbox to reach a mark (`handOver`).
+    private var inboxMark: CheckedContinuation<Void, Never>?
+    /// Handed over (SIGUSR2): what still arrives is no longer this process's.
+    private var handedOver = false
     private let fanout = Counter(label: "shadowbridge_master_stanzas_out_total")
     private let linkOut = Counter(label: "shadowbridge_master_link_stanzas_total")
     private let federations = Counter(label: "shadowbridge_master_federations_total")
@@ -47,20 +65,33 @@ public actor MasterService {
     /// opened or read (the caller says so and exits).
     public init(
         configuration: ShadowbridgeConfiguration.Master, xmpp: ShadowbridgeConfiguration.XMPPServer, admins: [JID] = [],
-        group: any EventLoopGroup, logger: Logger
+        handover: MasterHandover? = nil, group: any EventLoopGroup, logger: Logger
     ) throws {
         self.configuration = configuration
+        let epoch = RandomID.make(bytes: 6)
+        self.epoch = epoch
+        self.resumed = handover != nil
         self.pingInterval = xmpp.linkPingInterval
         self.store = try MasterStore(path: configuration.database)
         self.admins = Set(admins.map(\.bare))
         var logger = logger
         logger[metadataKey: "role"] = "master"
         self.logger = logger
+        var outbox: [XMLElement] = []
+        for text in handover?.outbox ?? [] {
+            do {
+                outbox.append(try XMLElement(parsing: text, namespace: NS.component))
+            } catch {
+                logger.error("live restart: a stanza handed over to send cannot be read; not sent", metadata: ["error": "\(error)"])
+            }
+        }
+        self.outbox = outbox
         self.session = ComponentSession(
             configuration: ComponentConfiguration(
                 host: xmpp.host, port: xmpp.port, domain: configuration.domain, secret: configuration.secret,
                 identity: ("conference", "text", "Shadowbridge rooms"), features: [NS.muc, NS.discoItems, NS.commands]),
             group: group, logger: logger)
+        let admins = self.admins
         let orphans = try store.pruneOrphans()
         var loaded: [JID: MasterRoom] = [:]
         for record in try store.rooms() {
@@ -70,7 +101,7 @@ public actor MasterService {
             }
             let history = try store.recent(room: record.jid, limit: MasterRoom.historyCapacity).compactMap(Self.archivedMessage)
             var room = MasterRoom(jid: jid, restoring: snapshot, epoch: epoch, history: history)
-            Self.configure(&room, admins: self.admins, configuration: configuration)
+            Self.configure(&room, admins: admins, configuration: configuration)
             // The bridges it had federate again shortly: what is said until then is kept for them.
             room.keepsReplayUntil = Date().addingTimeInterval(configuration.replaySeconds)
             loaded[jid] = room
@@ -78,10 +109,24 @@ public actor MasterService {
         logger.info(
             "room state loaded",
             metadata: ["rooms": "\(loaded.count)", "database": "\(configuration.database ?? "memory")", "orphaned_messages_removed": "\(orphans)"])
+        for part in handover?.rooms ?? [] {
+            do {
+                var room = try MasterRoom(handover: part)
+                Self.configure(&room, admins: admins, configuration: configuration)
+                loaded[room.jid] = room
+            } catch {
+                logger.error("live restart: a room handed over cannot be taken up; its occupants are not in it", metadata: ["room": "\(part.jid)", "error": "\(error)"])
+            }
+        }
+        if let handover {
+            logger.info(
+                "live restart: rooms taken up from the process before",
+                metadata: ["rooms": "\(handover.rooms.count)", "occupants": "\(loaded.values.reduce(0) { $0 + $1.occupantList.count })"])
+        }
         self.stored = loaded.mapValues(\.stateVersion)
         for name in configuration.rooms {
             let jid = JID(local: name, domain: configuration.domain)
-            if loaded[jid] == nil { loaded[jid] = Self.makeRoom(jid, epoch: epoch, admins: self.admins, configuration: configuration) }
+            if loaded[jid] == nil { loaded[jid] = Self.makeRoom(jid, epoch: epoch, admins: admins, configuration: configuration) }
         }
         self.rooms = loaded
     }
@@ -119,7 +164,13 @@ public actor MasterService {
             tasks.addTask { await self.retention() }
             tasks.addTask { await self.keepLinksAlive() }
             tasks.addTask {
-                for await stanza in self.inbox.stream { await self.handle(stanza) }
+                for await stanza in self.inbox.stream {
+                    if stanza.name == Self.inboxMarkName, stanza.namespace.isEmpty {
+                        await self.reachedInboxMark()
+                    } else {
+                        await self.handle(stanza)
+                    }
+                }
             }
             await tasks.next()
             tasks.cancelAll()
@@ -153,7 +204,12 @@ public actor MasterService {
     /// removed with 333 by the room's bounce rule, so ghosts do not hold nicks (XEP-0410's aim).
     private func connected() {
         connections += 1
-        guard connections > 1 else { return }
+        if !outbox.isEmpty {
+            logger.info("live restart: sending what the process before could not", metadata: ["stanzas": "\(outbox.count)"])
+            session.send(outbox)
+            outbox = []
+        }
+        guard connections > 1 || resumed else { return }
         var pings: [XMLElement] = []
         for jid in rooms.keys.sorted() {
             for occupant in rooms[jid]!.occupantList where occupant.node == .local {
@@ -175,6 +231,34 @@ public actor MasterService {
         roomCount.record(rooms.count)
     }
 
+    /// A live restart (SIGUSR2): stops for the next process to go on with the rooms as they
+    /// are. Link stanzas the bridge in this process sent first are handled, then the stream
+    /// closes once the XMPP server has closed its side (so nothing it wrote is lost unread), and
+    /// pending writes land. No one is told anything: the next process is the same room.
+    public func handOver() async -> MasterHandover {
+        await withCheckedContinuation { waiter in
+            inboxMark = waiter
+            inbox.continuation.yield(XMLElement(Self.inboxMarkName, namespace: ""))
+        }
+        await session.closeDraining()
+        await flush()
+        handedOver = true
+        let rooms = rooms.keys.sorted().compactMap { self.rooms[$0]?.handover }
+        let outbox = session.takeHeld().map { $0.serialized(parentNamespace: NS.component) }
+        logger.info(
+            "rooms handed over",
+            metadata: ["rooms": "\(rooms.count)", "occupants": "\(rooms.reduce(0) { $0 + $1.occupantCount })", "to_send": "\(outbox.count)"])
+        return MasterHandover(rooms: rooms, outbox: outbox)
+    }
+
+    /// Not an element any stanza can be: the link's in-memory inbox only.
+    private static let inboxMarkName = "shadowbridge-inbox-mark"
+
+    private func reachedInboxMark() {
+        inboxMark?.resume()
+        inboxMark = nil
+    }
+
     /// Tells every client its room is going away (332), then closes the stream.
     public func shutdown() async {
         for jid in rooms.keys.sorted() {
@@ -185,6 +269,10 @@ public actor MasterService {
     }
 
     func handle(_ stanza: XMLElement) {
+        guard !handedOver else {
+            logger.warning("a stanza arrived after the rooms were handed over; dropped", metadata: ["name": "\(stanza.name)", "from": "\(stanza["from"] ?? "")"])
+            return
+        }
         guard let to = stanza["to"].flatMap(JID.init), let from = stanza["from"].flatMap(JID.init) else { return }
         guard to.local != nil else {
             if let reply = answerService(stanza, to: to) { session.send(reply) }

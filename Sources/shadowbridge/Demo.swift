@@ -47,7 +47,7 @@ struct Demo: AsyncParsableCommand {
         let level = Logger.Level(rawValue: logLevel) ?? .warning
         LoggingSystem.bootstrap { StderrLogHandler(label: $0, level: level) }
         let logger = Logger(label: "shadowbridge")
-        try await runRoles(settings, logger: logger) {
+        try await runRoles(settings, logger: logger, liveRestarts: false) {
             // Written straight to the descriptor: a pipe reader sees it at once.
             FileHandle.standardOutput.write(Data(
                 """

@@ -64,7 +64,7 @@ struct Run: AsyncParsableCommand {
         let logger = Logger(label: "shadowbridge")
         for warning in settings.warnings { logger.warning("\(warning)") }
 
-        var handover: BridgeHandover?
+        var handover: LiveRestartState?
         if let resumeFrom {
             handover = LiveRestart.load(resumeFrom, logger: logger)
         }
@@ -74,7 +74,10 @@ struct Run: AsyncParsableCommand {
 
 /// Runs the roles `settings` enables until SIGINT or SIGTERM, then stops them cleanly: the
 /// bridge takes its IRC users out of the rooms and QUITs, the components close their streams.
-func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, handover: BridgeHandover? = nil, onStarted: () -> Void = {}) async throws {
+/// `liveRestarts`: SIGUSR2 execs this executable with `run` (not for the demo).
+func runRoles(
+    _ settings: ShadowbridgeConfiguration, logger: Logger, handover: LiveRestartState? = nil, liveRestarts: Bool = true, onStarted: () -> Void = {}
+) async throws {
     // NIO's singleton: it cannot be shut down, and lives until the process exits.
     let group = MultiThreadedEventLoopGroup.singleton
     // Metrics first: every counter binds to the factory in place when it is made.
@@ -101,7 +104,8 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, handover: B
     let master: MasterService?
     if let masterSettings {
         do {
-            master = try MasterService(configuration: masterSettings, xmpp: settings.xmpp, admins: settings.admins, group: group, logger: logger)
+            master = try MasterService(
+                configuration: masterSettings, xmpp: settings.xmpp, admins: settings.admins, handover: handover?.master, group: group, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("shadowbridge: cannot open the master's database \(masterSettings.database ?? "(memory)"): \(error)\n".utf8))
             try? await metricsChannel?.close()
@@ -123,7 +127,7 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, handover: B
             throw ExitCode(1)
         }
         bridge = BridgeService(
-            configuration: bridgeSettings, xmpp: settings.xmpp, admins: settings.admins, store: store, handover: handover, group: group, logger: logger)
+            configuration: bridgeSettings, xmpp: settings.xmpp, admins: settings.admins, store: store, handover: handover?.bridge, group: group, logger: logger)
     } else {
         bridge = nil
     }
@@ -147,31 +151,30 @@ func runRoles(_ settings: ShadowbridgeConfiguration, logger: Logger, handover: B
     var received: Int32 = 0
     for await signal in signals.stream {
         if signal == SIGUSR2 {
-            guard let bridge else {
-                logger.warning("SIGUSR2: this process runs no bridge; nothing to restart live")
-                continue
-            }
-            guard master == nil else {
-                // exec would restart the master too, and its rooms would lose their occupants.
-                logger.error("SIGUSR2: a live restart needs a process that runs the bridge alone (this one runs the master as well); not restarting")
+            guard liveRestarts else {
+                logger.warning("SIGUSR2: the demo does not restart live")
                 continue
             }
             guard let executable = LiveRestart.executable() else {
                 logger.error("SIGUSR2: cannot find this process's executable; not restarting")
                 continue
             }
-            guard await bridge.mayHandOver else {
+            if let bridge, await !bridge.mayHandOver {
                 logger.warning("SIGUSR2: the last restart's connections are not all taken up yet; not restarting")
                 continue
             }
-            logger.info("SIGUSR2: restarting live; IRC connections are handed to the next process", metadata: ["executable": "\(executable)"])
+            logger.info(
+                "SIGUSR2: restarting live; \([bridge.map { _ in "IRC connections" }, master.map { _ in "rooms" }].compactMap { $0 }.joined(separator: " and ")) are handed to the next process",
+                metadata: ["executable": "\(executable)"])
             // Whatever happens below, the process is replaced or gone within 10 s.
             Thread {
                 Thread.sleep(forTimeInterval: 10)
                 FileHandle.standardError.write(Data("shadowbridge: the live restart did not finish within 10 s; exiting\n".utf8))
                 exit(1)
             }.start()
-            let state = await bridge.handOver()
+            // The bridge first: the last lines it relays go through the master, which then
+            // hands over rooms that hold them.
+            let state = LiveRestartState(bridge: await bridge?.handOver(), master: await master?.handOver())
             try? await metricsChannel?.close()
             LiveRestart.exec(executable, handover: state, logger: logger)
         }
@@ -278,8 +281,16 @@ final class Signals {
     }
 }
 
-/// SIGUSR2: the bridge's IRC connections go on in a new process (`exec` of this executable,
-/// which may have been replaced by a newer one), so IRC sees nobody leave and come back.
+/// What a live restart hands to the next process: the bridge's IRC connections and state, the
+/// master's rooms, for the roles this process runs.
+struct LiveRestartState: Codable, Sendable {
+    var bridge: BridgeHandover?
+    var master: MasterHandover?
+}
+
+/// SIGUSR2: the bridge's IRC connections and the master's rooms go on in a new process (`exec`
+/// of this executable, which may have been replaced by a newer one), so IRC sees nobody leave
+/// and come back, and XMPP clients see their rooms go on.
 enum LiveRestart {
     /// The executable this process runs, as installed now.
     static func executable() -> String? {
@@ -291,7 +302,7 @@ enum LiveRestart {
     /// Writes what the bridge handed over where only this user can read it, and execs with
     /// the same arguments and `--resume-from` it. Does not return: if `exec` fails, the
     /// connections are already stopped, so the process exits for its supervisor to restart it.
-    static func exec(_ executable: String, handover: BridgeHandover, logger: Logger) -> Never {
+    static func exec(_ executable: String, handover: LiveRestartState, logger: Logger) -> Never {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("shadowbridge-handover-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json").path
         do {
             let data = try JSONEncoder().encode(handover)
@@ -318,13 +329,18 @@ enum LiveRestart {
         exit(1)
     }
 
-    /// Reads and removes the handover file; a broken one is said and the bridge starts fresh.
-    static func load(_ path: String, logger: Logger) -> BridgeHandover? {
+    /// Reads and removes the handover file; a broken one is said and the roles start fresh.
+    static func load(_ path: String, logger: Logger) -> LiveRestartState? {
         defer { try? FileManager.default.removeItem(atPath: path) }
         do {
-            let handover = try JSONDecoder().decode(BridgeHandover.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
-            logger.info("live restart: taking up the IRC connections handed over", metadata: ["networks": "\(handover.networks.count)"])
-            return handover
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            // A version before the master's rooms were handed over wrote the bridge's part alone.
+            let state = try (try? JSONDecoder().decode(BridgeHandover.self, from: data)).map { LiveRestartState(bridge: $0) }
+                ?? JSONDecoder().decode(LiveRestartState.self, from: data)
+            logger.info(
+                "live restart: taking up what the process before handed over",
+                metadata: ["networks": "\(state.bridge?.networks.count ?? 0)", "rooms": "\(state.master?.rooms.count ?? 0)"])
+            return state
         } catch {
             logger.error("live restart: the handover file cannot be read; starting without it", metadata: ["path": "\(path)", "error": "\(error)"])
             return nil

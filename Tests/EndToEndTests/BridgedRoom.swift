@@ -18,7 +18,7 @@ final class BridgedRoom: Sendable {
     init(
         servers: LabServers, name: String, ircUsers: [String], xmppUsers: [(user: String, nick: String)], metricsPort: Int? = nil,
         link: ShadowbridgeProcess.LinkTransport = .memory, extraConfig: String = "", ircPort: Int? = nil, server: String? = nil, networkSettings: String = "",
-        notOccupants: [String] = [], masterSettings: String = "", ircCaps: [String: String] = [:]
+        notOccupants: [String] = [], masterSettings: String = "", bridgeSettings: String = "", ircCaps: [String: String] = [:]
     ) throws {
         directory = try Lab.makeTemporaryDirectory(prefix: name)
         channel = "#\(name)"
@@ -30,7 +30,7 @@ final class BridgedRoom: Sendable {
         for nick in ircUsers + notOccupants { try agent.ircUserJoins(nick, port: port, channel: channel, caps: ircCaps[nick]) }
         bridge = try ShadowbridgeProcess(
             servers: servers, directory: directory, channels: [(channel, name)], metricsPort: metricsPort, link: link, extraConfig: extraConfig,
-            server: server ?? "irc://127.0.0.1:\(port)", networkSettings: networkSettings, masterSettings: masterSettings)
+            server: server ?? "irc://127.0.0.1:\(port)", networkSettings: networkSettings, bridgeSettings: bridgeSettings, masterSettings: masterSettings)
         if ircUsers.isEmpty {
             // Nobody to federate the room yet: the bridge is in the channel first (and holds ops).
             try bridge.waitForLog("IRC bridge connection registered")
