@@ -76,7 +76,8 @@ extension MasterService {
         await write.value
     }
 
-    /// Deletes archived messages older than `archive_retention_days`, at start and then hourly.
+    /// Deletes archived messages older than `archive_retention_days`, at start and then hourly;
+    /// returns at once when the archive is kept forever (0).
     func retention() async {
         guard configuration.archiveRetentionDays > 0 else { return }
         while !Task.isCancelled {

@@ -161,7 +161,6 @@ public actor MasterService {
         for jid in rooms.keys.sorted() { persist(jid) }
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await self.session.run(onConnected: { await self.connected() }, onStanza: { [self] stanza in await self.handle(stanza) }) }
-            tasks.addTask { await self.retention() }
             tasks.addTask { await self.keepLinksAlive() }
             tasks.addTask {
                 for await stanza in self.inbox.stream {
@@ -172,8 +171,12 @@ public actor MasterService {
                     }
                 }
             }
+            // Retention is not a reason to stop: with `archive_retention_days = 0` it returns at
+            // once, and waiting on the first task to end cancelled the whole master at start.
+            let retention = Task { await self.retention() }
             await tasks.next()
             tasks.cancelAll()
+            retention.cancel()
         }
         await flush()
     }
