@@ -119,9 +119,13 @@ public struct ShadowRoom: Sendable {
     private var unconfirmed: Set<String> = []
     /// This node's own users as the burst being received shows them, by folded room nick.
     private var burstOurs: [String: (nick: String, real: JID)] = [:]
-    /// Origin ids of submitted lines whose echo has not come back, and whether each is the
-    /// IRC server's msgid of the line.
-    private var pendingEchoes: [String: Bool] = [:]
+    /// Submitted lines whose echo has not come back, by origin id (also the message's id). Kept
+    /// across a re-federation: an echo may come in the replay, and a line the XMPP server
+    /// bounced (the master's component down) is held again from here, since the bounce
+    /// carries no body (Prosody's error replies do not).
+    private var pendingEchoes: [String: HeldLine] = [:]
+    /// More than this many lines never echoed (a master that lost them): forgotten.
+    static let maximumPendingEchoes = 1000
     /// Lines said on IRC while the room was not federated, sent once it is.
     private var held: [HeldLine] = []
     private struct HeldLine {
@@ -387,7 +391,7 @@ public struct ShadowRoom: Sendable {
         resyncID = nil
         pingID = nil
         missedPings = 0
-        pendingEchoes.removeAll()
+        if !resuming { pendingEchoes.removeAll() }
         for key in localOrder where locals[key]?.refused == false { locals[key]?.submitted = false }
         return federate()
     }
@@ -411,7 +415,9 @@ public struct ShadowRoom: Sendable {
         }
         if stanza.name == "iq" { return iq(stanza) }
         if stanza["type"] == "error" {
-            if LinkElements.isSplitError(stanza) || (bounced && stanza.name == "message" && federation == .federated) {
+            // A bounced line was never delivered: held for after the (new) burst, whether or
+            // not this node already knows the link is down.
+            if LinkElements.isSplitError(stanza) || (bounced && stanza.name == "message") {
                 return splitRefusal(stanza)
             }
             return error(stanza, from: from)
@@ -565,12 +571,14 @@ public struct ShadowRoom: Sendable {
     /// the new burst, so nothing is lost), and the node federates again, once.
     private mutating func splitRefusal(_ stanza: XMLElement) -> [Action] {
         var actions: [Action] = []
-        if stanza.name == "message", stanza["type"] == "error", let origin = LinkElements.originID(of: stanza),
-            let roomNick = stanza["to"].flatMap(JID.init)?.resource, let key = localKey(roomNick: roomNick), let nick = locals[key]?.nick,
-            let body = stanza.child("body", namespace: stanza.namespace)?.text, held.count < Self.maximumHeldLines
-        {
-            let isIRCMsgID = pendingEchoes.removeValue(forKey: origin) ?? false
-            held.append(HeldLine(nick: nick, body: body, originID: origin, isIRCMsgID: isIRCMsgID, reply: stanza.child("reply", namespace: RoomLineParsing.reply)))
+        if stanza.name == "message", stanza["type"] == "error", let origin = LinkElements.originID(of: stanza) ?? stanza["id"], held.count < Self.maximumHeldLines {
+            if let line = pendingEchoes.removeValue(forKey: origin) {
+                held.append(line)
+            } else if let roomNick = stanza["to"].flatMap(JID.init)?.resource, let key = localKey(roomNick: roomNick), let nick = locals[key]?.nick,
+                let body = stanza.child("body", namespace: stanza.namespace)?.text
+            {
+                held.append(HeldLine(nick: nick, body: body, originID: origin, isIRCMsgID: false, reply: stanza.child("reply", namespace: RoomLineParsing.reply)))
+            }
         }
         if federation == .federated {
             actions.append(.note(.split(why: LinkElements.isSplitError(stanza) ? "the master split this node away" : "the master is unreachable (\(stanza.errorCondition ?? "error"))")))
@@ -635,7 +643,7 @@ public struct ShadowRoom: Sendable {
                 let origin = LinkElements.originID(of: stanza)
                 let echoed = origin.flatMap { pendingEchoes.removeValue(forKey: $0) }
                 if let body = stanza.child("body", namespace: stanza.namespace)?.text, let key = localKey(roomNick: nick), let local = locals[key] {
-                    recent.remember(stanza, room: masterRoom, author: .local(ircNick: local.nick), body: body, ircMsgID: echoed == true ? origin : nil)
+                    recent.remember(stanza, room: masterRoom, author: .local(ircNick: local.nick), body: body, ircMsgID: echoed?.isIRCMsgID == true ? origin : nil)
                 }
                 return echoed != nil ? [.note(.echoMatched)] : []
             }
@@ -808,8 +816,8 @@ public struct ShadowRoom: Sendable {
         if stanza.name == "message" {
             // One refused line (a rate limit, no voice): its sender hears why; no echo comes.
             guard let roomNick = stanza["to"].flatMap(JID.init)?.resource, let key = localKey(roomNick: roomNick), let local = locals[key] else { return [] }
-            if let origin = LinkElements.originID(of: stanza) { pendingEchoes.removeValue(forKey: origin) }
-            let body = stanza.child("body", namespace: stanza.namespace)?.text ?? ""
+            let line = (LinkElements.originID(of: stanza) ?? stanza["id"]).flatMap { pendingEchoes.removeValue(forKey: $0) }
+            let body = stanza.child("body", namespace: stanza.namespace)?.text ?? line?.body ?? ""
             return [.lineRefused(nick: local.nick, condition: condition, text: text, body: body)]
         }
         guard stanza.name == "presence" else { return [] }
@@ -887,7 +895,8 @@ public struct ShadowRoom: Sendable {
     }
 
     private mutating func submitMessage(_ local: Local, _ line: HeldLine) -> Action {
-        pendingEchoes[line.originID] = line.isIRCMsgID
+        if pendingEchoes.count >= Self.maximumPendingEchoes { pendingEchoes.removeAll() }
+        pendingEchoes[line.originID] = line
         var children = [XMLElement.text("body", namespace: NS.component, line.body), LinkElements.originID(line.originID)]
         if let reply = line.reply { children.append(reply) }
         children.append(LinkElements.fmuc(from: local.realJID))

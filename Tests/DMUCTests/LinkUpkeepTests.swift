@@ -325,6 +325,32 @@ struct LinkUpkeepTests {
         let resent = Self.sent(burst).filter { $0.name == "message" }
         #expect(resent.count == 1 && resent[0].child("body", namespace: NS.component)?.text == "lost?" && LinkElements.originID(of: resent[0]) == "o-1")
     }
+
+    /// Prosody's bounce for a component that is not connected: the original's id, no payload.
+    static func bodilessBounce(of line: XMLElement) -> XMLElement {
+        var bounce = XMLElement.stanza(.message, from: JID(line["to"]!)!, to: JID(line["from"]!)!, type: "error", id: line["id"])
+        bounce.append(XMLElement("error", namespace: NS.component, attributes: ["type": "wait"], children: [
+            .element(XMLElement("remote-server-timeout", namespace: NS.stanzas)), .element(.text("text", namespace: NS.stanzas, "Component unavailable")),
+        ]))
+        return bounce
+    }
+
+    @Test("lines the XMPP server bounces without their body (the master's component restarting) are held from what was submitted and sent again after the new burst, once each, even when the second bounce comes after the first started a new federation (found by the master live-restart scenario)")
+    mutating func bodilessBounceKeepsTheLines() {
+        shadowFederated()
+        let first = Self.sent(shadow.ircMessage(nick: "carol", body: "one", originID: "o-1"))[0]
+        let second = Self.sent(shadow.ircMessage(nick: "carol", body: "two", originID: "o-2"))[0]
+        let actions = shadow.receive(Self.bodilessBounce(of: first))
+        #expect(actions.contains { if case .note(.split) = $0 { true } else { false } })
+        #expect(Self.sent(shadow.receive(Self.bodilessBounce(of: second))).isEmpty, "federating already: no second federation")
+        _ = shadow.receive(.stanza(.presence, from: Self.room.with(resource: "carol"), to: Self.node, children: [LinkElements.fmuc(from: Self.carol)]))
+        let burst = shadow.receive(.stanza(.message, from: Self.room, to: Self.node, type: "groupchat", children: [
+            .text("subject", namespace: NS.component, ""), LinkElements.sync(epoch: "e1", rid: "rid-1", seq: 9),
+        ]))
+        let resent = Self.sent(burst).filter { $0.name == "message" }
+        #expect(resent.map { $0.child("body", namespace: NS.component)?.text } == ["one", "two"])
+        #expect(resent.map { LinkElements.originID(of: $0) } == ["o-1", "o-2"])
+    }
 }
 
 extension XMLElement {
@@ -411,8 +437,11 @@ struct MasterRoomHandoverTests {
         _ = master.receive(subject, fromShadowDomain: false, at: L.t0)
         for n in 0..<3 { _ = master.receive(L.say("line \(n)"), fromShadowDomain: false, at: L.t0.addingTimeInterval(Double(n))) }
 
+        master.keepsReplayUntil = L.t0.addingTimeInterval(600)
         var taken = try Self.roundTrip(master)
         #expect(taken.epoch == "e1" && taken.rid == "rid-1" && taken.seq == master.seq)
+        #expect(taken.snapshot == master.snapshot, "config, affiliations, subject, occupant-id key")
+        #expect(taken.locked == master.locked && taken.keepsReplayUntil == master.keepsReplayUntil)
         #expect(taken.occupantList == master.occupantList)
         #expect(taken.occupantList.first?.presencePayload.count == 2)
         #expect(taken.subject == "plans" && taken.subjectNick == "alice")
