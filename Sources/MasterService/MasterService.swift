@@ -15,6 +15,32 @@ public struct MasterHandover: Codable, Sendable {
     public var rooms: [MasterRoom.Handover]
     /// Serialized stanzas, in order.
     public var outbox: [String]
+    /// Rooms in the file that could not be read, with why (not written): the others are
+    /// taken up all the same, so one bad room does not cost every room its occupants.
+    public var unreadableRooms: [String] = []
+
+    enum CodingKeys: String, CodingKey { case rooms, outbox }
+
+    public init(rooms: [MasterRoom.Handover], outbox: [String]) {
+        self.rooms = rooms
+        self.outbox = outbox
+    }
+
+    public init(from decoder: any Decoder) throws {
+        /// One room, or why it cannot be read.
+        struct Part: Decodable {
+            var room: MasterRoom.Handover?
+            var error: String?
+            init(from decoder: any Decoder) {
+                do { room = try MasterRoom.Handover(from: decoder) } catch { self.error = "\(error)" }
+            }
+        }
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let parts = try container.decode([Part].self, forKey: .rooms)
+        rooms = parts.compactMap(\.room)
+        unreadableRooms = parts.compactMap(\.error)
+        outbox = try container.decodeIfPresent([String].self, forKey: .outbox) ?? []
+    }
 }
 
 /// The master role (DESIGN.md §1): an XEP-0045 MUC service on its own component domain that
@@ -91,6 +117,9 @@ public actor MasterService {
                 host: xmpp.host, port: xmpp.port, domain: configuration.domain, secret: configuration.secret,
                 identity: ("conference", "text", "Shadowbridge rooms"), features: [NS.muc, NS.discoItems, NS.commands]),
             group: group, logger: logger)
+        // Rooms taken up have occupants from the start: what they are sent before the stream
+        // is up waits for it rather than being dropped.
+        if handover != nil { session.hold() }
         let admins = self.admins
         let orphans = try store.pruneOrphans()
         var loaded: [JID: MasterRoom] = [:]
@@ -109,6 +138,9 @@ public actor MasterService {
         logger.info(
             "room state loaded",
             metadata: ["rooms": "\(loaded.count)", "database": "\(configuration.database ?? "memory")", "orphaned_messages_removed": "\(orphans)"])
+        for error in handover?.unreadableRooms ?? [] {
+            logger.error("live restart: a room in the handover file cannot be read; its occupants are not in it", metadata: ["error": "\(error)"])
+        }
         for part in handover?.rooms ?? [] {
             do {
                 var room = try MasterRoom(handover: part)
@@ -207,10 +239,13 @@ public actor MasterService {
     /// removed with 333 by the room's bounce rule, so ghosts do not hold nicks (XEP-0410's aim).
     private func connected() {
         connections += 1
-        if !outbox.isEmpty {
-            logger.info("live restart: sending what the process before could not", metadata: ["stanzas": "\(outbox.count)"])
-            session.send(outbox)
+        if resumed && connections == 1 {
+            // First what the process before could not send, then what the rooms said while
+            // this stream was not up yet (the bridge here may have relayed lines already).
+            let pending = outbox + session.takeHeld()
             outbox = []
+            if !pending.isEmpty { logger.info("live restart: sending what was kept for the stream", metadata: ["stanzas": "\(pending.count)"]) }
+            session.send(pending)
         }
         guard connections > 1 || resumed else { return }
         var pings: [XMLElement] = []
@@ -241,13 +276,14 @@ public actor MasterService {
     public func handOver() async -> MasterHandover {
         await withCheckedContinuation { waiter in
             inboxMark = waiter
-            inbox.continuation.yield(XMLElement(Self.inboxMarkName, namespace: ""))
+            if case .terminated = inbox.continuation.yield(XMLElement(Self.inboxMarkName, namespace: "")) { reachedInboxMark() }
         }
         await session.closeDraining()
         await flush()
         handedOver = true
         let rooms = rooms.keys.sorted().compactMap { self.rooms[$0]?.handover }
-        let outbox = session.takeHeld().map { $0.serialized(parentNamespace: NS.component) }
+        // Including what a resumed process had not sent yet, if its stream never came up.
+        let outbox = (outbox + session.takeHeld()).map { $0.serialized(parentNamespace: NS.component) }
         logger.info(
             "rooms handed over",
             metadata: ["rooms": "\(rooms.count)", "occupants": "\(rooms.reduce(0) { $0 + $1.occupantCount })", "to_send": "\(outbox.count)"])

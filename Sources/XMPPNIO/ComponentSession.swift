@@ -114,11 +114,21 @@ public final class ComponentSession: Sendable {
         onStanza: @Sendable (XMLElement) async -> Void
     ) async {
         var failures = 0
-        while !Task.isCancelled {
+        while !Task.isCancelled, !closing.withLockedValue({ $0 }) {
             do {
                 let (connected, events) = try await connect()
                 failures = 0
-                channel.withLockedValue { $0 = connected }
+                // `closeDraining` may have run while this connection was being made: it found
+                // no stream to close, so this one must not start.
+                let started = channel.withLockedValue { channel in
+                    guard !closing.withLockedValue({ $0 }) else { return false }
+                    channel = connected
+                    return true
+                }
+                guard started else {
+                    connected.close(promise: nil)
+                    return
+                }
                 logger.info("component connected", metadata: ["domain": "\(configuration.domain)"])
                 await onConnected()
                 await withTaskCancellationHandler {
@@ -188,7 +198,13 @@ public final class ComponentSession: Sendable {
         }
     }
 
-    /// What was sent after `closeDraining` began, in order (stanzas to the shortcut's domain
+    /// From now until `takeHeld`, what is sent is kept rather than written (a master taking up
+    /// a live restart's rooms, before its stream is up).
+    public func hold() {
+        held.withLockedValue { $0 = $0 ?? [] }
+    }
+
+    /// What was sent after `closeDraining` (or `hold`) began, in order (stanzas to the shortcut's domain
     /// were delivered, not kept).
     public func takeHeld() -> [XMLElement] {
         held.withLockedValue { held in

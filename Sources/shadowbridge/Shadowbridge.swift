@@ -286,6 +286,22 @@ final class Signals {
 struct LiveRestartState: Codable, Sendable {
     var bridge: BridgeHandover?
     var master: MasterHandover?
+    /// The roles' parts that could not be read, with why (not written): each role takes up its
+    /// own part or starts fresh, so an unreadable room does not cost the IRC connections.
+    var unreadable: [String] = []
+
+    enum CodingKeys: String, CodingKey { case bridge, master }
+
+    init(bridge: BridgeHandover? = nil, master: MasterHandover? = nil) {
+        self.bridge = bridge
+        self.master = master
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        do { bridge = try container.decodeIfPresent(BridgeHandover.self, forKey: .bridge) } catch { unreadable.append("the bridge's part: \(error)") }
+        do { master = try container.decodeIfPresent(MasterHandover.self, forKey: .master) } catch { unreadable.append("the master's part: \(error)") }
+    }
 }
 
 /// SIGUSR2: the bridge's IRC connections and the master's rooms go on in a new process (`exec`
@@ -337,6 +353,9 @@ enum LiveRestart {
             // A version before the master's rooms were handed over wrote the bridge's part alone.
             let state = try (try? JSONDecoder().decode(BridgeHandover.self, from: data)).map { LiveRestartState(bridge: $0) }
                 ?? JSONDecoder().decode(LiveRestartState.self, from: data)
+            for part in state.unreadable {
+                logger.error("live restart: part of the handover file cannot be read; that role starts fresh", metadata: ["path": "\(path)", "error": "\(part)"])
+            }
             logger.info(
                 "live restart: taking up what the process before handed over",
                 metadata: ["networks": "\(state.bridge?.networks.count ?? 0)", "rooms": "\(state.master?.rooms.count ?? 0)"])

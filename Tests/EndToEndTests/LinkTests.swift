@@ -432,7 +432,8 @@ struct BridgeRestartTests {
         let servers = try LabServers.require()
         let bridged = try BridgedRoom(
             servers: servers, name: "live2", ircUsers: ["carol", "dave"], xmppUsers: [("l2alice", "alice"), ("l2bob", "bob")],
-            bridgeSettings: "database = \"state/bridge.sqlite\"")
+            // Retention off as well: the master used to stop at start with it (found in review).
+            masterSettings: "archive_retention_days = 0", bridgeSettings: "database = \"state/bridge.sqlite\"")
         defer { bridged.close() }
         let (agent, bridge, channel, room) = (bridged.agent, bridged.bridge, bridged.channel, bridged.room)
         agent.waitForQuiet(seconds: 1, timeout: 10)
@@ -452,9 +453,11 @@ struct BridgeRestartTests {
         ]
         // alice's line reached the master before it stopped (then it crosses once, replayed to
         // the new bridge), or the XMPP server refused it to her while no master was connected.
-        Thread.sleep(forTimeInterval: 1)
-        let refused = agent.events(since: mark).contains { $0.user == "l2alice" && $0.kind == "message" && $0.type == "error" && $0.id == "gap-1" }
-        if refused {
+        let outcome = try agent.waitFor("alice's line crosses or is refused to her", since: mark, timeout: 20) {
+            ($0.user == "l2alice" && $0.kind == "message" && $0.type == "error" && $0.id == "gap-1")
+                || ($0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "alice" && $0.params.last == "while restarting")
+        }
+        if outcome.user == "l2alice" {
             expected.append(Expected("alice told her line was not delivered") { $0.user == "l2alice" && $0.kind == "message" && $0.type == "error" && $0.id == "gap-1" })
         } else {
             expected += [
@@ -487,6 +490,59 @@ struct BridgeRestartTests {
                 On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "me too"),
                 On.ircPrivmsg(to: "dave", from: "alice", channel: channel, text: "me too"),
                 On.xmppMessage(to: "l2alice", from: "\(room)/alice", body: "me too"),
+            ],
+            since: after)
+    }
+
+    @Test("a live restart (SIGUSR2) of a master in a process of its own: the room goes on with its occupants and the bridge's link resyncs, so nobody leaves on either side; a line said during it crosses once each way or is refused to its sender")
+    func liveRestartMaster() throws {
+        let lab = try RestartLab(prefix: "master-live")
+        defer { lab.close() }
+        let agent = lab.agent
+        let channel = "#live3", room = "live3@\(LabServers.masterDomain)"
+        let bridge = try lab.startBridged(
+            channel: channel, room: "live3", ircUsers: ["carol", "dave"], database: lab.directory.appendingPathComponent("bridge.sqlite"),
+            xmpp: ("l3alice", "alice"), puppet: "alice")
+        defer { _ = bridge.stop() }
+        agent.waitForQuiet(seconds: 1, timeout: 10)
+
+        let mark = agent.mark
+        let pid = lab.master.process.pid
+        lab.master.process.signal(SIGUSR2)
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "PRIVMSG \(channel) :during the restart"])
+        agent.send(["cmd": "xmpp_say", "user": "l3alice", "room": room, "body": "while restarting", "id": "gap-3"])
+        try lab.master.waitForLog("live restart: rooms taken up from the process before", timeout: 20)
+        var expected = [
+            On.xmppMessage(to: "l3alice", from: "\(room)/carol", body: "during the restart"),
+            On.ircPrivmsg(to: "dave", from: "carol", channel: channel, text: "during the restart"),
+        ]
+        let outcome = try agent.waitFor("alice's line crosses or is refused to her", since: mark, timeout: 20) {
+            ($0.user == "l3alice" && $0.kind == "message" && $0.type == "error" && $0.id == "gap-3")
+                || ($0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "alice" && $0.params.last == "while restarting")
+        }
+        if outcome.user == "l3alice" {
+            expected.append(Expected("alice told her line was not delivered") { $0.user == "l3alice" && $0.kind == "message" && $0.type == "error" && $0.id == "gap-3" })
+        } else {
+            expected += [
+                On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "while restarting"),
+                On.ircPrivmsg(to: "dave", from: "alice", channel: channel, text: "while restarting"),
+                On.xmppMessage(to: "l3alice", from: "\(room)/alice", body: "while restarting"),
+            ]
+        }
+        try agent.expectExactlyOnce(expected, since: mark, quiet: 3, timeout: 30)
+        #expect(lab.master.process.isRunning && lab.master.process.pid == pid, "the same process goes on")
+        #expect(lab.master.logLines(containing: "rooms handed over", "occupants=3").count == 1)
+
+        let after = agent.mark
+        agent.send(["cmd": "irc_send", "user": "dave", "line": "PRIVMSG \(channel) :still here"])
+        agent.send(["cmd": "xmpp_say", "user": "l3alice", "room": room, "body": "me too"])
+        try agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "l3alice", from: "\(room)/dave", body: "still here"),
+                On.ircPrivmsg(to: "carol", from: "dave", channel: channel, text: "still here"),
+                On.ircPrivmsg(to: "carol", from: "alice", channel: channel, text: "me too"),
+                On.ircPrivmsg(to: "dave", from: "alice", channel: channel, text: "me too"),
+                On.xmppMessage(to: "l3alice", from: "\(room)/alice", body: "me too"),
             ],
             since: after)
     }

@@ -69,7 +69,33 @@ struct CloseDrainingTests {
         #expect(handled.withLockedValue { $0 } == ["late"])
         #expect(session.takeHeld().map { $0["id"] } == ["reply-to-late"])
         #expect(session.takeHeld().isEmpty, "taken once")
-        #expect(!received.withLockedValue { $0 }.contains("reply-to-late"))
         await running.value
+    }
+
+    @Test("closeDraining while the session is between connection attempts: it returns at once and the session does not connect again (found in review)")
+    func notConnected() async throws {
+        // A port nobody listens on: every attempt fails and the session waits to retry.
+        let closed = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = closed.localAddress!.port!
+        try await closed.close()
+        let session = ComponentSession(
+            configuration: .init(host: "127.0.0.1", port: port, domain: "irc.example.org", secret: "s", identity: ("gateway", "irc", "test")),
+            group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
+        let running = Task { await session.run { _ in } }
+        try await Task.sleep(for: .milliseconds(100))
+        await session.closeDraining()
+        let stopped = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await running.value; return true }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(10))
+                running.cancel()
+                return false
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+        }
+        #expect(stopped, "the session kept trying to connect after closeDraining")
+        #expect(session.takeHeld().isEmpty)
     }
 }
