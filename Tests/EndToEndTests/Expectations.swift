@@ -14,6 +14,18 @@ struct Expected: CustomStringConvertible {
 }
 
 extension LabAgent {
+    /// What to expect of a groupchat line (`id`, `text`) an XMPP user said while the master was
+    /// restarting: it reached the master in time and crossed (`crossed`), or the XMPP server
+    /// refused it to its sender (that error, and no copy anywhere). Waits for either, as seen
+    /// by the sender or by `ircWatcher`.
+    func gapLine(user: String, id: String, text: String, ircWatcher: String, since mark: Int, crossed: [Expected]) throws -> [Expected] {
+        let refused = Expected("\(user) told \(text.debugDescription) was not delivered") { $0.user == user && $0.kind == "message" && $0.type == "error" && $0.id == id }
+        let outcome = try waitFor("\(text.debugDescription) crosses or is refused to \(user)", since: mark, timeout: 20) {
+            refused.match($0) || ($0.user == ircWatcher && $0.command == "PRIVMSG" && $0.params.last == text)
+        }
+        return outcome.user == user ? [refused] : crossed
+    }
+
     /// The cross-side assertion every scenario uses: each expected event arrives, exactly
     /// once; then, after `quiet` seconds, no other conversation or roster traffic has arrived
     /// on either side. Duplicates and loops are the classic bridge bugs.
