@@ -178,9 +178,9 @@ public final class ComponentSession: Sendable {
 
     /// Closes the stream and returns once the server has closed its side and every stanza it
     /// sent before is handled (`onStanza` returned), or after `limit`, when the connection is
-    /// closed from here. A live restart (SIGUSR2): what the server already wrote is not lost
-    /// in the socket; what it gets afterwards it bounces to the sender, who is told.
-    /// What the handling of those last stanzas sends is kept, for `takeHeld`.
+    /// closed from here; what handling them sends is kept, for `takeHeld`. A live restart
+    /// (SIGUSR2): what the server already wrote is not lost in the socket; what it gets
+    /// afterwards it bounces to the sender, who is told.
     public func closeDraining(within limit: TimeAmount = .seconds(2)) async {
         closing.withLockedValue { $0 = true }
         held.withLockedValue { $0 = $0 ?? [] }
@@ -204,8 +204,8 @@ public final class ComponentSession: Sendable {
         held.withLockedValue { $0 = $0 ?? [] }
     }
 
-    /// What was sent after `closeDraining` (or `hold`) began, in order (stanzas to the shortcut's domain
-    /// were delivered, not kept).
+    /// What was sent after `closeDraining` (or `hold`) began, in order; stanzas to the
+    /// shortcut's domain were delivered, not kept.
     public func takeHeld() -> [XMLElement] {
         held.withLockedValue { held in
             defer { held = nil }

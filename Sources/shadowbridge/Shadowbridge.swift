@@ -163,9 +163,8 @@ func runRoles(
                 logger.warning("SIGUSR2: the last restart's connections are not all taken up yet; not restarting")
                 continue
             }
-            logger.info(
-                "SIGUSR2: restarting live; \([bridge.map { _ in "IRC connections" }, master.map { _ in "rooms" }].compactMap { $0 }.joined(separator: " and ")) are handed to the next process",
-                metadata: ["executable": "\(executable)"])
+            let what = [bridge == nil ? nil : "IRC connections", master == nil ? nil : "rooms"].compactMap { $0 }.joined(separator: " and ")
+            logger.info("SIGUSR2: restarting live; \(what) are handed to the next process", metadata: ["executable": "\(executable)"])
             // Whatever happens below, the process is replaced or gone within 10 s.
             Thread {
                 Thread.sleep(forTimeInterval: 10)
