@@ -66,7 +66,12 @@ extension BridgeService {
     /// stream closes, once what was relayed is written.
     public func handOver() async -> BridgeHandover {
         handingOver = true
-        var pausing: [(id: String, network: String, puppet: String?, connection: IRCConnection)] = []
+        typealias Entry = (id: String, network: String, puppet: String?, connection: IRCConnection)
+        func cannotHandOver(_ entry: Entry, _ error: any Error) {
+            logger.error("an IRC connection cannot be handed over; it QUITs", metadata: ["network": "\(entry.network)", "error": "\(error)"])
+            entry.connection.quit("Shadowbridge is restarting", immediately: true)
+        }
+        var pausing: [Entry] = []
         for name in networks.keys.sorted() {
             guard let network = networks[name] else { continue }
             let plain = network.server?.tls == false
@@ -78,14 +83,13 @@ extension BridgeService {
                 if plain, puppet.nick != nil { pausing.append(("\(name) \(key)", name, key, connection)) } else { connection.quit("Shadowbridge is restarting", immediately: true) }
             }
         }
-        var paused: [(id: String, network: String, puppet: String?, connection: IRCConnection)] = []
+        var paused: [Entry] = []
         for entry in pausing {
             do {
                 try await entry.connection.pauseForHandover()
                 paused.append(entry)
             } catch {
-                logger.error("an IRC connection cannot be handed over; it QUITs", metadata: ["network": "\(entry.network)", "error": "\(error)"])
-                entry.connection.quit("Shadowbridge is restarting", immediately: true)
+                cannotHandOver(entry, error)
             }
         }
         // Each paused connection's events end after the last line it read; wait until those
@@ -106,8 +110,7 @@ extension BridgeService {
                 let handover = try await entry.connection.handOver(descriptors: sockets)
                 if let key = entry.puppet { puppetConnections[entry.network, default: [:]][key] = handover } else { bridgeConnections[entry.network] = handover }
             } catch {
-                logger.error("an IRC connection cannot be handed over; it QUITs", metadata: ["network": "\(entry.network)", "error": "\(error)"])
-                entry.connection.quit("Shadowbridge is restarting", immediately: true)
+                cannotHandOver(entry, error)
             }
         }
         var parts: [BridgeHandover.NetworkPart] = []

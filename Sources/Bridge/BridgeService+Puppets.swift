@@ -164,9 +164,8 @@ extension BridgeService {
             puppet.reconnects.registered()
             network.puppetNicks[network.fold(nick)] = key
             puppet.connection?.send(puppet.wanted.filter { !puppet.joined.contains($0.key) }.values.sorted().map { IRCMessage(command: "JOIN", $0) })
-            let ready = puppet.queued.filter { puppet.joined.contains($0.channel) }
-            puppet.queued.removeAll { puppet.joined.contains($0.channel) }
-            puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[$0.channel] ?? $0.channel, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline) })
+            let joined = puppet.joined
+            sendQueued(&puppet, nick: nick, network: network) { joined.contains($0) }
             sendQueuedPrivate(&puppet, nick: nick, network: network)
         case .message(let message):
             let ownNick = puppet.nick.map(network.fold)
@@ -191,9 +190,7 @@ extension BridgeService {
                 guard let channel = message.parameters.first.map(network.fold) else { return }
                 puppet.joined.insert(channel)
                 if let mode = network.roleModeChange(&puppet, channel: puppet.wanted[channel] ?? channel) { network.connection?.send(mode) }
-                let ready = puppet.queued.filter { $0.channel == channel }
-                puppet.queued.removeAll { $0.channel == channel }
-                puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[channel] ?? channel, text: $0.text, nick: puppet.nick ?? "", lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline) })
+                sendQueued(&puppet, nick: puppet.nick ?? "", network: network) { $0 == channel }
             case "PART", "KICK":
                 if let channel = message.parameters.first.map(network.fold) {
                     puppet.joined.remove(channel)
@@ -225,6 +222,14 @@ extension BridgeService {
         case .closed(let reason):
             logger.info("puppet connection closed", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(reason)"])
         }
+    }
+
+    /// Channel lines said before the puppet was in the channel, for the channels (folded)
+    /// `isIn` accepts, now that it is.
+    private func sendQueued(_ puppet: inout Puppet, nick: String, network: NetworkState, in isIn: (String) -> Bool) {
+        let ready = puppet.queued.filter { isIn($0.channel) }
+        puppet.queued.removeAll { isIn($0.channel) }
+        puppet.connection?.send(ready.flatMap { privmsgs(channel: puppet.wanted[$0.channel] ?? $0.channel, text: $0.text, nick: nick, lineLength: network.isupport.lineLength, maxLines: network.configuration.translation.maxLines, multiline: puppet.multiline) })
     }
 
     /// Private messages written before the puppet could speak, now that it can.

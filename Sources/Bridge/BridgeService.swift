@@ -234,10 +234,9 @@ public actor BridgeService {
     public func run() async {
         restoreStoredState()
         await startIdentd()
-        // Handed-over connections are read once the component is connected: a line read
-        // before could not reach the room.
-        let handedOver = Set(handover?.networks.map(\.name) ?? [])
-        for name in networks.keys.sorted() where !handedOver.contains(name) { startNetworkTask(name) }
+        // Networks handed over are started once the component is connected (`takeUpHandover`;
+        // `startNetworkTask` skips them until then): a line read before could not reach the room.
+        for name in networks.keys.sorted() { startNetworkTask(name) }
         if handover != nil {
             Task {
                 try? await Task.sleep(for: .seconds(15))

@@ -183,7 +183,7 @@ public final class ComponentSession: Sendable {
     /// afterwards it bounces to the sender, who is told.
     public func closeDraining(within limit: TimeAmount = .seconds(2)) async {
         closing.withLockedValue { $0 = true }
-        held.withLockedValue { $0 = $0 ?? [] }
+        hold()
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
             let connected = channel.withLockedValue { channel in
                 if channel != nil { drainWaiters.withLockedValue { $0.append(waiter) } }
