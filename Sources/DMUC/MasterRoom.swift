@@ -190,6 +190,8 @@ public struct MasterRoom: Sendable {
     // MARK: - The occupant table: every change goes through these, which keep the indexes.
 
     mutating func addOccupant(_ occupant: Occupant, key: String) {
+        var occupant = occupant
+        occupant.occupantID = occupantID(of: occupant.realJID)
         occupants[key] = occupant
         joinOrder.append(key)
         if occupant.node == .local { localKeys.append(key) }
@@ -216,7 +218,9 @@ public struct MasterRoom: Sendable {
     mutating func changeRealJID(key: String, to realJID: JID) {
         guard let occupant = occupants[key], occupant.realJID != realJID else { return }
         for session in occupant.sessions { keyByRealJID[occupant.node]?[session] = nil }
+        let id = occupantID(of: realJID)
         occupants[key]?.realJID = realJID
+        occupants[key]?.occupantID = id
         keyByRealJID[occupant.node, default: [:]][realJID] = key
     }
 
@@ -787,14 +791,19 @@ public struct MasterRoom: Sendable {
         for code in extra { x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": String(code)])) }
         if selfPresence { x.append(XMLElement("status", namespace: NS.mucUser, attributes: ["code": "110"])) }
         p.append(x)
-        p.append(occupantIDElement(occupant.realJID))
+        p.append(occupantIDElement(occupant))
         return p
     }
 
     /// XEP-0421: a stable, opaque id per real bare JID: HMAC-SHA256 with the room's secret.
-    func occupantIDElement(_ real: JID) -> XMLElement {
+    func occupantID(of real: JID) -> String {
         let mac = HMAC.sha256(key: occupantIDKey, data: Array(real.bare.description.utf8))
-        return XMLElement("occupant-id", namespace: NS.occupantID, attributes: ["id": Hex.encode(Array(mac.prefix(16)))])
+        return Hex.encode(Array(mac.prefix(16)))
+    }
+
+    func occupantIDElement(_ occupant: Occupant) -> XMLElement {
+        let id = occupant.occupantID.isEmpty ? occupantID(of: occupant.realJID) : occupant.occupantID
+        return XMLElement("occupant-id", namespace: NS.occupantID, attributes: ["id": id])
     }
 
     /// One copy to each federated node, addressed to its bare JID, with the real JID and the
@@ -885,7 +894,7 @@ public struct MasterRoom: Sendable {
         reflected["from"] = jid.with(resource: sender.nick).description
         // A client's stanza-id claiming to be the room's is removed (XEP-0359 §4).
         reflected.removeElements { $0.name == "stanza-id" && $0.namespace == NS.sid && $0["by"].flatMap(JID.init) == jid }
-        reflected.append(occupantIDElement(sender.realJID))
+        reflected.append(occupantIDElement(sender))
         if isSubject, let subjectElement = stanza.child("subject", namespace: stanza.namespace) {
             subject = subjectElement.text
             subjectNick = sender.nick
@@ -934,7 +943,7 @@ public struct MasterRoom: Sendable {
             return
         }
         var copy = stanza
-        copy.append(occupantIDElement(sender.realJID))
+        copy.append(occupantIDElement(sender))
         copy["from"] = jid.with(resource: sender.nick).description
         copy.removeElements { $0.name == "x" && $0.namespace == NS.mucUser }
         copy.append(XMLElement("x", namespace: NS.mucUser))

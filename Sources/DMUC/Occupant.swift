@@ -22,6 +22,9 @@ public struct Occupant: Sendable, Hashable {
     /// More clients of the same bare JID sharing the nick (XEP-0045 multi-session); `realJID`
     /// is the first.
     public var otherSessions: [JID] = []
+    /// The XEP-0421 occupant id, set by the master room that holds the occupant: an HMAC of
+    /// the real bare JID, made once rather than for every stanza the occupant sends.
+    public internal(set) var occupantID = ""
 
     /// Every client session the room sends this occupant's copies to.
     public var sessions: [JID] { otherSessions.isEmpty ? [realJID] : [realJID] + otherSessions }

@@ -69,6 +69,24 @@ struct HandshakeTests {
     }
 }
 
+@Suite("Random ids")
+struct RandomIDTests {
+    @Test("ids drawn across several refills of the per-thread pool are all different and well formed")
+    func distinctAcrossRefills() {
+        // 12 bytes an id, 2,000 ids: the 4 KiB pool is refilled five times.
+        let ids = (0..<2000).map { _ in RandomID.make(bytes: 12) }
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.count == 24 && $0.allSatisfy(\.isHexDigit) })
+        #expect(!ids.contains(String(repeating: "0", count: 24)))
+    }
+
+    @Test("a request larger than the pool takes bytes straight from libcrypto")
+    func largeRequest() {
+        let a = RandomID.bytes(300), b = RandomID.bytes(300)
+        #expect(a.count == 300 && a != b)
+    }
+}
+
 @Suite("Stanza helpers")
 struct StanzaTests {
     @Test("an error reply swaps addresses and carries the condition (RFC 6120 §8.3)")
