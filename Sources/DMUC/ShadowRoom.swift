@@ -94,6 +94,9 @@ public struct ShadowRoom: Sendable {
         /// The room refused this IRC nick as taken and `roomNick` carries the suffix: a second
         /// conflict refuses her.
         var suffixed = false
+        /// She shows under a suffixed `roomNick` but the room has not confirmed it yet: she is
+        /// told her room nick when it does, not before (the suffixed join may be refused too).
+        var renameUntold = false
     }
 
     enum Federation: Sendable, Equatable {
@@ -194,6 +197,8 @@ public struct ShadowRoom: Sendable {
         resumeFrom = (epoch, seq)
     }
     public var remoteOccupants: [RemoteOccupant] { remotes.values.sorted { $0.nick < $1.nick } }
+    /// The remote occupant under `nick` (the room's fold), if any.
+    public func remote(nick: String) -> RemoteOccupant? { remotes[Self.fold(nick)] }
     public var localNicks: [String] { localOrder.compactMap { locals[$0]?.nick } }
 
     /// Room nicks of the remote occupants shown away (away, xa, dnd).
@@ -209,13 +214,22 @@ public struct ShadowRoom: Sendable {
     }
 
     /// Flow I: `local` (key `key`) shows in the room as her nick with the collision suffix,
-    /// numbered (`alice|irc2`...) when another local user shows as that; she is told.
-    private func suffix(_ local: inout Local, key: String) -> Action {
+    /// numbered (`alice|irc2`...) when another local user shows as that. She is told once the
+    /// room shows her under it (`confirmRename`).
+    private func suffix(_ local: inout Local, key: String) {
         func taken(_ nick: String) -> Bool { localKey(roomNick: nick).map { $0 != key } ?? false }
         let wanted = local.nick + collisionSuffix
         local.suffixed = true
+        local.renameUntold = true
         local.roomNick = !taken(wanted) ? wanted : (2...99).lazy.map { wanted + String($0) }.first { !taken($0) } ?? wanted + RandomID.make(bytes: 2)
-        return .localRenamed(nick: local.nick, roomNick: local.roomNick)
+    }
+
+    /// The room shows our user under `roomNick` (the master's ack of her presence): if that
+    /// is a suffixed nick she has not heard of yet, she hears it now.
+    private mutating func confirmRename(roomNick: String) -> [Action] {
+        guard let key = localKey(roomNick: roomNick), let local = locals[key], local.renameUntold, Self.fold(local.roomNick) == Self.fold(roomNick) else { return [] }
+        locals[key]?.renameUntold = false
+        return [.localRenamed(nick: local.nick, roomNick: local.roomNick)]
     }
 
     /// Whether `roomNick` is `nick` with the collision suffix, numbered or not (`dave|irc2`).
@@ -240,13 +254,13 @@ public struct ShadowRoom: Sendable {
         guard locals[key] == nil else { return [] }
         var local = Local(nick: nick, roomNick: nick, realJID: realJID, role: role)
         // Another IRC user may show as this nick already (`alice|irc` after a collision).
-        let actions = localKey(roomNick: nick) == nil ? [] : [suffix(&local, key: key)]
+        if localKey(roomNick: nick) != nil { suffix(&local, key: key) }
         locals[key] = local
         localOrder.append(key)
         switch federation {
-        case .idle: return actions + federate()
-        case .federating: return actions
-        case .federated: return actions + submitJoin(key)
+        case .idle: return federate()
+        case .federating: return []
+        case .federated: return submitJoin(key)
         }
     }
 
@@ -316,14 +330,15 @@ public struct ShadowRoom: Sendable {
         local.nick = newNick
         local.roomNick = newNick
         local.suffixed = false
-        let actions = localKey(roomNick: newNick) == nil ? [] : [suffix(&local, key: newKey)]
+        local.renameUntold = false
+        if localKey(roomNick: newNick) != nil { suffix(&local, key: newKey) }
         locals[newKey] = local
         if let index = localOrder.firstIndex(of: oldKey) { localOrder[index] = newKey }
         for index in held.indices where Self.fold(held[index].nick) == oldKey { held[index].nick = newNick }
         if case .federating(let key) = federation, key == oldKey { federation = .federating(key: newKey) }
         // Sent whenever her join is out, even before the burst: the master takes them in order.
-        guard local.submitted, !local.refused else { return actions }
-        return actions + [.send(updatePresence(local))]
+        guard local.submitted, !local.refused else { return [] }
+        return [.send(updatePresence(local))]
     }
 
     /// Channel modes changed what an IRC user is: moderator (q/a/o/h) or participant.
@@ -601,6 +616,7 @@ public struct ShadowRoom: Sendable {
                 // Our own user's presence coming back: the master's ack, unless the room
                 // removed them (an XMPP moderator's kick or ban, a destroyed room): then the
                 // user is no longer relayed until they PART and JOIN (PROTOCOL.md §3 E).
+                if stanza["type"] == nil { return confirmRename(roomNick: nick) }
                 return removedByRoom(stanza, nick: nick)
             }
             let key = Self.fold(nick)
@@ -830,7 +846,8 @@ public struct ShadowRoom: Sendable {
             if condition == "conflict", !local.suffixed {
                 // Flow I: the nick is taken in the room (an XMPP user, another network's IRC
                 // user): once more with the suffix, before giving up.
-                var actions = [suffix(&local, key: key)]
+                suffix(&local, key: key)
+                var actions: [Action] = []
                 // Federating again picks its user afresh; the burst's end submits the others.
                 local.submitted = !federatingThisUser
                 locals[key] = local

@@ -10,6 +10,7 @@ struct ShadowRoomTests {
     static let carol = JID("u1%net@irc.test/irc")!
     static let dave = JID("u2%net@irc.test/irc")!
     static let alice = JID("alice@xmpp.test/phone")!
+    static let erin = JID("u9%net@irc.test/irc")!
 
     var shadow = ShadowRoom(masterRoom: room, jid: shadowJID)
 
@@ -206,10 +207,12 @@ struct ShadowRoomTests {
         var error = join.errorReply(type: "cancel", condition: "conflict", text: "taken")
         error["from"] = "ops@rooms.test/dave"
         let actions = shadow.receive(error)
-        #expect(actions.first == .localRenamed(nick: "dave", roomNick: "dave|irc"))
         let retry = Self.sent(actions)
         #expect(retry.count == 1 && retry[0]["to"] == "ops@rooms.test/dave|irc" && LinkElements.fmucFrom(retry[0]) == Self.dave)
+        #expect(actions.count == 1, "she hears her room nick once the room shows her under it, not before: \(actions)")
         #expect(shadow.roomNick(ofLocal: "DAVE") == "dave|irc")
+        #expect(shadow.receive(Self.presence(nick: "dave|irc", real: Self.dave, seq: 4)) == [.localRenamed(nick: "dave", roomNick: "dave|irc")])
+        #expect(shadow.receive(Self.presence(nick: "dave|irc", real: Self.dave, seq: 5)).isEmpty, "told once")
         let line = Self.sent(shadow.ircMessage(nick: "dave", body: "hi", originID: "o1"))
         #expect(line.first?["from"] == "#ops%net@irc.test/dave|irc")
 
@@ -217,6 +220,17 @@ struct ShadowRoomTests {
         again["from"] = "ops@rooms.test/dave|irc"
         #expect(shadow.receive(again).first == .localRefused(nick: "dave", condition: "conflict", text: "taken too"))
         #expect(shadow.ircMessage(nick: "dave", body: "ignored", originID: "o2").isEmpty)
+
+        // Both nicks taken: she hears only that she was refused, never a room nick she has not.
+        var erinTaken = Self.sent(shadow.ircJoined(nick: "erin", realJID: Self.erin))[0].errorReply(type: "cancel", condition: "conflict")
+        erinTaken["from"] = "ops@rooms.test/erin"
+        let retried = shadow.receive(erinTaken)
+        #expect(!retried.contains { if case .localRenamed = $0 { true } else { false } })
+        var refused = Self.sent(retried)[0].errorReply(type: "cancel", condition: "conflict")
+        refused["from"] = "ops@rooms.test/erin|irc"
+        let refusal = shadow.receive(refused)
+        #expect(refusal.first == .localRefused(nick: "erin", condition: "conflict", text: nil))
+        #expect(!refusal.contains { if case .localRenamed = $0 { true } else { false } })
 
         // The federating user herself: she federates again under the suffix.
         var fresh = ShadowRoom(masterRoom: Self.room, jid: Self.shadowJID, collisionSuffix: "[i]")
@@ -521,11 +535,13 @@ struct ShadowRoomTests {
         var error = join.errorReply(type: "cancel", condition: "conflict")
         error["from"] = "ops@rooms.test/alice"
         let actions = shadow.receive(error)
-        #expect(actions.first == .localRenamed(nick: "alice", roomNick: "alice|irc2"))
         #expect(Self.sent(actions).first?["to"] == "ops@rooms.test/alice|irc2")
+        #expect(shadow.receive(Self.presence(nick: "alice|irc2", real: ircAlice, seq: 4)) == [.localRenamed(nick: "alice", roomNick: "alice|irc2")])
         // And an IRC user arriving with a nick another IRC user shows as is suffixed at once.
-        let late = shadow.ircJoined(nick: "ALICE|IRC2", realJID: JID("u5%net@irc.test/irc")!)
-        #expect(late.first == .localRenamed(nick: "ALICE|IRC2", roomNick: "ALICE|IRC2|irc"))
+        let lateJID = JID("u5%net@irc.test/irc")!
+        let late = Self.sent(shadow.ircJoined(nick: "ALICE|IRC2", realJID: lateJID))
+        #expect(late.first?["to"] == "ops@rooms.test/ALICE|IRC2|irc")
+        #expect(shadow.receive(Self.presence(nick: "ALICE|IRC2|irc", real: lateJID, seq: 5)) == [.localRenamed(nick: "ALICE|IRC2", roomNick: "ALICE|IRC2|irc")])
     }
 
     @Test("a new master epoch means the room state was lost: federate again (found in review)")
