@@ -709,7 +709,13 @@ public actor BridgeService {
                 return
             }
             guard network.members[target] != nil else { return }
-            guard let body = Self.bodyFromIRC(message.parameters[1]) else { return }
+            guard var body = Self.bodyFromIRC(message.parameters[1]) else { return }
+            if message.command == "NOTICE" {
+                // A CTCP reply is not conversation. A notice is marked, so that XMPP users can
+                // tell it from a line (PROTOCOL §4), as mIRC shows it apart.
+                guard !message.parameters[1].hasPrefix("\u{01}") else { return }
+                body = Self.noticeMark + body
+            }
             // The line's XMPP id and origin-id (XEP-0359): the server's msgid, so that XMPP
             // clients, the archive and the server's history name the line alike; a random id
             // when it gave none, or one that is not a short printable token.
@@ -820,6 +826,17 @@ public actor BridgeService {
     }
 
     /// What an IRC user the room refused or removed is told, once (PROTOCOL.md flows E and I).
+    /// What an IRC NOTICE's body starts with in the room.
+    static let noticeMark = "[notice] "
+
+    /// Flow E: an XMPP moderator removed an IRC user from the room, and the bridge has no
+    /// operator rights on IRC to do the same. A chat message from the shadow room's JID.
+    static func cannotRemoveMessage(from room: JID, to moderator: JID, nick: String, channel: String, banned: Bool) -> XMLElement {
+        let body = "\(nick) is still in \(channel) on IRC: the bridge has no operator rights there, so it could not \(banned ? "ban" : "kick") them. "
+            + "Their messages are no longer relayed to the room until they leave the channel and join again."
+        return .stanza(.message, from: room, to: moderator, type: "chat", id: RandomID.make(), children: [.text("body", namespace: NS.component, body)])
+    }
+
     static func notRelayedNotice(to nick: String, channel: String, why: String) -> IRCMessage {
         IRCMessage(command: "NOTICE", nick, "\(channel) is bridged to XMPP, but the room refused you (\(why)); your messages are not relayed.")
     }
@@ -995,8 +1012,14 @@ public actor BridgeService {
                 let why = Self.clip("\(banned ? "banned" : "kicked") from the XMPP room" + (actor.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? ""))
                 logger.info("an XMPP moderator removed an IRC user", metadata: metadata.merging(["nick": "\(nick)", "why": "\(why)"]) { $1 })
                 guard let network = networks[state.network], network.holdsOps(in: state.channel) else {
-                    // Flow E without ops: the user stays on IRC but is no longer relayed.
+                    // Flow E without ops: the user stays on IRC but is no longer relayed. Both
+                    // are told: the user on IRC, and the moderator, who would otherwise believe
+                    // the user gone.
                     networks[state.network]?.connection?.send(Self.notRelayedNotice(to: nick, channel: state.channel, why: "you were \(why)"))
+                    if let actor, let moderator = state.room.remote(nick: actor) {
+                        outgoing.append(
+                            Self.cannotRemoveMessage(from: state.room.jid, to: moderator.realJID, nick: nick, channel: state.channel, banned: banned))
+                    }
                     break
                 }
                 var lines: [IRCMessage] = []

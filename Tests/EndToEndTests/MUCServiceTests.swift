@@ -98,7 +98,7 @@ struct MUCServiceTests {
         #expect(items.xml?.contains(room) == false, "\(items.xml ?? "")")
     }
 
-    @Test("an XMPP admin kicks an IRC user: the room sees 307, the IRC user is told once and no longer relayed")
+    @Test("an XMPP admin kicks an IRC user, the bridge holding no ops: the room sees 307, the IRC user and the admin are told once, she is no longer relayed until she leaves and joins again")
     func kickIRCUser() throws {
         let servers = try LabServers.require()
         let r = try BridgedRoom(
@@ -116,11 +116,32 @@ struct MUCServiceTests {
                 Expected("xena sees carol kicked") { $0.user == "kix" && $0.from == r.occupant("carol") && $0.type == "unavailable" && $0.codes == [307] },
                 Expected("the admin sees carol kicked") { $0.user == "kadmin" && $0.from == r.occupant("carol") && $0.type == "unavailable" && $0.codes == [307] },
                 Expected("carol is told") { $0.user == "carol" && $0.command == "NOTICE" && $0.nick == "sbridge" && $0.params.last?.contains("kicked from the XMPP room by boss: off topic") == true },
+                Expected("the admin is told carol is still on IRC, and why") {
+                    $0.user == "kadmin" && $0.kind == "message" && $0.type == "chat" && $0.from?.hasSuffix("@\(LabServers.bridgeDomain)") == true
+                        && $0.body?.hasPrefix("carol is still in \(r.channel) on IRC: the bridge has no operator rights there, so it could not kick them.") == true
+                },
             ],
             since: mark)
         mark = r.agent.mark
         r.irc("carol", "PRIVMSG \(r.channel) :can anyone hear me?")
         try r.agent.expectExactlyOnce([], since: mark)
+
+        // Flow E: she is submitted again once she leaves the channel and joins again.
+        mark = r.agent.mark
+        r.irc("carol", "PART \(r.channel)")
+        r.irc("carol", "JOIN \(r.channel)")
+        try r.agent.expectExactlyOnce(
+            [
+                On.irc(to: "carol", "PART", from: "carol"),
+                On.irc(to: "carol", "JOIN", from: "carol"),
+                On.xmppPresence(to: "kix", from: r.occupant("carol"), unavailable: false),
+                On.xmppPresence(to: "kadmin", from: r.occupant("carol"), unavailable: false),
+            ], since: mark, quiet: 2)
+        mark = r.agent.mark
+        r.irc("carol", "PRIVMSG \(r.channel) :back again")
+        try r.agent.expectExactlyOnce(
+            [On.xmppMessage(to: "kix", from: r.occupant("carol"), body: "back again"), On.xmppMessage(to: "kadmin", from: r.occupant("carol"), body: "back again")],
+            since: mark)
     }
 
     @Test("an XMPP moderator kicks, then bans, IRC users where the bridge holds ops: KICK (and +b) on IRC once each, 307/301 in the room once, nothing relayed twice")
