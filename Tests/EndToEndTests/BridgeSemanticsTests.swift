@@ -2,12 +2,13 @@ import Foundation
 import Lab
 import Testing
 
-/// Issue 6, the part landed so far: what mIRC users and XMPP users see of each other.
-@Suite("Bridge semantics through Prosody and ngircd", .serialized, .labServers)
+/// Issue 6: what mIRC users and XMPP users see of each other. Every scenario but the netsplit
+/// (two linked ngircd) runs once against ngircd and once against InspIRCd.
+@Suite("Bridge semantics through Prosody, and ngircd or InspIRCd", .serialized, .labServersWithInspIRCd)
 struct BridgeSemanticsTests {
-    @Test("nick change both ways: one 303 nick change in the room, one NICK on IRC, never a leave and a join")
-    func nickChangeBothWays() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "nick1", ircUsers: ["carol", "dave"], xmppUsers: [("nxa", "xanna")])
+    @Test("nick change both ways: one 303 nick change in the room, one NICK on IRC, never a leave and a join", arguments: IRCServerKind.allCases)
+    func nickChangeBothWays(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "nick1", ircUsers: ["carol", "dave"], xmppUsers: [("nxa", "xanna")])
         defer { r.close() }
         var mark = r.agent.mark
         r.irc("carol", "NICK caro")
@@ -39,9 +40,9 @@ struct BridgeSemanticsTests {
             since: mark)
     }
 
-    @Test("a KICK on IRC is 307 in the room, with the kicker and the reason")
-    func ircKick() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "kick1", ircUsers: ["carol", "dave"], xmppUsers: [("kxa", "xanna")])
+    @Test("a KICK on IRC is 307 in the room, with the kicker and the reason", arguments: IRCServerKind.allCases)
+    func ircKick(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "kick1", ircUsers: ["carol", "dave"], xmppUsers: [("kxa", "xanna")])
         defer { r.close() }
         let mark = r.agent.mark
         r.irc("carol", "KICK \(r.channel) dave :off-topic")
@@ -58,9 +59,9 @@ struct BridgeSemanticsTests {
         #expect(kicked?.xml?.contains("off-topic") == true)
     }
 
-    @Test("topic both ways: TOPIC is the room subject, a subject is the channel topic")
-    func topicBothWays() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "topic1", ircUsers: ["carol", "dave"], xmppUsers: [("txa", "xanna")])
+    @Test("topic both ways: TOPIC is the room subject, a subject is the channel topic", arguments: IRCServerKind.allCases)
+    func topicBothWays(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "topic1", ircUsers: ["carol", "dave"], xmppUsers: [("txa", "xanna")])
         defer { r.close() }
         // Puppets have no channel operator status: lift +t if the server set it.
         let modesMark = r.agent.mark
@@ -90,9 +91,9 @@ struct BridgeSemanticsTests {
             ], since: mark)
     }
 
-    @Test("/me both ways: CTCP ACTION is a /me body, a /me body is CTCP ACTION")
-    func meBothWays() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "me1", ircUsers: ["carol", "dave"], xmppUsers: [("mxa", "xanna")])
+    @Test("/me both ways: CTCP ACTION is a /me body, a /me body is CTCP ACTION; a NOTICE is marked in the room, a CTCP reply stays on IRC", arguments: IRCServerKind.allCases)
+    func meBothWays(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "me1", ircUsers: ["carol", "dave"], xmppUsers: [("mxa", "xanna")])
         defer { r.close() }
         var mark = r.agent.mark
         r.irc("carol", "PRIVMSG \(r.channel) :\u{1}ACTION waves at everyone\u{1}")
@@ -109,11 +110,22 @@ struct BridgeSemanticsTests {
                 On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: "\u{1}ACTION waves back\u{1}"),
                 On.ircPrivmsg(to: "dave", from: "xanna", channel: r.channel, text: "\u{1}ACTION waves back\u{1}"),
             ], since: mark)
+
+        // A NOTICE to the channel is marked in the room; a CTCP reply is not relayed at all.
+        mark = r.agent.mark
+        r.irc("carol", "NOTICE \(r.channel) :the build is green")
+        r.irc("carol", "NOTICE \(r.channel) :\u{1}VERSION mIRC v7.77\u{1}")
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "mxa", from: r.occupant("carol"), body: "[notice] the build is green"),
+                Expected("dave gets carol's NOTICE") { $0.user == "dave" && $0.command == "NOTICE" && $0.nick == "carol" && $0.params.last == "the build is green" },
+                Expected("dave gets carol's CTCP reply, on IRC only") { $0.user == "dave" && $0.command == "NOTICE" && $0.nick == "carol" && $0.params.last?.hasPrefix("\u{1}VERSION") == true },
+            ], since: mark)
     }
 
-    @Test("cp1252 and mIRC formatting both ways: café, €, “quotes” as UTF-8; bold and italic as XEP-0393, colours dropped; XEP-0393 from XMPP as mIRC codes")
-    func cp1252() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "cp1", ircUsers: ["carol"], xmppUsers: [("cxa", "xanna")])
+    @Test("cp1252 and mIRC formatting both ways: café, €, “quotes” as UTF-8; bold and italic as XEP-0393, colours dropped; XEP-0393 from XMPP as mIRC codes", arguments: IRCServerKind.allCases)
+    func cp1252(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "cp1", ircUsers: ["carol"], xmppUsers: [("cxa", "xanna")])
         defer { r.close() }
         let mark = r.agent.mark
         // "caf\xe9 \x80 \x93 \x93quotes\x94" in Windows-1252, as mIRC sends it.
@@ -137,9 +149,9 @@ struct BridgeSemanticsTests {
             ], since: back)
     }
 
-    @Test("private messages both ways, and CTCP VERSION to a puppet answered by the bridge, never relayed")
-    func privateMessagesBothWays() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "pm1", ircUsers: ["carol", "dave"], xmppUsers: [("pxa", "xanna"), ("pxb", "xbert")])
+    @Test("private messages both ways, and CTCP VERSION to a puppet answered by the bridge, never relayed", arguments: IRCServerKind.allCases)
+    func privateMessagesBothWays(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "pm1", ircUsers: ["carol", "dave"], xmppUsers: [("pxa", "xanna"), ("pxb", "xbert")])
         defer { r.close() }
         var mark = r.agent.mark
         r.irc("carol", "PRIVMSG xanna :just between us ✓")
@@ -160,21 +172,21 @@ struct BridgeSemanticsTests {
             since: mark)
     }
 
-    @Test("an XMPP user can join a mapped room before anyone is on IRC; the first IRC user then meets them")
-    func xmppFirst() throws {
+    @Test("an XMPP user can join a mapped room before anyone is on IRC; the first IRC user then meets them", arguments: IRCServerKind.allCases)
+    func xmppFirst(_ irc: IRCServerKind) throws {
         let servers = try LabServers.require()
         let directory = try Lab.makeTemporaryDirectory(prefix: "early1")
         defer { Lab.removeUnlessKept(directory) }
         let room = "early1@\(LabServers.masterDomain)"
         let agent = try LabAgent(directory: directory)
         defer { agent.stop() }
-        let bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [("#early1", "early1")])
+        let bridge = try ShadowbridgeProcess(servers: servers, directory: directory, channels: [("#early1", "early1")], server: "irc://127.0.0.1:\(try irc.port(servers))")
         defer { _ = bridge.stop() }
         try bridge.waitForLog("IRC bridge connection registered")
         try bridge.waitForLog("component connected", "domain=\(LabServers.masterDomain)")
         // Joined means a self-presence with 110, not item-not-found.
         try agent.xmppUserJoins("exa", prosody: servers.prosody, room: room, nick: "xanna")
-        try agent.ircUserJoins("carol", port: servers.ngircd.port, channel: "#early1")
+        try agent.ircUserJoins("carol", port: try irc.port(servers), channel: "#early1")
         try agent.waitFor("exa sees carol") { $0.user == "exa" && $0.kind == "presence" && $0.from == "\(room)/carol" }
         try agent.waitFor("carol sees the puppet", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xanna" }
         Thread.sleep(forTimeInterval: 0.5)
@@ -185,12 +197,16 @@ struct BridgeSemanticsTests {
             since: mark)
     }
 
-    @Test("away from XMPP: <show>away</show> is the puppet's AWAY with the status, available again clears it")
-    func awayFromXMPP() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "away1", ircUsers: ["carol"], xmppUsers: [("axa", "xanna")])
+    @Test("away from XMPP: <show>away</show> is the puppet's AWAY with the status, available again clears it", arguments: IRCServerKind.allCases)
+    func awayFromXMPP(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "away1", ircUsers: ["carol"], xmppUsers: [("axa", "xanna")])
         defer { r.close() }
+        var mark = r.agent.mark
         r.agent.send(["cmd": "xmpp_show", "user": "axa", "room": r.room, "nick": "xanna", "show": "away", "status": "at lunch"])
-        try r.agent.waitFor("xanna's presence update reflected") { $0.user == "axa" && $0.kind == "presence" && $0.from == r.occupant("xanna") && ($0.xml ?? "").contains("<show>away</show>") }
+        // One presence in the room; AWAY is not channel traffic, so IRC users see nothing.
+        try r.agent.expectExactlyOnce(
+            [Expected("xanna's presence update reflected") { $0.user == "axa" && $0.kind == "presence" && $0.from == r.occupant("xanna") && ($0.xml ?? "").contains("<show>away</show>") }],
+            since: mark)
         let deadline = Date().addingTimeInterval(10)
         var away: AgentEvent?
         while away == nil && Date() < deadline {
@@ -202,17 +218,20 @@ struct BridgeSemanticsTests {
         }
         #expect(away?.params.last == "at lunch", "WHOIS shows no away message")
 
+        mark = r.agent.mark
         r.agent.send(["cmd": "xmpp_show", "user": "axa", "room": r.room, "nick": "xanna"])
-        Thread.sleep(forTimeInterval: 1)
-        let mark = r.agent.mark
+        try r.agent.expectExactlyOnce(
+            [Expected("xanna's return reflected") { $0.user == "axa" && $0.kind == "presence" && $0.from == r.occupant("xanna") && !($0.xml ?? "").contains("<show>") }],
+            since: mark)
+        mark = r.agent.mark
         r.irc("carol", "WHOIS xanna")
         let end = try r.agent.waitFor("end of WHOIS", since: mark) { $0.user == "carol" && $0.command == "318" }
         #expect(!r.agent.events(since: mark).contains { $0.user == "carol" && $0.command == "301" && $0.index < end.index }, "still away after coming back")
     }
 
-    @Test("channel modes are room roles: @ is moderator, +o and -o change it, +v changes nothing; never affiliations")
-    func modesToRoles() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "modes1", ircUsers: ["carol", "dave"], xmppUsers: [("oxa", "xanna")])
+    @Test("channel modes are room roles: @ is moderator, +o and -o change it, +v changes nothing; never affiliations", arguments: IRCServerKind.allCases)
+    func modesToRoles(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "modes1", ircUsers: ["carol", "dave"], xmppUsers: [("oxa", "xanna")])
         defer { r.close() }
         // carol created the channel on ngircd, so she is @carol: a moderator in the room.
         let carol = r.agent.events(since: 0).last { $0.user == "oxa" && $0.kind == "presence" && $0.from == r.occupant("carol") }
@@ -239,15 +258,18 @@ struct BridgeSemanticsTests {
         #expect(!r.agent.events(since: 0).contains { $0.kind == "presence" && ($0.xml ?? "").contains("affiliation=\"owner\"") || ($0.xml ?? "").contains("affiliation=\"admin\"") })
     }
 
-    @Test("the only IRC user cycles (PART and JOIN at once): the room sees her leave and return, and still hears her")
-    func quickCycle() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "cycle1", ircUsers: ["carol"], xmppUsers: [("yxa", "xanna")])
+    @Test("the only IRC user cycles (PART and JOIN at once): the room sees her leave and return, and still hears her", arguments: IRCServerKind.allCases)
+    func quickCycle(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "cycle1", ircUsers: ["carol"], xmppUsers: [("yxa", "xanna")])
         defer { r.close() }
         let mark = r.agent.mark
         r.irc("carol", "PART \(r.channel) :brb\r\nJOIN \(r.channel)")
-        try r.agent.waitFor("carol leaves", since: mark) { $0.user == "yxa" && $0.kind == "presence" && $0.from == r.occupant("carol") && $0.type == "unavailable" }
-        try r.agent.waitFor("carol returns", since: mark) { $0.user == "yxa" && $0.kind == "presence" && $0.from == r.occupant("carol") && $0.type != "unavailable" }
-        Thread.sleep(forTimeInterval: 1)
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppPresence(to: "yxa", from: r.occupant("carol"), unavailable: true, status: "brb"),
+                On.xmppPresence(to: "yxa", from: r.occupant("carol"), unavailable: false),
+                On.irc(to: "carol", "PART", from: "carol"), On.irc(to: "carol", "JOIN", from: "carol"),
+            ], since: mark)
         let after = r.agent.mark
         r.irc("carol", "PRIVMSG \(r.channel) :back again")
         try r.agent.expectExactlyOnce([On.xmppMessage(to: "yxa", from: r.occupant("carol"), body: "back again")], since: after)
@@ -258,10 +280,10 @@ struct BridgeSemanticsTests {
             since: quietAfter)
     }
 
-    @Test("nick translation: XMPP nicks IRC cannot carry are transliterated for the puppet (Jürgen -> Jurgen, Дмитрий -> Dmitrij), both ways")
-    func nickTransliteration() throws {
+    @Test("nick translation: XMPP nicks IRC cannot carry are transliterated for the puppet (Jürgen -> Jurgen, Дмитрий -> Dmitrij), both ways", arguments: IRCServerKind.allCases)
+    func nickTransliteration(_ irc: IRCServerKind) throws {
         let servers = try LabServers.require()
-        let r = try BridgedRoom(servers: servers, name: "translit1", ircUsers: ["carol"], xmppUsers: [])
+        let r = try BridgedRoom(servers: servers, irc: irc, name: "translit1", ircUsers: ["carol"], xmppUsers: [])
         defer { r.close() }
         var mark = r.agent.mark
         try r.agent.xmppUserJoins("jue1", prosody: servers.prosody, room: r.room, nick: "Jürgen")
@@ -288,18 +310,18 @@ struct BridgeSemanticsTests {
             since: mark)
     }
 
-    @Test("nick collision: an IRC user whose nick an XMPP user has is in the room once as dave|irc and told so; an XMPP user taking an IRC user's nick gets 409 saying why")
-    func nickCollision() throws {
+    @Test("nick collision: an IRC user whose nick an XMPP user has is in the room once as dave|irc and told so; an XMPP user taking an IRC user's nick gets 409 saying why", arguments: IRCServerKind.allCases)
+    func nickCollision(_ irc: IRCServerKind) throws {
         let servers = try LabServers.require()
         // Puppets show as dave[x] on IRC, so the IRC user dave can exist beside the XMPP dave.
-        let r = try BridgedRoom(servers: servers, name: "coll1", ircUsers: ["carol"], xmppUsers: [], networkSettings: "puppet_nick = \"{nick}[x]\"")
+        let r = try BridgedRoom(servers: servers, irc: irc, name: "coll1", ircUsers: ["carol"], xmppUsers: [], networkSettings: "puppet_nick = \"{nick}[x]\"")
         defer { r.close() }
         try r.agent.xmppUserJoins("cxa", prosody: servers.prosody, room: r.room, nick: "dave")
         try r.agent.waitFor("the puppet dave[x] joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "dave[x]" }
         Thread.sleep(forTimeInterval: 0.5)
 
         var mark = r.agent.mark
-        try r.agent.ircUserJoins("Dave", port: servers.ngircd.port, channel: r.channel)
+        try r.agent.ircUserJoins("Dave", port: try irc.port(servers), channel: r.channel)
         try r.agent.waitFor("Dave is told his room nick", since: mark) { $0.user == "Dave" && $0.command == "NOTICE" && $0.nick == "sbridge" }
         try r.agent.waitFor("dave's XMPP user sees Dave|irc", since: mark) { $0.user == "cxa" && $0.kind == "presence" && $0.from == r.occupant("Dave|irc") }
         Thread.sleep(forTimeInterval: 1)
@@ -328,11 +350,72 @@ struct BridgeSemanticsTests {
         #expect(refusal?.xml?.contains("already in use in this room (as carol) by an IRC user") == true, "\(refusal?.xml ?? "")")
     }
 
-    @Test("relay mode: no puppets; XMPP users' joins, lines, /me, private messages both ways and leaves come from the bridge once each, nicks kept from highlighting; IRC lines reach the room once")
-    func relayMode() throws {
+    @Test("a refused IRC user: his nick and the suffixed one are both taken in the room, so he is told once (never a room nick he does not have), and nothing he says reaches the room", arguments: IRCServerKind.allCases)
+    func refusedIRCUser(_ irc: IRCServerKind) throws {
+        let servers = try LabServers.require()
+        let r = try BridgedRoom(servers: servers, irc: irc, name: "refuse1", ircUsers: ["carol"], xmppUsers: [], networkSettings: "puppet_nick = \"{nick}[x]\"")
+        defer { r.close() }
+        // Short nicks: the puppets ed[x] and ed|irc[x] fit ngircd's NICKLEN of 9.
+        try r.agent.xmppUserJoins("rfa", prosody: servers.prosody, room: r.room, nick: "ed")
+        try r.agent.xmppUserJoins("rfb", prosody: servers.prosody, room: r.room, nick: "ed|irc")
+        for puppet in ["ed[x]", "ed|irc[x]"] {
+            try r.agent.waitFor("the puppet \(puppet) joins", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == puppet }
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+
+        var mark = r.agent.mark
+        try r.agent.ircUserJoins("ed", port: try irc.port(servers), channel: r.channel)
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("ed is told the room refused him and he is not relayed") {
+                    $0.user == "ed" && $0.command == "NOTICE" && $0.nick == "sbridge" && ($0.params.last ?? "").contains("your messages are not relayed")
+                },
+                // His JOIN on IRC: the channel's own traffic.
+                On.irc(to: "carol", "JOIN", from: "ed"), On.irc(to: "ed", "JOIN", from: "ed"),
+            ], since: mark, quiet: 2)
+
+        mark = r.agent.mark
+        r.irc("ed", "PRIVMSG \(r.channel) :can the room hear me?")
+        try r.agent.expectExactlyOnce([On.ircPrivmsg(to: "carol", from: "ed", channel: r.channel, text: "can the room hear me?")], since: mark, quiet: 2)
+    }
+
+    @Test("512-byte lines: a long XMPP message of 2-, 3- and 4-byte characters reaches IRC in pieces that fit a line with the sender's prefix, split at spaces, never inside a character, once each; the room has it whole", arguments: IRCServerKind.allCases)
+    func longMultibyteMessage(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "long1", ircUsers: ["carol"], xmppUsers: [("lgx", "xanna")])
+        defer { r.close() }
+        // About 2,900 bytes in one line, in words of mixed widths.
+        let text = (1...60).map { "Grüße-\($0) 日本語のテキスト 🙂🙃 Ελληνικά" }.joined(separator: " ")
+        let unspaced = text.filter { $0 != " " }
+        let words = Set(text.split(separator: " "))
+        let mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "lgx", "room": r.room, "body": text])
+        func received() -> [AgentEvent] {
+            r.agent.events(since: mark).filter { $0.user == "carol" && $0.command == "PRIVMSG" && $0.nick == "xanna" }
+        }
+        let deadline = Date().addingTimeInterval(15)
+        while received().map({ $0.params.last ?? "" }).joined().filter({ $0 != " " }).count < unspaced.count, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        let lines = received()
+        let pieces = lines.map { $0.params.last ?? "" }
+        #expect(pieces.joined().filter { $0 != " " } == unspaced, "nothing lost or cut inside a character: \(pieces)")
+        #expect(pieces.count >= 6, "\(text.utf8.count) bytes need at least six lines: \(pieces.count)")
+        for line in lines {
+            // What carol received, sender prefix included, fits IRC's 512 bytes with CR LF.
+            #expect((line.raw ?? "").utf8.count <= 510, "\(line.raw ?? "")")
+            #expect(!(line.raw ?? "").contains("\u{FFFD}"), "split inside a character: \(line.raw ?? "")")
+            #expect((line.params.last ?? "").split(separator: " ").allSatisfy(words.contains), "split at spaces, no word cut: \(line.params.last ?? "")")
+        }
+        try r.agent.expectExactlyOnce(
+            pieces.map { On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: $0) } + [On.xmppMessage(to: "lgx", from: r.occupant("xanna"), body: text)],
+            since: mark)
+    }
+
+    @Test("relay mode: no puppets; XMPP users' joins, lines, /me, private messages both ways and leaves come from the bridge once each, nicks kept from highlighting; IRC lines reach the room once", arguments: IRCServerKind.allCases)
+    func relayMode(_ irc: IRCServerKind) throws {
         let servers = try LabServers.require()
         let r = try BridgedRoom(
-            servers: servers, name: "relay1", ircUsers: ["carol"], xmppUsers: [],
+            servers: servers, irc: irc, name: "relay1", ircUsers: ["carol"], xmppUsers: [],
             networkSettings: "xmpp_users = \"relay\"\nrelay_announce_joins = true\nrelay_zero_width_space = true")
         defer { r.close() }
         try r.agent.xmppUserOnline("rxa", prosody: servers.prosody)
@@ -399,10 +482,10 @@ struct BridgeSemanticsTests {
         #expect(!r.agent.events(since: 0).contains { $0.user == "carol" && $0.command == "JOIN" && !["carol", "sbridge"].contains($0.nick ?? "") }, "no puppet ever joined")
     }
 
-    @Test("lazy puppet joins: an XMPP occupant is on IRC only once they speak; an IRC user who joins meanwhile is told who is in the room; a private message wakes a puppet too")
-    func lazyPuppetJoins() throws {
+    @Test("lazy puppet joins: an XMPP occupant is on IRC only once they speak; an IRC user who joins meanwhile is told who is in the room; a private message wakes a puppet too", arguments: IRCServerKind.allCases)
+    func lazyPuppetJoins(_ irc: IRCServerKind) throws {
         let servers = try LabServers.require()
-        let r = try BridgedRoom(servers: servers, name: "lazy1", ircUsers: ["carol"], xmppUsers: [], networkSettings: "puppet_joins = \"lazy\"")
+        let r = try BridgedRoom(servers: servers, irc: irc, name: "lazy1", ircUsers: ["carol"], xmppUsers: [], networkSettings: "puppet_joins = \"lazy\"")
         defer { r.close() }
         var mark = r.agent.mark
         try r.agent.xmppUserJoins("lzx", prosody: servers.prosody, room: r.room, nick: "xanna")
@@ -411,7 +494,7 @@ struct BridgeSemanticsTests {
         let early = r.agent.events(since: mark).filter { $0.user == "carol" && $0.isTraffic }
         #expect(early.isEmpty, "nothing on IRC while they are silent: \(early)")
 
-        r.agent.send(["cmd": "irc_connect", "user": "dave", "port": servers.ngircd.port, "nick": "dave"])
+        r.agent.send(["cmd": "irc_connect", "user": "dave", "port": try irc.port(servers), "nick": "dave"])
         try r.agent.waitFor("dave registered") { $0.user == "dave" && $0.command == "001" }
         Thread.sleep(forTimeInterval: 0.5)
         mark = r.agent.mark
@@ -458,15 +541,15 @@ struct BridgeSemanticsTests {
             ], since: mark)
     }
 
-    @Test("no loops: another bridge's puppets (other_bridge_masks) never become occupants and their lines are not relayed, from NAMES or a later JOIN, through a nick change; real IRC users still are")
-    func otherBridgePuppets() throws {
+    @Test("no loops: another bridge's puppets (other_bridge_masks) never become occupants and their lines are not relayed, from NAMES or a later JOIN, through a nick change; real IRC users still are", arguments: IRCServerKind.allCases)
+    func otherBridgePuppets(_ irc: IRCServerKind) throws {
         let servers = try LabServers.require()
         let r = try BridgedRoom(
-            servers: servers, name: "loop1", ircUsers: ["carol"], xmppUsers: [("lpx", "xanna")],
+            servers: servers, irc: irc, name: "loop1", ircUsers: ["carol"], xmppUsers: [("lpx", "xanna")],
             networkSettings: "other_bridge_masks = [\"*[m]!*@*\", \"*!*matrix@*\"]", notOccupants: ["bob[m]"])
         defer { r.close() }
         var mark = r.agent.mark
-        r.agent.send(["cmd": "irc_connect", "user": "dora", "port": servers.ngircd.port, "nick": "dora", "username": "matrix"])
+        r.agent.send(["cmd": "irc_connect", "user": "dora", "port": try irc.port(servers), "nick": "dora", "username": "matrix"])
         try r.agent.waitFor("dora registered") { $0.user == "dora" && $0.command == "001" }
         r.irc("dora", "JOIN \(r.channel)")
         try r.agent.waitFor("carol sees dora join", since: mark) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "dora" }
@@ -506,18 +589,19 @@ struct BridgeSemanticsTests {
             [
                 On.irc(to: "carol", "PART", from: "dora[m]"), On.irc(to: "dora", "PART", from: "dora[m]"), On.irc(to: "bob[m]", "PART", from: "dora[m]"),
                 On.irc(to: "carol", "QUIT", from: "bob[m]"),
-                Expected("ngircd's statistics for bob[m] as he quits") { $0.user == "bob[m]" && $0.command == "NOTICE" && ($0.params.last ?? "").hasPrefix("Connection statistics") },
-            ], since: mark)
+            ] + (irc == .ngircd
+                ? [Expected("ngircd's statistics for bob[m] as he quits") { $0.user == "bob[m]" && $0.command == "NOTICE" && ($0.params.last ?? "").hasPrefix("Connection statistics") }]
+                : []), since: mark)
 
         // A real IRC user is still an occupant.
         mark = r.agent.mark
-        try r.agent.ircUserJoins("erin", port: servers.ngircd.port, channel: r.channel)
+        try r.agent.ircUserJoins("erin", port: try irc.port(servers), channel: r.channel)
         try r.agent.waitFor("xanna sees erin", since: mark) { $0.user == "lpx" && $0.kind == "presence" && $0.from == r.occupant("erin") }
     }
 
-    @Test("max_lines: a ten-line XMPP message becomes three IRC lines and a note that the rest is in the room, once each; the room has it whole")
-    func lineLimit() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "cut1", ircUsers: ["carol"], xmppUsers: [("cux", "xanna")], networkSettings: "max_lines = 4")
+    @Test("max_lines: a ten-line XMPP message becomes three IRC lines and a note that the rest is in the room, once each; the room has it whole", arguments: IRCServerKind.allCases)
+    func lineLimit(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "cut1", ircUsers: ["carol"], xmppUsers: [("cux", "xanna")], networkSettings: "max_lines = 4")
         defer { r.close() }
         let paste = (1...10).map { "line \($0) of the paste" }.joined(separator: "\n")
         let mark = r.agent.mark
@@ -529,9 +613,9 @@ struct BridgeSemanticsTests {
             ], since: mark)
     }
 
-    @Test("a reply, a correction, a reaction and a shared file from an XMPP client each reach IRC as one line: nick: prefix, (correction), /me reacted, the URL")
-    func modernClientLines() throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), name: "modern1", ircUsers: ["carol"], xmppUsers: [("mxa", "xanna")])
+    @Test("a reply, a correction, a reaction and a shared file from an XMPP client each reach IRC as one line: nick: prefix, (correction), /me reacted, the URL", arguments: IRCServerKind.allCases)
+    func modernClientLines(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "modern1", ircUsers: ["carol"], xmppUsers: [("mxa", "xanna")])
         defer { r.close() }
         var mark = r.agent.mark
         r.irc("carol", "PRIVMSG \(r.channel) :lunch at noon?")
@@ -568,14 +652,14 @@ struct BridgeSemanticsTests {
         try r.agent.expectExactlyOnce([On.xmppMessage(to: "mxa", from: r.occupant("carol"), body: "thanks")], since: mark)
     }
 
-    @Test("roles as modes (configured, the bridge holding ops): a participant's puppet gets +v, a moderator's +o, a role change is one MODE; IRC never echoes them back into the room")
-    func rolesAsModes() throws {
+    @Test("roles as modes (configured, the bridge holding ops): a participant's puppet gets +v, a moderator's +o, a role change is one MODE; IRC never echoes them back into the room", arguments: IRCServerKind.allCases)
+    func rolesAsModes(_ irc: IRCServerKind) throws {
         let servers = try LabServers.require()
         let r = try BridgedRoom(
-            servers: servers, name: "roles1", ircUsers: [], xmppUsers: [], extraConfig: "\n[admin]\njids = [\"radmin@\(servers.prosody.domain)\"]\n",
+            servers: servers, irc: irc, name: "roles1", ircUsers: [], xmppUsers: [], extraConfig: "\n[admin]\njids = [\"radmin@\(servers.prosody.domain)\"]\n",
             networkSettings: "roles_as_modes = true")
         defer { r.close() }
-        try r.agent.ircUserJoins("carol", port: servers.ngircd.port, channel: r.channel)
+        try r.agent.ircUserJoins("carol", port: try irc.port(servers), channel: r.channel)
         try r.agent.xmppUserJoins("radmin", prosody: servers.prosody, room: r.room, nick: "boss")
         try r.agent.waitFor("boss gets +o", timeout: 20) { $0.user == "carol" && $0.command == "MODE" && $0.params == [r.channel, "+o", "boss"] }
         var mark = r.agent.mark

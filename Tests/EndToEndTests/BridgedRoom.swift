@@ -10,13 +10,13 @@ final class BridgedRoom: Sendable {
     let bridge: ShadowbridgeProcess
     let channel: String
     let room: String
-    /// IRC nicks, in join order (the first one is the channel operator on ngircd).
+    /// IRC nicks, in join order (the first one creates the channel, so she is its operator).
     let ircUsers: [String]
     /// XMPP user -> room nick (also the puppet's IRC nick).
     let xmppUsers: [(user: String, nick: String)]
 
     init(
-        servers: LabServers, name: String, ircUsers: [String], xmppUsers: [(user: String, nick: String)], metricsPort: Int? = nil,
+        servers: LabServers, irc: IRCServerKind = .ngircd, name: String, ircUsers: [String], xmppUsers: [(user: String, nick: String)], metricsPort: Int? = nil,
         link: ShadowbridgeProcess.LinkTransport = .memory, extraConfig: String = "", ircPort: Int? = nil, server: String? = nil, networkSettings: String = "",
         notOccupants: [String] = [], masterSettings: String = "", bridgeSettings: String = "", ircCaps: [String: String] = [:]
     ) throws {
@@ -26,7 +26,7 @@ final class BridgedRoom: Sendable {
         self.ircUsers = ircUsers
         self.xmppUsers = xmppUsers
         agent = try LabAgent(directory: directory)
-        let port = ircPort ?? servers.ngircd.port
+        let port = try ircPort ?? irc.port(servers)
         for nick in ircUsers + notOccupants { try agent.ircUserJoins(nick, port: port, channel: channel, caps: ircCaps[nick]) }
         bridge = try ShadowbridgeProcess(
             servers: servers, directory: directory, channels: [(channel, name)], metricsPort: metricsPort, link: link, extraConfig: extraConfig,
@@ -60,5 +60,20 @@ final class BridgedRoom: Sendable {
         agent.stop()
         _ = bridge.stop()
         Lab.removeUnlessKept(directory)
+    }
+}
+
+/// The IRC server a scenario runs against: the bridge-semantics scenarios run on both.
+enum IRCServerKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case ngircd, inspircd
+
+    var testDescription: String { rawValue }
+
+    /// The plain-text port of the lab's server of this kind; the suite must have started it.
+    func port(_ servers: LabServers) throws -> Int {
+        switch self {
+        case .ngircd: servers.ngircd.port
+        case .inspircd: try #require(servers.inspircd, "the suite must carry the .labServersWithInspIRCd trait").port
+        }
     }
 }

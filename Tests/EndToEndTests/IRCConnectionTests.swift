@@ -37,8 +37,10 @@ struct IRCConnectionTests {
         #expect(received.allSatisfy { $0.nick == "paula" })
         let trouble = agent.events(since: mark).filter { ["KILL", "ERROR", "QUIT", "PART", "KICK"].contains($0.command ?? "") || $0.kind == "irc_closed" }
         #expect(trouble.isEmpty, "\(trouble)")
-        let reflected = agent.events(since: mark).filter { $0.user == "paula" && $0.kind == "message" && $0.from == "\(room)/paula" }
-        #expect(reflected.count == 1 && reflected.first?.body == lines.joined(separator: "\n"))
+        // Each line once, the paste once in the room, and nothing else on either side.
+        try agent.expectExactlyOnce(
+            lines.map { On.ircPrivmsg(to: "rita", from: "paula", channel: channel, text: $0) } + [On.xmppMessage(to: "paula", from: "\(room)/paula", body: lines.joined(separator: "\n"))],
+            since: mark)
         #expect(bridge.process.isRunning)
     }
 
