@@ -177,7 +177,8 @@ extension BridgeService {
                 return
             }
             if message.command == "KICK", message.parameters.count >= 2, network.fold(message.parameters[1]) == ownNick {
-                cannotBeIn(network.fold(message.parameters[0]), why: "kicked by \(message.sourceNick ?? "?")", puppet: &puppet, network: name)
+                let reason = message.parameters.count >= 3 && !message.parameters[2].isEmpty ? ": \(message.parameters[2])" : ""
+                cannotBeIn(network.fold(message.parameters[0]), why: "kicked by \(message.sourceNick ?? "?")\(reason)", puppet: &puppet, network: name)
                 return
             }
             if ["471", "473", "474", "475", "477", "405"].contains(message.command), message.parameters.count >= 2 {
@@ -297,9 +298,22 @@ extension BridgeService {
         puppet.joined.remove(channel)
         puppet.relayedChannels.insert(channel)
         logger.info("a puppet cannot be in a channel; relaying there", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(why)"])
+        // The XMPP user is still in the room and would not know: they hear it from the
+        // channel's address, once per time it happens.
+        if let real = JID(puppet.key), let written = puppet.wanted[channel] {
+            session.send(Self.relayedNowMessage(from: Self.shadowJID(channel: written, network: name, domain: domain), to: real, channel: written, why: why))
+        }
         let lines = puppet.queued.filter { $0.channel == channel }
         puppet.queued.removeAll { $0.channel == channel }
         for line in lines { relaySay(nick: puppet.roomNick, network: name, channel: puppet.wanted[channel] ?? channel, body: line.text) }
+    }
+
+    /// Tells an XMPP user that their IRC puppet cannot be in `channel` (kicked, banned, the
+    /// channel full...), and that their lines there come from the bridge from now on.
+    static func relayedNowMessage(from room: JID, to user: JID, channel: String, why: String) -> XMLElement {
+        let body = "On IRC you are no longer in \(channel) (\(why)). You are still in the room; "
+            + "what you say there reaches \(channel) through the bridge, as <your nick> text."
+        return .stanza(.message, from: room, to: user, type: "chat", id: RandomID.make(), children: [.text("body", namespace: NS.component, body)])
     }
 
     /// `<nick> text` (or `* nick action`) from the bridge's own connection.

@@ -149,7 +149,7 @@ struct BridgeSemanticsTests {
             ], since: back)
     }
 
-    @Test("private messages both ways, and CTCP VERSION to a puppet answered by the bridge, never relayed", arguments: IRCServerKind.allCases)
+    @Test("private messages both ways, and CTCP VERSION, PING and TIME to a puppet answered by the bridge, never relayed", arguments: IRCServerKind.allCases)
     func privateMessagesBothWays(_ irc: IRCServerKind) throws {
         let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "pm1", ircUsers: ["carol", "dave"], xmppUsers: [("pxa", "xanna"), ("pxb", "xbert")])
         defer { r.close() }
@@ -170,6 +170,16 @@ struct BridgeSemanticsTests {
         try r.agent.expectExactlyOnce(
             [Expected("dave gets a CTCP VERSION reply from xbert") { $0.user == "dave" && $0.command == "NOTICE" && $0.nick == "xbert" && ($0.params.last ?? "").hasPrefix("\u{1}VERSION Shadowbridge") }],
             since: mark)
+
+        // PING is echoed, TIME answered; neither reaches the XMPP user as text.
+        mark = r.agent.mark
+        r.irc("dave", "PRIVMSG xbert :\u{1}PING 1764150000\u{1}")
+        r.irc("dave", "PRIVMSG xbert :\u{1}TIME\u{1}")
+        try r.agent.expectExactlyOnce(
+            [
+                Expected("dave gets xbert's PING echoed") { $0.user == "dave" && $0.command == "NOTICE" && $0.nick == "xbert" && $0.params.last == "\u{1}PING 1764150000\u{1}" },
+                Expected("dave gets xbert's TIME") { $0.user == "dave" && $0.command == "NOTICE" && $0.nick == "xbert" && ($0.params.last ?? "").hasPrefix("\u{1}TIME 20") },
+            ], since: mark)
     }
 
     @Test("an XMPP user can join a mapped room before anyone is on IRC; the first IRC user then meets them", arguments: IRCServerKind.allCases)
@@ -197,7 +207,7 @@ struct BridgeSemanticsTests {
             since: mark)
     }
 
-    @Test("away from XMPP: <show>away</show> is the puppet's AWAY with the status, available again clears it", arguments: IRCServerKind.allCases)
+    @Test("away from XMPP: <show>away</show> (and dnd) is the puppet's AWAY with the status, available again clears it", arguments: IRCServerKind.allCases)
     func awayFromXMPP(_ irc: IRCServerKind) throws {
         let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "away1", ircUsers: ["carol"], xmppUsers: [("axa", "xanna")])
         defer { r.close() }
@@ -217,6 +227,23 @@ struct BridgeSemanticsTests {
             if away == nil { Thread.sleep(forTimeInterval: 0.2) }
         }
         #expect(away?.params.last == "at lunch", "WHOIS shows no away message")
+
+        // dnd (and xa) are away on IRC too, with their status.
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_show", "user": "axa", "room": r.room, "nick": "xanna", "show": "dnd", "status": "in a meeting"])
+        try r.agent.expectExactlyOnce(
+            [Expected("xanna's dnd reflected") { $0.user == "axa" && $0.kind == "presence" && $0.from == r.occupant("xanna") && ($0.xml ?? "").contains("<show>dnd</show>") }],
+            since: mark)
+        let dndDeadline = Date().addingTimeInterval(10)
+        var busy: AgentEvent?
+        while busy?.params.last != "in a meeting" && Date() < dndDeadline {
+            let whois = r.agent.mark
+            r.irc("carol", "WHOIS xanna")
+            let end = try r.agent.waitFor("end of WHOIS", since: whois) { $0.user == "carol" && $0.command == "318" }
+            busy = r.agent.events(since: whois).first { $0.user == "carol" && $0.command == "301" && $0.index < end.index }
+            if busy?.params.last != "in a meeting" { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        #expect(busy?.params.last == "in a meeting", "WHOIS shows \(busy?.params.last ?? "no away message") for dnd")
 
         mark = r.agent.mark
         r.agent.send(["cmd": "xmpp_show", "user": "axa", "room": r.room, "nick": "xanna"])
@@ -409,6 +436,30 @@ struct BridgeSemanticsTests {
         try r.agent.expectExactlyOnce(
             pieces.map { On.ircPrivmsg(to: "carol", from: "xanna", channel: r.channel, text: $0) } + [On.xmppMessage(to: "lgx", from: r.occupant("xanna"), body: text)],
             since: mark)
+    }
+
+    @Test("an IRC operator kicks a puppet: the XMPP user stays in the room and is told once; what they say then reaches IRC through the bridge, once", arguments: IRCServerKind.allCases)
+    func puppetKickedOnIRC(_ irc: IRCServerKind) throws {
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "pkick1", ircUsers: ["carol", "dave"], xmppUsers: [("pkx", "xanna")])
+        defer { r.close() }
+        var mark = r.agent.mark
+        r.irc("carol", "KICK \(r.channel) xanna :behave")
+        try r.agent.expectExactlyOnce(
+            [
+                On.irc(to: "carol", "KICK", from: "carol"), On.irc(to: "dave", "KICK", from: "carol"),
+                Expected("xanna is told, from the channel's address") {
+                    $0.user == "pkx" && $0.kind == "message" && $0.type == "chat" && $0.from?.hasSuffix("@\(LabServers.bridgeDomain)") == true
+                        && $0.body?.contains("no longer in \(r.channel) (kicked by carol: behave)") == true
+                },
+            ], since: mark)
+        mark = r.agent.mark
+        r.agent.send(["cmd": "xmpp_say", "user": "pkx", "room": r.room, "body": "sorry"])
+        try r.agent.expectExactlyOnce(
+            [
+                On.xmppMessage(to: "pkx", from: r.occupant("xanna"), body: "sorry"),
+                On.ircPrivmsg(to: "carol", from: "sbridge", channel: r.channel, text: "<xanna> sorry"),
+                On.ircPrivmsg(to: "dave", from: "sbridge", channel: r.channel, text: "<xanna> sorry"),
+            ], since: mark)
     }
 
     @Test("relay mode: no puppets; XMPP users' joins, lines, /me, private messages both ways and leaves come from the bridge once each, nicks kept from highlighting; IRC lines reach the room once", arguments: IRCServerKind.allCases)
