@@ -256,9 +256,9 @@ struct BridgeSemanticsTests {
         #expect(!r.agent.events(since: mark).contains { $0.user == "carol" && $0.command == "301" && $0.index < end.index }, "still away after coming back")
     }
 
-    @Test("channel modes are room roles: @ is moderator, +o and -o change it, +v changes nothing; never affiliations", arguments: IRCServerKind.allCases)
+    @Test("channel modes are room roles: @ is moderator, +o and -o change it, +v changes nothing, +oo changes two; never affiliations", arguments: IRCServerKind.allCases)
     func modesToRoles(_ irc: IRCServerKind) throws {
-        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "modes1", ircUsers: ["carol", "dave"], xmppUsers: [("oxa", "xanna")])
+        let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "modes1", ircUsers: ["carol", "dave", "erin"], xmppUsers: [("oxa", "xanna")])
         defer { r.close() }
         // carol created the channel on ngircd, so she is @carol: a moderator in the room.
         let carol = r.agent.events(since: 0).last { $0.user == "oxa" && $0.kind == "presence" && $0.from == r.occupant("carol") }
@@ -273,6 +273,7 @@ struct BridgeSemanticsTests {
                 Expected("xanna sees dave become a moderator") { $0.user == "oxa" && $0.kind == "presence" && $0.from == r.occupant("dave") && $0.role == "moderator" && $0.type != "unavailable" },
                 On.irc(to: "carol", "MODE", from: "carol"),
                 On.irc(to: "dave", "MODE", from: "carol"),
+                On.irc(to: "erin", "MODE", from: "carol"),
             ], since: mark)
         mark = r.agent.mark
         r.irc("carol", "MODE \(r.channel) -o+v dave dave")
@@ -281,7 +282,17 @@ struct BridgeSemanticsTests {
                 Expected("xanna sees dave back to participant") { $0.user == "oxa" && $0.kind == "presence" && $0.from == r.occupant("dave") && $0.role == "participant" && $0.type != "unavailable" },
                 On.irc(to: "carol", "MODE", from: "carol"),
                 On.irc(to: "dave", "MODE", from: "carol"),
+                On.irc(to: "erin", "MODE", from: "carol"),
             ], since: mark)
+
+        // One MODE with several targets: one role change for each.
+        mark = r.agent.mark
+        r.irc("carol", "MODE \(r.channel) +oo dave erin")
+        try r.agent.expectExactlyOnce(
+            ["dave", "erin"].map { nick in
+                Expected("xanna sees \(nick) become a moderator") { $0.user == "oxa" && $0.kind == "presence" && $0.from == r.occupant(nick) && $0.role == "moderator" && $0.type != "unavailable" }
+            } + [On.irc(to: "carol", "MODE", from: "carol"), On.irc(to: "dave", "MODE", from: "carol"), On.irc(to: "erin", "MODE", from: "carol")],
+            since: mark)
         #expect(!r.agent.events(since: 0).contains { $0.kind == "presence" && ($0.xml ?? "").contains("affiliation=\"owner\"") || ($0.xml ?? "").contains("affiliation=\"admin\"") })
     }
 
