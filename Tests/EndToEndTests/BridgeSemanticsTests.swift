@@ -296,6 +296,49 @@ struct BridgeSemanticsTests {
         #expect(!r.agent.events(since: 0).contains { $0.kind == "presence" && ($0.xml ?? "").contains("affiliation=\"owner\"") || ($0.xml ?? "").contains("affiliation=\"admin\"") })
     }
 
+    @Test("an XMPP user in two bridged rooms leaves one: their puppet PARTs that channel with the status, and QUITs only when leaving the last", arguments: IRCServerKind.allCases)
+    func leaveOneOfTwoRooms(_ irc: IRCServerKind) throws {
+        let servers = try LabServers.require()
+        let directory = try Lab.makeTemporaryDirectory(prefix: "two1")
+        defer { Lab.removeUnlessKept(directory) }
+        let agent = try LabAgent(directory: directory)
+        defer { agent.stop() }
+        let port = try irc.port(servers)
+        try agent.ircUserJoins("carol", port: port, channel: "#two1a")
+        agent.send(["cmd": "irc_send", "user": "carol", "line": "JOIN #two1b"])
+        try agent.waitFor("carol joined #two1b") { $0.user == "carol" && $0.command == "JOIN" && $0.params.first == "#two1b" }
+        let bridge = try ShadowbridgeProcess(
+            servers: servers, directory: directory, channels: [("#two1a", "two1a"), ("#two1b", "two1b")], server: "irc://127.0.0.1:\(port)")
+        defer { _ = bridge.stop() }
+        try bridge.waitForLog("link federated", "shadow=#two1a%lab@")
+        try bridge.waitForLog("link federated", "shadow=#two1b%lab@")
+        let roomA = "two1a@\(LabServers.masterDomain)", roomB = "two1b@\(LabServers.masterDomain)"
+        try agent.xmppUserJoins("twx", prosody: servers.prosody, room: roomA, nick: "xanna")
+        try agent.xmppJoin("twx", room: roomB, nick: "xanna")
+        for channel in ["#two1a", "#two1b"] {
+            try agent.waitFor("the puppet joins \(channel)", timeout: 20) { $0.user == "carol" && $0.command == "JOIN" && $0.nick == "xanna" && $0.params.first == channel }
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+
+        var mark = agent.mark
+        agent.send(["cmd": "xmpp_leave", "user": "twx", "room": roomA, "nick": "xanna", "status": "enough of a"])
+        try agent.expectExactlyOnce(
+            [
+                Expected("carol sees xanna PART #two1a with her status") {
+                    $0.user == "carol" && $0.command == "PART" && $0.nick == "xanna" && $0.params.first == "#two1a" && $0.params.last == "enough of a"
+                },
+                Expected("xanna's own leave from a") { $0.user == "twx" && $0.kind == "presence" && $0.from == "\(roomA)/xanna" && $0.type == "unavailable" },
+            ], since: mark)
+
+        mark = agent.mark
+        agent.send(["cmd": "xmpp_leave", "user": "twx", "room": roomB, "nick": "xanna", "status": "bye now"])
+        try agent.expectExactlyOnce(
+            [
+                Expected("carol sees xanna QUIT with her status") { $0.user == "carol" && $0.command == "QUIT" && $0.nick == "xanna" && ($0.params.last ?? "").contains("bye now") },
+                Expected("xanna's own leave from b") { $0.user == "twx" && $0.kind == "presence" && $0.from == "\(roomB)/xanna" && $0.type == "unavailable" },
+            ], since: mark)
+    }
+
     @Test("the only IRC user cycles (PART and JOIN at once): the room sees her leave and return, and still hears her", arguments: IRCServerKind.allCases)
     func quickCycle(_ irc: IRCServerKind) throws {
         let r = try BridgedRoom(servers: try LabServers.require(), irc: irc, name: "cycle1", ircUsers: ["carol"], xmppUsers: [("yxa", "xanna")])
