@@ -296,11 +296,11 @@ extension BridgeService {
     private func cannotBeIn(_ channel: String, why: String, puppet: inout Puppet, network name: String) {
         guard puppet.wanted[channel] != nil else { return }
         puppet.joined.remove(channel)
-        puppet.relayedChannels.insert(channel)
+        let newlyRelayed = puppet.relayedChannels.insert(channel).inserted
         logger.info("a puppet cannot be in a channel; relaying there", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(why)"])
         // The XMPP user is still in the room and would not know: they hear it from the
-        // channel's address, once per time it happens.
-        if let real = JID(puppet.key), let written = puppet.wanted[channel] {
+        // channel's address, once (a refused JOIN again after a reconnect says nothing new).
+        if newlyRelayed, let real = JID(puppet.key), let written = puppet.wanted[channel] {
             session.send(Self.relayedNowMessage(from: Self.shadowJID(channel: written, network: name, domain: domain), to: real, channel: written, why: why))
         }
         let lines = puppet.queued.filter { $0.channel == channel }

@@ -825,7 +825,6 @@ public actor BridgeService {
         for nick in network.otherBridgePuppets.keys.sorted() { network.otherBridgePuppetLeft(nick, channel: channel) }
     }
 
-    /// What an IRC user the room refused or removed is told, once (PROTOCOL.md flows E and I).
     /// What an IRC NOTICE's body starts with in the room.
     static let noticeMark = "[notice] "
 
@@ -837,6 +836,7 @@ public actor BridgeService {
         return .stanza(.message, from: room, to: moderator, type: "chat", id: RandomID.make(), children: [.text("body", namespace: NS.component, body)])
     }
 
+    /// What an IRC user the room refused or removed is told, once (PROTOCOL.md flows E and I).
     static func notRelayedNotice(to nick: String, channel: String, why: String) -> IRCMessage {
         IRCMessage(command: "NOTICE", nick, "\(channel) is bridged to XMPP, but the room refused you (\(why)); your messages are not relayed.")
     }
