@@ -190,6 +190,9 @@ extension BridgeService {
             case "JOIN":
                 guard let channel = message.parameters.first.map(network.fold) else { return }
                 puppet.joined.insert(channel)
+                // In the channel again (a reconnect's JOIN went through after a kick): its
+                // lines go from the puppet again, and a later kick is news again.
+                puppet.relayedChannels.remove(channel)
                 if let mode = network.roleModeChange(&puppet, channel: puppet.wanted[channel] ?? channel) { network.connection?.send(mode) }
                 sendQueued(&puppet, nick: puppet.nick ?? "", network: network) { $0 == channel }
             case "PART", "KICK":
@@ -300,7 +303,8 @@ extension BridgeService {
         logger.info("a puppet cannot be in a channel; relaying there", metadata: ["network": "\(name)", "puppet": "\(puppet.roomNick)", "reason": "\(why)"])
         // The XMPP user is still in the room and would not know: they hear it from the
         // channel's address, once (a refused JOIN again after a reconnect says nothing new).
-        if newlyRelayed, let real = JID(puppet.key), let written = puppet.wanted[channel] {
+        // An IRC user of another network bridged by this process has no XMPP client to tell.
+        if newlyRelayed, let real = JID(puppet.key), real.domain != domain, let written = puppet.wanted[channel] {
             session.send(Self.relayedNowMessage(from: Self.shadowJID(channel: written, network: name, domain: domain), to: real, channel: written, why: why))
         }
         let lines = puppet.queued.filter { $0.channel == channel }

@@ -444,8 +444,10 @@ struct BridgeSemanticsTests {
         }
         Thread.sleep(forTimeInterval: 0.5)
 
+        r.agent.send(["cmd": "irc_connect", "user": "ed", "port": try irc.port(servers), "nick": "ed"])
+        try r.agent.waitFor("ed registered") { $0.user == "ed" && $0.command == "001" }
         var mark = r.agent.mark
-        try r.agent.ircUserJoins("ed", port: try irc.port(servers), channel: r.channel)
+        r.irc("ed", "JOIN \(r.channel)")
         try r.agent.expectExactlyOnce(
             [
                 Expected("ed is told the room refused him and he is not relayed") {

@@ -80,7 +80,7 @@ struct RandomIDTests {
         #expect(!ids.contains(String(repeating: "0", count: 24)))
     }
 
-    @Test("a request larger than the pool takes bytes straight from libcrypto")
+    @Test("a request over the pooled limit (256 bytes) is served whole")
     func largeRequest() {
         let a = RandomID.bytes(300), b = RandomID.bytes(300)
         #expect(a.count == 300 && a != b)
