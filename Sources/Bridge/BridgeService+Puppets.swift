@@ -315,9 +315,10 @@ extension BridgeService {
     /// Tells an XMPP user that their IRC puppet cannot be in `channel` (kicked, banned, the
     /// channel full...), and that their lines there come from the bridge from now on.
     static func relayedNowMessage(from room: JID, to user: JID, channel: String, why: String) -> XMLElement {
-        let body = "On IRC you are no longer in \(channel) (\(why)). You are still in the room; "
-            + "what you say there reaches \(channel) through the bridge, as <your nick> text."
-        return .stanza(.message, from: room, to: user, type: "chat", id: RandomID.make(), children: [.text("body", namespace: NS.component, body)])
+        chatFromChannel(
+            room, to: user,
+            "On IRC you are no longer in \(channel) (\(why)). You are still in the room; "
+                + "what you say there reaches \(channel) through the bridge, as <your nick> text.")
     }
 
     /// `<nick> text` (or `* nick action`) from the bridge's own connection.

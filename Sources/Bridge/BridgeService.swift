@@ -828,12 +828,19 @@ public actor BridgeService {
     /// What an IRC NOTICE's body starts with in the room.
     static let noticeMark = "[notice] "
 
+    /// What the bridge tells one XMPP user about a channel: a chat message from the channel's
+    /// shadow room address.
+    static func chatFromChannel(_ room: JID, to user: JID, _ body: String) -> XMLElement {
+        .stanza(.message, from: room, to: user, type: "chat", id: RandomID.make(), children: [.text("body", namespace: NS.component, body)])
+    }
+
     /// Flow E: an XMPP moderator removed an IRC user from the room, and the bridge has no
-    /// operator rights on IRC to do the same. A chat message from the shadow room's JID.
+    /// operator rights on IRC to do the same.
     static func cannotRemoveMessage(from room: JID, to moderator: JID, nick: String, channel: String, banned: Bool) -> XMLElement {
-        let body = "\(nick) is still in \(channel) on IRC: the bridge has no operator rights there, so it could not \(banned ? "ban" : "kick") them. "
-            + "Their messages are no longer relayed to the room until they leave the channel and join again."
-        return .stanza(.message, from: room, to: moderator, type: "chat", id: RandomID.make(), children: [.text("body", namespace: NS.component, body)])
+        chatFromChannel(
+            room, to: moderator,
+            "\(nick) is still in \(channel) on IRC: the bridge has no operator rights there, so it could not \(banned ? "ban" : "kick") them. "
+                + "Their messages are no longer relayed to the room until they leave the channel and join again.")
     }
 
     /// What an IRC user the room refused or removed is told, once (PROTOCOL.md flows E and I).

@@ -847,18 +847,15 @@ public struct ShadowRoom: Sendable {
                 // Flow I: the nick is taken in the room (an XMPP user, another network's IRC
                 // user): once more with the suffix, before giving up.
                 suffix(&local, key: key)
-                var actions: [Action] = []
                 // Federating again picks its user afresh; the burst's end submits the others.
                 local.submitted = !federatingThisUser
                 locals[key] = local
                 if federatingThisUser {
                     federation = .idle
-                    actions += federate()
-                } else {
-                    // A join is a fresh presence; a refused nick change is sent again as one.
-                    actions.append(.send(wasInRoom ? updatePresence(local) : joinPresence(local, link: false)))
+                    return federate()
                 }
-                return actions
+                // A join is a fresh presence; a refused nick change is sent again as one.
+                return [.send(wasInRoom ? updatePresence(local) : joinPresence(local, link: false))]
             }
             local.refused = true
             local.submitted = false
